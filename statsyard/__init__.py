@@ -1,0 +1,19 @@
+"""StatsYard: a small, supervised time-series engine built from Pykka actors."""
+
+from __future__ import annotations
+
+import logging
+
+from statsyard.datapoint import DataPoint, Invalid, Valid, validate, validate_batch
+from statsyard.exceptions import StatsYardError
+
+__all__ = [
+    "DataPoint",
+    "Invalid",
+    "StatsYardError",
+    "Valid",
+    "validate",
+    "validate_batch",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

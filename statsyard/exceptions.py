@@ -1,0 +1,60 @@
+"""Every error StatsYard raises derives from :class:`StatsYardError`."""
+
+from __future__ import annotations
+
+
+class StatsYardError(Exception):
+    """Base class of all StatsYard errors."""
+
+
+class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by the spec)
+    """A blocked push or pop waited longer than its timeout.
+
+    Attributes:
+        accepted: how many points of a ``push_many`` were queued before the
+            timeout passed (the rest were not); 0 for a pop.
+    """
+
+    def __init__(self, message: str, *, accepted: int = 0) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+
+class QueueClosedError(StatsYardError):
+    """The queue was shut down while the caller waited, or before it asked."""
+
+
+class NotRunningError(StatsYardError, RuntimeError):
+    """The StatsYard instance is not started, or its supervision tree has stopped."""
+
+
+class UnknownMessageError(StatsYardError, TypeError):
+    """An actor received a message it does not understand.
+
+    Raised inside the actor, this crashes it, exactly as an unexpected message
+    crashes an OTP process; the supervisor then restarts it.
+    """
+
+    def __init__(self, actor: str, message: object) -> None:
+        super().__init__(f"{actor} received an unknown message: {message!r}")
+        self.message = message
+
+
+class ChildCrashError(StatsYardError):
+    """A ``BaseException`` (e.g. ``SystemExit``) escaped a StatsYard actor.
+
+    It is converted to this ordinary exception so that only the offending
+    actor crashes, instead of Pykka stopping every actor in the process.
+    """
+
+
+class WriteError(StatsYardError, OSError):
+    """A batch could not be written to the data directory."""
+
+
+class CorruptRecordError(StatsYardError, ValueError):
+    """A record or file in the data directory failed its checksum or header check."""
+
+
+class SupervisorGaveUpError(StatsYardError):
+    """The supervisor exceeded its restart intensity and stopped its tree."""

@@ -29,7 +29,12 @@ from statsyard.blocking_queue import (
     PendingPush,
     fail_parked_callers,
 )
-from statsyard.exceptions import NotRunningError, QueueClosedError, QueueTimeout
+from statsyard.exceptions import (
+    NotRunningError,
+    QueueClosedError,
+    QueueTimeout,
+    StatsYardError,
+)
 from statsyard.ingest_consumer import IngestConsumer, IngestObserver
 from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.supervisor import (
@@ -42,7 +47,7 @@ from statsyard.supervisor import (
 )
 from statsyard.timestamp_writer import FsyncPolicy, TimestampWriter, WriterObserver
 
-__all__ = ["QUEUE", "CONSUMER", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "QUEUE", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +139,9 @@ class StatsYard:
         self._linger_stop = threading.Event()
         self._linger_thread: threading.Thread | None = None
 
-        self.queue = BlockingQueueClient(lambda timeout: self._table.get(QUEUE, timeout))
+        self.queue = BlockingQueueClient(
+            lambda timeout: self._table.get(QUEUE, timeout)
+        )
         """Blocking client of the queue actor (follows it through restarts)."""
 
     # -- lifecycle ----------------------------------------------------------
@@ -205,7 +212,7 @@ class StatsYard:
         return self
 
     def stop(self, timeout: float | None = 30.0) -> Counts:
-        """Send what is staged, let the pipeline drain, stop the tree; return the counts.
+        """Send what is staged, let the pipeline drain, stop the tree; return counts.
 
         Points that cannot be written by then are counted as lost and logged.
         """
@@ -218,7 +225,7 @@ class StatsYard:
         if self._exit is None and self._supervisor_ref is not None:
             try:
                 self._flush(timeout)
-            except Exception as exc:  # deliberate: stop must go on and account for it
+            except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
             self._supervisor_ref.stop(block=True, timeout=timeout)
@@ -276,7 +283,7 @@ class StatsYard:
             logger.error("Lost %d accepted points: %s", lost, reason)
 
     def wait_stopped(self, timeout: float | None = None) -> SupervisorExit | None:
-        """Wait for the tree to stop (by itself or by ``stop()``); returns why, or None."""
+        """Wait for the tree to stop (by itself or ``stop()``); return why, or None."""
         self._exited.wait(timeout)
         return self._exit
 
@@ -301,7 +308,7 @@ class StatsYard:
             raise NotRunningError(f"StatsYard is not running: {reason}")
 
     def push(self, point: Any) -> None:
-        """Accept one point (anything ``validate`` accepts); waits while the queue is full."""
+        """Accept one point (anything ``validate`` accepts); waits while full."""
         self._check_running()
         with self._stage_lock:
             staged = self._staged
@@ -356,7 +363,7 @@ class StatsYard:
                         if self._pending is not None:
                             pending, self._pending = self._pending, None
                             self._await_push(pending)
-                    except Exception:  # deliberate: logged and counted where it happened
+                    except StatsYardError:  # logged and counted where it happened
                         if self._exit is not None:
                             return
 
@@ -382,5 +389,5 @@ class StatsYard:
         writer.proxy().sync().get(timeout=timeout)
 
     def counts(self) -> Counts:
-        """Where every pushed point ended: ``pushed == written + invalid + lost + pending``."""
+        """Where pushed points ended: ``pushed == written+invalid+lost+pending``."""
         return self.ledger.counts()

@@ -137,7 +137,7 @@ class RequeueInFlight:
 
 @attrs.frozen(slots=True)
 class AwaitCommitted:
-    """Ask it: the reply is a future that completes once the writer committed ``target``."""
+    """Ask it: the reply is a future completed once ``target`` is committed."""
 
     target: int
 
@@ -201,9 +201,7 @@ class _DeadlineTimer:
             return
         self.cancel()
         self._due = deadline
-        self._timer = threading.Timer(
-            max(0.0, deadline - time.monotonic()), self._fire
-        )
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.name = "statsyard-queue-deadline"
         self._timer.daemon = True
         self._timer.start()
@@ -324,7 +322,9 @@ class BlockingQueue(ChildActor):
         if self._c.pushers:
             return 0
         free = self._c.capacity - self._c.size
-        points = message.points if len(message.points) <= free else message.points[:free]
+        points = (
+            message.points if len(message.points) <= free else message.points[:free]
+        )
         if points:
             self._enqueue(points)
             self._serve()
@@ -338,10 +338,14 @@ class BlockingQueue(ChildActor):
         return reply
 
     def _on_fetch(self, message: Fetch) -> None:
-        self._park_popper(_PopWaiter(message.max_items, message.reply, None, fetch=True))
+        self._park_popper(
+            _PopWaiter(message.max_items, message.reply, None, fetch=True)
+        )
 
     def _on_ack(self, message: Ack) -> None:
-        for start in [s for s, p in self._c.in_flight.items() if s + len(p) <= message.upto]:
+        for start in [
+            s for s, p in self._c.in_flight.items() if s + len(p) <= message.upto
+        ]:
             del self._c.in_flight[start]
         committed = self._ledger.committed_upto
         still: list[_FlushWaiter] = []
@@ -559,7 +563,10 @@ class PendingPush:
     """A push sent to the queue whose acceptance has not been awaited yet."""
 
     def __init__(
-        self, client: BlockingQueueClient, points: tuple[Any, ...], deadline: float | None
+        self,
+        client: BlockingQueueClient,
+        points: tuple[Any, ...],
+        deadline: float | None,
     ) -> None:
         self._client = client
         self._points = points
@@ -583,7 +590,7 @@ class PendingPush:
                 continue
             except pykka.Timeout as exc:
                 raise QueueTimeout("no answer from the queue") from exc
-            return self._client._wait_inner(inner, self._deadline)
+            return int(self._client._wait_inner(inner, self._deadline))
 
 
 def _remaining(deadline: float | None, grace: float = 0.0) -> float | None:
@@ -658,7 +665,9 @@ class BlockingQueueClient:
         """
         return self.submit(points, timeout=timeout).wait()
 
-    def submit(self, points: Iterable[Any], *, timeout: float | None = None) -> PendingPush:
+    def submit(
+        self, points: Iterable[Any], *, timeout: float | None = None
+    ) -> PendingPush:
         """Send a push without waiting for it; ``wait()`` on the result later."""
         return PendingPush(self, tuple(points), self._deadline(timeout))
 
@@ -676,7 +685,7 @@ class BlockingQueueClient:
         return self._wait_inner(self._call(Pop(None, deadline), deadline), deadline)
 
     def pop_many(self, max_items: int, *, timeout: float | None = None) -> list[Any]:
-        """Take between 1 and ``max_items`` of the oldest points, waiting while empty."""
+        """Take 1 to ``max_items`` of the oldest points, waiting while empty."""
         deadline = self._deadline(timeout)
         future = self._call(Pop(max_items, deadline), deadline)
         return list(self._wait_inner(future, deadline))
@@ -712,7 +721,9 @@ class BlockingQueueClient:
     def await_committed(self, target: int, *, timeout: float | None = None) -> int:
         """Wait until the writer has committed every point before index ``target``."""
         deadline = self._deadline(timeout)
-        return int(self._wait_inner(self._call(AwaitCommitted(target), deadline), deadline))
+        return int(
+            self._wait_inner(self._call(AwaitCommitted(target), deadline), deadline)
+        )
 
 
 def _proxy_call(name: str) -> Any:

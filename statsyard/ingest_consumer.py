@@ -93,7 +93,7 @@ class IngestConsumer(ChildActor):
 
     def on_child_start(self) -> None:
         """Reclaim what a dead predecessor left in flight, then start draining."""
-        self._queue.tell(RequeueInFlight())
+        self._tell(self._queue, RequeueInFlight())
         self._fetch()
 
     def stats(self) -> ConsumerStats:
@@ -110,9 +110,26 @@ class IngestConsumer(ChildActor):
         return super().on_receive(message)
 
     def _fetch(self) -> None:
-        self._queue.tell(
-            Fetch(self._batch_size, TellReply(self.actor_ref, _DELIVERY))
+        self._tell(
+            self._queue, Fetch(self._batch_size, TellReply(self.actor_ref, _DELIVERY))
         )
+
+    def _tell(self, sibling: pykka.ActorRef[Any], message: Any) -> None:
+        """Tell a sibling; if it just died, wait quietly to be restarted.
+
+        The queue and the writer start before the consumer, so rest-for-one
+        restarts the consumer whenever either dies: crashing here as well
+        would only count a second restart against the intensity limit.
+        Whatever this consumer held is still in flight in the queue's
+        contents, and its successor gets it back.
+        """
+        try:
+            sibling.tell(message)
+        except pykka.ActorDeadError:
+            logger.info(
+                "%s is gone; the consumer waits for the supervisor to restart it",
+                sibling.actor_class.__name__,
+            )
 
     def _on_delivery(self, message: Replied) -> None:
         if message.error is not None:
@@ -121,7 +138,7 @@ class IngestConsumer(ChildActor):
         # A predecessor may have had part of this committed before it died.
         committed = self._ledger.committed_upto
         if delivery.end <= committed:
-            self._queue.tell(Ack(delivery.end))
+            self._tell(self._queue, Ack(delivery.end))
             self._fetch()
             return
         skip = max(0, committed - delivery.start)
@@ -149,7 +166,7 @@ class IngestConsumer(ChildActor):
 
     def _send(self, batch: WriteBatch) -> None:
         self._writing = True
-        self._writer.tell(batch)
+        self._tell(self._writer, batch)
 
     def _on_written(self, message: Replied) -> None:
         if message.error is not None:
@@ -157,7 +174,7 @@ class IngestConsumer(ChildActor):
             # unacknowledged points, and the write is tried again.
             raise WriteError(f"write failed: {message.error}") from message.error
         ack: WriteAck = message.value
-        self._queue.tell(Ack(ack.end))
+        self._tell(self._queue, Ack(ack.end))
         self._writing = False
         if self._ready is not None:
             batch, self._ready = self._ready, None

@@ -171,9 +171,13 @@ class ThreadTracker:
         for thread in threads:
             if thread is threading.current_thread():
                 continue
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = (
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
             thread.join(remaining)
-        return [t for t in threads if t.is_alive() and t is not threading.current_thread()]
+        return [
+            t for t in threads if t.is_alive() and t is not threading.current_thread()
+        ]
 
 
 class _ChildLink:
@@ -393,7 +397,12 @@ class Supervisor(ChildActor):
             child.spec.restart == "transient" and message.crashed
         )
         if not restart:
-            logger.info("Child %s %s; not restarted (%s)", child.spec.id, how, child.spec.restart)
+            logger.info(
+                "Child %s %s; not restarted (%s)",
+                child.spec.id,
+                how,
+                child.spec.restart,
+            )
             child.ref = None
             self.table.remove(child.spec.id)
             return
@@ -457,4 +466,3 @@ class Supervisor(ChildActor):
 @attrs.frozen(slots=True)
 class _StopSelf:
     """Internal: stop after giving up (the children are already stopped)."""
-

@@ -14,6 +14,7 @@ under the fsync policy:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -110,7 +111,9 @@ class TimestampWriter(ChildActor):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
         if fsync_interval <= 0:
-            raise ValueError(f"fsync_interval must be > 0 seconds, got {fsync_interval}")
+            raise ValueError(
+                f"fsync_interval must be > 0 seconds, got {fsync_interval}"
+            )
         self._data_dir = data_dir
         self._ledger = ledger if ledger is not None else Ledger()
         self._fsync = fsync
@@ -159,18 +162,23 @@ class TimestampWriter(ChildActor):
 
     # -- proxy API ----------------------------------------------------------
 
-    def write_timestamp(self, path: str | os.PathLike[str], timestamp: int, message: str) -> None:
-        """Append ``"<timestamp> <message>"`` as one line to ``path``; reply once written.
+    def write_timestamp(
+        self, path: str | os.PathLike[str], timestamp: int, message: str
+    ) -> None:
+        """Append ``"<timestamp> <message>"`` as a line to ``path``; reply when written.
 
         Raises:
             TypeError: ``message`` is not a str or ``timestamp`` not an int.
             OSError: the path is missing, a directory, not writable, ...
         """
         if not isinstance(message, str):
-            raise TypeError(f"message must be a str, got {type(message).__name__} {message!r}")
+            raise TypeError(
+                f"message must be a str, got {type(message).__name__} {message!r}"
+            )
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise TypeError(
-                f"timestamp must be an int, got {type(timestamp).__name__} {timestamp!r}"
+                f"timestamp must be an int, got {type(timestamp).__name__} "
+                f"{timestamp!r}"
             )
         if "\n" in message or "\r" in message:
             raise ValueError(f"message must be a single line, got {message!r}")
@@ -230,7 +238,7 @@ class TimestampWriter(ChildActor):
             return
         try:
             self._append(batch.points)
-        except Exception as exc:  # deliberate: the asker decides (it crashes and retries)
+        except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
             logger.error("Write of %d points failed: %s", len(batch.points), exc)
             self._reply_error(batch, exc)
             return
@@ -242,7 +250,7 @@ class TimestampWriter(ChildActor):
             try:
                 self.sync()
                 synced = True
-            except Exception as exc:  # deliberate: report it, as for the write
+            except Exception as exc:  # noqa: BLE001 (deliberate: reported as for a write)
                 logger.error("fsync failed: %s", exc)
                 self._reply_error(batch, exc)
                 return
@@ -257,7 +265,5 @@ class TimestampWriter(ChildActor):
 
     @staticmethod
     def _reply_error(batch: WriteBatch, error: Exception) -> None:
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             batch.reply.set_exception((type(error), error, None))
-        except pykka.ActorDeadError:
-            pass

@@ -82,7 +82,9 @@ def test_a_blocked_pusher_is_released_when_a_pop_makes_room(
     assert queue.pop_many(10, timeout=WAIT) == ["b", "c", "d", "e"]
 
 
-def test_a_blocked_popper_does_not_stall_other_callers(queue: BlockingQueueClient) -> None:
+def test_a_blocked_popper_does_not_stall_other_callers(
+    queue: BlockingQueueClient,
+) -> None:
     """Several poppers wait on an empty queue while pushes are still served."""
     with ThreadPoolExecutor(3) as pool:
         poppers = [pool.submit(queue.pop, timeout=WAIT) for _ in range(3)]

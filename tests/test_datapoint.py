@@ -70,7 +70,10 @@ def test_a_tuple_without_timestamp_gets_now() -> None:
         (("m", "e", 1, 10**15), "timestamp must be milliseconds"),
         (("m", "e"), "tuple must be"),
         ({"metric": "m", "entity": "e"}, "needs keys value"),
-        ({"metric": "m", "entity": "e", "value": 1, "colour": "red"}, "unexpected keys"),
+        (
+            {"metric": "m", "entity": "e", "value": 1, "colour": "red"},
+            "unexpected keys",
+        ),
         (["m", "e", 1], "expected a DataPoint"),
         (DataPoint("m", "e", math.nan, TS), "finite"),
         (("m", ["unhashable"], 1, TS), "entity must be a str"),
@@ -89,7 +92,9 @@ def test_bad_candidates_are_rejected_with_a_reason_and_a_warning(
     assert reason_part in caplog.records[0].getMessage()
 
 
-def test_success_logs_at_debug_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None:
+def test_success_logs_at_debug_only_when_enabled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A valid point is logged at DEBUG, and not at all at INFO."""
     with caplog.at_level(logging.INFO, logger="statsyard.datapoint"):
         validate(("m", "e", 1, TS))

@@ -33,7 +33,9 @@ class Journal:
             self.events.append(event)
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float = WAIT) -> bool:
+    def wait_for(
+        self, predicate: Callable[[list[str]], bool], timeout: float = WAIT
+    ) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self.events), timeout)
 
@@ -132,10 +134,18 @@ def test_children_start_in_order_and_stop_in_reverse(journal: Journal) -> None:
 
 @pytest.mark.parametrize(
     ("crashed", "restarted"),
-    [("a", ["a", "b", "c", "d"]), ("b", ["b", "c", "d"]), ("c", ["c", "d"]), ("d", ["d"])],
+    [
+        ("a", ["a", "b", "c", "d"]),
+        ("b", ["b", "c", "d"]),
+        ("c", ["c", "d"]),
+        ("d", ["d"]),
+    ],
 )
 def test_rest_for_one_restarts_the_child_and_those_after_it(
-    tree: pykka.ActorRef[Supervisor], journal: Journal, crashed: str, restarted: list[str]
+    tree: pykka.ActorRef[Supervisor],
+    journal: Journal,
+    crashed: str,
+    restarted: list[str],
 ) -> None:
     """A crash stops the later children in reverse, then restarts all in order."""
     before = {c.id: c.ref for c in tree.proxy().which_children().get(timeout=WAIT)}
@@ -165,7 +175,9 @@ def test_restarted_children_get_fresh_references_to_their_siblings(
     proxy = tree.proxy()
     new_b = proxy.child("b").get(timeout=WAIT)
     for name in ("c", "d"):
-        siblings = proxy.child(name).get(timeout=WAIT).proxy().siblings().get(timeout=WAIT)
+        siblings = (
+            proxy.child(name).get(timeout=WAIT).proxy().siblings().get(timeout=WAIT)
+        )
         assert siblings["b"] is new_b
         assert siblings["b"].is_alive()
 
@@ -240,7 +252,7 @@ def test_temporary_and_transient_children(journal: Journal) -> None:
 def test_terminate_and_restart_child_by_name(
     tree: pykka.ActorRef[Supervisor], journal: Journal
 ) -> None:
-    """terminate_child keeps a child down; restart_child brings it and later ones back."""
+    """terminate_child keeps a child down; restart_child brings it (and later) back."""
     proxy = tree.proxy()
     proxy.terminate_child("c").get(timeout=WAIT)
     assert journal.take() == ["stop c"]
@@ -255,7 +267,7 @@ def test_terminate_and_restart_child_by_name(
 def test_the_child_table_follows_restarts_and_closes_with_the_tree(
     journal: Journal,
 ) -> None:
-    """Outside callers find the living child by name, and learn when the tree is gone."""
+    """Outside callers find the living child by name, and learn when the tree ends."""
     ref = Supervisor.start(specs=[probe_spec("a", journal)])
     table = ref.proxy().table.get(timeout=WAIT)
     first = table.get("a", timeout=WAIT)

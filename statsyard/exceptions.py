@@ -58,3 +58,14 @@ class CorruptRecordError(StatsYardError, ValueError):
 
 class SupervisorGaveUpError(StatsYardError):
     """The supervisor exceeded its restart intensity and stopped its tree."""
+
+
+# -- Self-metrics (statsyard.metrics, statsyard.stat_shipper) ---------------
+
+
+class MetricError(StatsYardError, ValueError):
+    """A metric was declared with a bad name, tags or parameters.
+
+    Also raised when a name and tags already belong to a metric of another
+    kind (a counter cannot later be asked for as a histogram).
+    """

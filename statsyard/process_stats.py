@@ -126,7 +126,9 @@ class ProcessStats:
             for gen, count in enumerate(gc.get_count())
         ]
         for gen, stats in enumerate(gc.get_stats()):
-            out.append(Sample(f"vm.gc.collections.gen{gen}", float(stats["collections"])))
+            out.append(
+                Sample(f"vm.gc.collections.gen{gen}", float(stats["collections"]))
+            )
             out.append(Sample(f"vm.gc.collected.gen{gen}", float(stats["collected"])))
             out.append(
                 Sample(f"vm.gc.uncollectable.gen{gen}", float(stats["uncollectable"]))

@@ -28,9 +28,8 @@ import logging
 import math
 import socket
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import pykka
@@ -114,7 +113,9 @@ class _Ticker(threading.Thread):
         if self is not threading.current_thread():
             self.join(timeout=_JOIN_TIMEOUT)
             if self.is_alive():
-                logger.error("The StatShipper ticker did not stop in %ss", _JOIN_TIMEOUT)
+                logger.error(
+                    "The StatShipper ticker did not stop in %ss", _JOIN_TIMEOUT
+                )
 
 
 class _CountingSocket:
@@ -198,7 +199,11 @@ class StatShipper(ChildActor):
             raise MetricError(f"interval must be a number of seconds, got {interval!r}")
         if not math.isfinite(interval) or interval <= 0:
             raise MetricError(f"interval must be > 0 seconds, got {interval!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        if (
+            isinstance(port, bool)
+            or not isinstance(port, int)
+            or not 1 <= port <= 65535
+        ):
             raise MetricError(f"port must be an int in 1..65535, got {port!r}")
         self._registry = registry
         self._host = host
@@ -236,7 +241,10 @@ class StatShipper(ChildActor):
         )
         self._ticker.start()
         logger.info(
-            "Shipping metrics to %s:%d every %ss", self._host, self._port, self._interval
+            "Shipping metrics to %s:%d every %ss",
+            self._host,
+            self._port,
+            self._interval,
         )
 
     def on_child_stop(self) -> None:
@@ -324,7 +332,8 @@ class StatShipper(ChildActor):
             self._error("connect", error)
             return False
         self._socket = _CountingSocket(sock, self._sent, self._error)
-        self._statsd.socket = self._socket
+        # Duck-typed: the client only calls send, getsockopt, family, close.
+        self._statsd.socket = cast("socket.socket", self._socket)
         return True
 
     def _sent(self, datagram: bytes) -> None:

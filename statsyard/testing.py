@@ -95,16 +95,19 @@ def _number(text: str, line: str) -> float:
 class DogStatsdCapture:
     """A DogStatsD agent stand-in on ``127.0.0.1:<ephemeral port>``.
 
+    Pass ``port`` to listen on a given one instead (e.g. to bring an agent
+    back on the port a shipper already sends to).
+
     Every line received is kept in :attr:`lines` (in arrival order) until
     :meth:`clear`; raw datagrams in :attr:`datagrams`. Use it as a context
     manager or call :meth:`close`.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            self._sock.bind((host, 0))
+            self._sock.bind((host, port))
             self._sock.setblocking(False)
         except OSError:
             self._sock.close()

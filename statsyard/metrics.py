@@ -527,12 +527,24 @@ def _summarize(hdr: HdrHistogram) -> dict[str, float]:
     weighted: list[tuple[int, int]] = []
     running = 0
     t = 0
+    # HdrHistogram.get_value_from_index and its equivalent-range helpers,
+    # inlined: method calls per bucket dominate a drain otherwise.
+    half_magnitude = hdr.sub_bucket_half_count_magnitude
+    half = hdr.sub_bucket_half_count
+    unit_magnitude = hdr.unit_magnitude
     for index, count in _hit_buckets(hdr):
-        value = hdr.get_value_from_index(index)
-        weighted.append((hdr._hdr_median_equiv_value(value), count))
+        bucket = (index >> half_magnitude) - 1
+        sub_bucket = (index & (half - 1)) + half
+        if bucket < 0:
+            sub_bucket -= half
+            bucket = 0
+        shift = bucket + unit_magnitude
+        lowest = sub_bucket << shift  # lowest value equivalent to the bucket
+        size = 1 << shift  # how many values it holds
+        weighted.append((lowest + (size >> 1), count))
         running += count
         while t < len(targets) and running >= targets[t][0]:
-            stats[targets[t][1]] = float(hdr.get_highest_equivalent_value(value))
+            stats[targets[t][1]] = float(lowest + size - 1)
             t += 1
     mean = sum(mid * count for mid, count in weighted) / total
     variance = sum((mid - mean) ** 2 * count for mid, count in weighted) / total

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pykka
 import pytest
 
-from statsyard.exceptions import MetricError
+from statsyard.exceptions import MetricError, UnknownMessageError
 from statsyard.metrics import M1_ALPHA, Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
 from statsyard.stat_shipper import (
@@ -20,23 +20,10 @@ from statsyard.stat_shipper import (
     next_due,
 )
 from statsyard.testing import DogStatsdCapture, StatsdLine
+from tests.conftest import RecordingLink
 
 TIMEOUT = 5.0
 NEVER = 3600.0  # an interval long enough that only ship_now() ships
-
-
-class FakeLink:
-    """Records the shipper's exit and sets an event."""
-
-    def __init__(self) -> None:
-        self.exited_event = threading.Event()
-        self.crashed: bool | None = None
-        self.error: BaseException | None = None
-
-    def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        self.crashed = crashed
-        self.error = error
-        self.exited_event.set()
 
 
 class FakeClock:
@@ -246,15 +233,15 @@ def test_a_clean_stop_makes_a_final_shipment(
 
 
 def test_an_unknown_message_crashes_it_and_stops_the_ticker(
-    start_shipper: Callable[..., pykka.ActorRef[StatShipper]],
+    start_shipper: Callable[..., pykka.ActorRef[StatShipper]], link: RecordingLink
 ) -> None:
     """A crash is reported through the link, with no thread left behind."""
-    link = FakeLink()
     ref = start_shipper(registry=Registry(), link=link, interval=0.05)
     ref.tell("garbage")
     assert link.exited_event.wait(timeout=TIMEOUT)
-    assert link.crashed is True
-    assert "unknown message" in str(link.error)
+    [(crashed, error)] = link.exits
+    assert crashed is True
+    assert isinstance(error, UnknownMessageError)
     assert not ticker_threads()
 
 

@@ -73,3 +73,14 @@ class NotADataDirectoryError(StatsYardError, ValueError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- Self-metrics (statsyard.metrics, statsyard.stat_shipper) ---------------
+
+
+class MetricError(StatsYardError, ValueError):
+    """A metric was declared with a bad name, tags or parameters.
+
+    Also raised when a name and tags already belong to a metric of another
+    kind (a counter cannot later be asked for as a histogram).
+    """

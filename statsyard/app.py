@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,8 +35,12 @@ from statsyard.exceptions import (
     QueueTimeout,
     StatsYardError,
 )
-from statsyard.ingest_consumer import IngestConsumer, IngestObserver
+from statsyard.ingest_consumer import IngestConsumer
+from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
 from statsyard.ledger import Counts, Ledger, QueueContents
+from statsyard.metrics import Registry, ShippableStats
+from statsyard.process_stats import ProcessStats
+from statsyard.stat_shipper import StatShipper
 from statsyard.supervisor import (
     ChildSpec,
     ChildTable,
@@ -45,7 +49,7 @@ from statsyard.supervisor import (
     SupervisorExit,
     ThreadTracker,
 )
-from statsyard.timestamp_writer import FsyncPolicy, TimestampWriter, WriterObserver
+from statsyard.timestamp_writer import FsyncPolicy, TimestampWriter
 
 __all__ = ["CONSUMER", "QUEUE", "WRITER", "StatsYard"]
 
@@ -54,6 +58,7 @@ logger = logging.getLogger(__name__)
 QUEUE = "queue"
 WRITER = "writer"
 CONSUMER = "consumer"
+SHIPPER = "shipper"
 
 
 class _HostLink:
@@ -82,7 +87,18 @@ class StatsYard:
         max_seconds: the restart-intensity period.
         linger: seconds a partial batch of pushed points may wait before it is sent.
         storage_options: passed to :meth:`statsyard.storage.Storage.open`.
-        extra_children: more children, started after the pipeline's own.
+        extra_children: more children, started after the pipeline's own and
+            before the shipper.
+        registry: where metrics are recorded; a fresh one by default.
+        instrument: record the pipeline's own metrics (docs/metrics.md).
+        ship_metrics: run the StatShipper, sending the registry to DogStatsD.
+        statsd_host: the DogStatsD agent's host.
+        statsd_port: the DogStatsD agent's UDP port.
+        metrics_namespace: prefix of every shipped metric name.
+        metrics_tags: tags added to every shipped metric.
+        ship_interval: seconds between shipments.
+        shippable: which histogram and meter statistics ship.
+        process_stats: also ship ``vm.*`` process statistics.
         on_exit: called (from the supervisor's thread) if the tree stops by itself.
     """
 
@@ -99,8 +115,16 @@ class StatsYard:
         linger: float = 0.05,
         storage_options: dict[str, Any] | None = None,
         extra_children: Sequence[ChildSpec] = (),
-        ingest_observer: IngestObserver | None = None,
-        writer_observer: WriterObserver | None = None,
+        registry: Registry | None = None,
+        instrument: bool = True,
+        ship_metrics: bool = True,
+        statsd_host: str = "127.0.0.1",
+        statsd_port: int = 8125,
+        metrics_namespace: str = "statsyard",
+        metrics_tags: Mapping[str, str] | None = None,
+        ship_interval: float = 1.0,
+        shippable: ShippableStats | None = None,
+        process_stats: bool = True,
         on_exit: Callable[[SupervisorExit], None] | None = None,
     ) -> None:
         if queue_capacity < 1:
@@ -119,8 +143,19 @@ class StatsYard:
         self.linger = linger
         self._storage_options = storage_options or {}
         self._extra_children = tuple(extra_children)
-        self._ingest_observer = ingest_observer
-        self._writer_observer = writer_observer
+        self.registry = registry if registry is not None else Registry()
+        """The metrics registry (record your own metrics here too)."""
+        self._instruments = PipelineInstruments(self.registry) if instrument else None
+        self._ship_metrics = ship_metrics
+        self._shipper_options: dict[str, Any] = {
+            "host": statsd_host,
+            "port": statsd_port,
+            "namespace": metrics_namespace,
+            "constant_tags": dict(metrics_tags or {}),
+            "interval": ship_interval,
+            "shippable": shippable,
+        }
+        self._process_stats = process_stats
         self._host_on_exit = on_exit
 
         self.ledger = Ledger()
@@ -159,7 +194,7 @@ class StatsYard:
                 fsync=self.fsync,
                 fsync_interval=self.fsync_interval,
                 storage_options=self._storage_options,
-                observer=self._writer_observer,
+                observer=self._instruments,
                 link=ctx.link,
             )
 
@@ -169,16 +204,35 @@ class StatsYard:
                 writer=ctx.siblings[WRITER],
                 ledger=self.ledger,
                 batch_size=self.batch_size,
-                observer=self._ingest_observer,
+                observer=self._instruments,
                 link=ctx.link,
             )
 
-        return [
+        def start_shipper(ctx: StartContext) -> pykka.ActorRef[Any]:
+            stats = (
+                ProcessStats(mailboxes=self._table.mailboxes)
+                if self._process_stats
+                else None
+            )
+            return StatShipper.start(
+                registry=self.registry,
+                process_stats=stats,
+                link=ctx.link,
+                **self._shipper_options,
+            )
+
+        specs = [
             ChildSpec(QUEUE, start_queue),
             ChildSpec(WRITER, start_writer),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
         ]
+        if self._ship_metrics:
+            specs.append(ChildSpec(SHIPPER, start_shipper))
+        return specs
+
+    def _count_restart(self, child_id: str) -> None:
+        self.registry.counter("supervisor.restarts", tags={"child": child_id}).inc()
 
     def start(self) -> StatsYard:
         """Start the supervision tree; returns ``self``.
@@ -188,6 +242,7 @@ class StatsYard:
         """
         if self._supervisor_ref is not None:
             raise NotRunningError("this StatsYard was already started")
+        register_pipeline_gauges(self.registry, self.ledger, self._contents)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
             max_restarts=self.max_restarts,
@@ -195,6 +250,7 @@ class StatsYard:
             table=self._table,
             threads=self._threads,
             on_exit=self._on_tree_exit,
+            on_restart=self._count_restart,
             link=_HostLink(self._threads),
         )
         # A child failing to start fails the supervisor's on_start.

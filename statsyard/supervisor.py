@@ -11,11 +11,12 @@ stops the whole tree in reverse order and reports why through ``on_exit``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import pykka
@@ -128,6 +129,15 @@ class ChildTable:
             self._closed = reason
             self._refs.clear()
             self._cond.notify_all()
+
+    def mailboxes(self) -> dict[str, int]:
+        """Messages waiting in each living child's mailbox, by child id."""
+        with self._cond:
+            refs = dict(self._refs)
+        return {
+            child_id: cast("queue.Queue[Any]", ref.actor_inbox).qsize()
+            for child_id, ref in refs.items()
+        }
 
     def get(self, child_id: str, timeout: float | None = None) -> pykka.ActorRef[Any]:
         """Return the living child, waiting up to ``timeout`` s through a restart.

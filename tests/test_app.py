@@ -94,19 +94,20 @@ def test_a_partial_batch_goes_out_on_its_own(make_yard: YardFactory) -> None:
 
 
 def test_the_tree_has_the_documented_order(make_yard: YardFactory) -> None:
-    """Children start queue, writer, consumer: dependencies point backwards."""
+    """Children start queue, writer, consumer, shipper: dependencies point back."""
     yard = make_yard()
     children = yard.supervisor.which_children().get(timeout=WAIT)
-    assert [c.id for c in children] == ["queue", "writer", "consumer"]
+    assert [c.id for c in children] == ["queue", "writer", "consumer", "shipper"]
     assert all(c.alive for c in children)
 
 
 @pytest.mark.parametrize(
     ("crashed", "restarted"),
     [
-        ("queue", ["queue", "writer", "consumer"]),
-        ("writer", ["writer", "consumer"]),
-        ("consumer", ["consumer"]),
+        ("queue", ["queue", "writer", "consumer", "shipper"]),
+        ("writer", ["writer", "consumer", "shipper"]),
+        ("consumer", ["consumer", "shipper"]),
+        ("shipper", ["shipper"]),
     ],
 )
 def test_a_child_crash_mid_stream_restarts_the_right_children_and_loses_nothing(
@@ -126,7 +127,8 @@ def test_a_child_crash_mid_stream_restarts_the_right_children_and_loses_nothing(
         yard.flush(timeout=WAIT)
     assert started_children(caplog) == restarted
     assert restarts(yard) == {
-        name: int(name in restarted) for name in ("queue", "writer", "consumer")
+        name: int(name in restarted)
+        for name in ("queue", "writer", "consumer", "shipper")
     }
     counts = yard.counts()
     assert (counts.pushed, counts.written, counts.invalid, counts.lost) == (
@@ -181,7 +183,7 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
         for r in caplog.records
         if r.name == "pykka" and r.getMessage().startswith("Stopped ")
     ]
-    assert stopped[:2] == ["TimestampWriter", "BlockingQueue"]
+    assert stopped[:3] == ["StatShipper", "TimestampWriter", "BlockingQueue"]
     assert yard.wait_stopped(WAIT) == exits[0]
     with pytest.raises(NotRunningError):
         yard.push(("m", "e", 1, TS))

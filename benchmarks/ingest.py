@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -46,10 +47,21 @@ def bare_loop(n: int, batch_size: int) -> float:
     return time.perf_counter() - started
 
 
-def end_to_end(n: int, batch_size: int, *, single: bool) -> tuple[float, int]:
-    """Seconds to push n points and flush them durably; and bytes on disk."""
+def end_to_end(
+    n: int, batch_size: int, *, single: bool, instrument: bool = True
+) -> tuple[float, int]:
+    """Seconds to push n points and flush them durably; and bytes on disk.
+
+    ``instrument=False`` turns off the pipeline's metrics and the shipper, to
+    measure what instrumentation costs.
+    """
     with tempfile.TemporaryDirectory() as data_dir:
-        yard = StatsYard(data_dir, batch_size=batch_size).start()
+        yard = StatsYard(
+            data_dir,
+            batch_size=batch_size,
+            instrument=instrument,
+            ship_metrics=instrument,
+        ).start()
         try:
             started = time.perf_counter()
             if single:
@@ -64,7 +76,7 @@ def end_to_end(n: int, batch_size: int, *, single: bool) -> tuple[float, int]:
             assert counts.written == n, counts
         finally:
             yard.stop()
-        size = sum(p.stat().st_size for p in __import__("pathlib").Path(data_dir).rglob("*"))
+        size = sum(p.stat().st_size for p in Path(data_dir).rglob("*"))
     return elapsed, size
 
 
@@ -78,7 +90,7 @@ def main() -> None:
     n, size = args.points, args.batch_size
     process = psutil.Process()
 
-    bare, e2e, single = [], [], []
+    bare, e2e, single, plain = [], [], [], []
     disk = 0
     for _ in range(args.repeat):
         gc.collect()
@@ -86,6 +98,9 @@ def main() -> None:
         gc.collect()
         seconds, disk = end_to_end(n, size, single=False)
         e2e.append(n / seconds)
+        gc.collect()
+        seconds, _ = end_to_end(n, size, single=False, instrument=False)
+        plain.append(n / seconds)
         gc.collect()
         seconds, _ = end_to_end(n, size, single=True)
         single.append(n / seconds)
@@ -95,12 +110,15 @@ def main() -> None:
     bare_rate = statistics.median(bare)
     e2e_rate = statistics.median(e2e)
     single_rate = statistics.median(single)
+    plain_rate = statistics.median(plain)
     print(f"points per run          {n:,} (batch size {size}, {args.repeat} runs)")
     print(f"bare build+validate     {bare_rate:12,.0f} points/s  {_spread(bare)}")
     print(f"end to end push_many    {e2e_rate:12,.0f} points/s  {_spread(e2e)}")
     print(f"end to end push()       {single_rate:12,.0f} points/s  {_spread(single)}")
+    print(f"  ... uninstrumented    {plain_rate:12,.0f} points/s  {_spread(plain)}")
     print(f"ratio push_many / bare  {e2e_rate / bare_rate:12.2f}")
     print(f"ratio push() / bare     {single_rate / bare_rate:12.2f}")
+    print(f"instrumented / not      {e2e_rate / plain_rate:12.2f}")
     print(f"bytes on disk per point {disk / n:12.2f}")
     print(f"RSS now / peak          {rss / 2**20:9.1f} MiB / {peak / 2**20:.1f} MiB")
 

@@ -60,6 +60,21 @@ class SupervisorGaveUpError(StatsYardError):
     """The supervisor exceeded its restart intensity and stopped its tree."""
 
 
+# --- Storage errors (issue 5) ----------------------------------------------------
+
+
+class NotADataDirectoryError(StatsYardError, ValueError):
+    """A path given as a data directory is not a StatsYard data directory.
+
+    Attributes:
+        path: the offending path.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 # -- added by the service branch (configuration, Graphite listener) -----------
 
 

@@ -1,0 +1,10 @@
+"""Durable storage of data points: write-ahead log, compacted segments, queries.
+
+The on-disk format is documented in ``docs/storage.md``.
+"""
+
+from __future__ import annotations
+
+from statsyard.storage._storage import Storage
+
+__all__ = ["Storage"]

@@ -1,0 +1,206 @@
+"""The payload of a write-ahead log record: one batch of points, as columns.
+
+Encoding is the ingest hot path, so it does as little per-point Python work as
+possible: one loop files each point into its series in the head (which also
+yields the point's series number) and everything else is packed as whole
+columns with :mod:`array` (C speed). The layout is in ``docs/storage.md``.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Sequence
+from itertools import compress
+from operator import attrgetter, not_
+from typing import Final
+
+from statsyard.exceptions import CorruptRecordError
+
+Value = int | float
+Group = tuple[str, str, list[int], list[Value]]
+"""``(metric, entity, timestamps, values)`` of one series."""
+
+KIND_BATCH: Final = 1
+"""Record kind of a batch of points in the write-ahead log."""
+
+VALUES_INT64: Final = 0
+VALUES_FLOAT64: Final = 1
+VALUES_MIXED: Final = 2
+VALUES_TEXT: Final = 3
+
+BATCH_HEADER: Final = struct.Struct("<IIB3x")  # series count, point count, value kind
+_U32 = struct.Struct("<I")
+_LITTLE: Final = sys.byteorder == "little"
+_FLOAT_FLAG: Final = {float: 1, int: 0}
+
+timestamps_of = attrgetter("timestamp")
+values_of = attrgetter("value")
+
+
+def le_bytes(column: array[int] | array[float]) -> bytes:
+    """The little-endian bytes of an array."""
+    if not _LITTLE:
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()
+
+
+def ints_from_le(typecode: str, data: bytes | memoryview) -> list[int]:
+    """The ints of an integer array of ``typecode`` stored little-endian."""
+    column = array(typecode)
+    column.frombytes(data)
+    if not _LITTLE:
+        column.byteswap()
+    return column.tolist()
+
+
+def floats_from_le(data: bytes | memoryview) -> list[float]:
+    """The floats of a float64 array stored little-endian."""
+    column = array("d")
+    column.frombytes(data)
+    if not _LITTLE:
+        column.byteswap()
+    return column.tolist()
+
+
+def value_text(values: Sequence[Value]) -> bytes:
+    """Type-preserving text form of values: ints without a dot, floats by repr."""
+    return ",".join(
+        [repr(int(v)) if isinstance(v, int) else repr(float(v)) for v in values]
+    ).encode("ascii")
+
+
+def parse_value_text(data: bytes) -> list[Value]:
+    """Inverse of :func:`value_text`."""
+    out: list[Value] = []
+    for token in data.decode("ascii").split(","):
+        try:
+            out.append(int(token))
+        except ValueError:
+            out.append(float(token))
+    return out
+
+
+def encode_values(values: Sequence[Value]) -> tuple[int, bytes]:
+    """Pack a value column, keeping ints ints and floats floats: ``(kind, bytes)``."""
+    kinds = set(map(type, values))
+    try:
+        if kinds == {float}:
+            return VALUES_FLOAT64, le_bytes(array("d", values))
+        if kinds == {int}:
+            return VALUES_INT64, le_bytes(array("q", values))
+        if kinds == {int, float}:
+            flags = bytes(map(_FLOAT_FLAG.__getitem__, map(type, values)))
+            floats = array("d", compress(values, flags))
+            ints = array("q", compress(values, map(not_, flags)))
+            return VALUES_MIXED, flags + le_bytes(floats) + le_bytes(ints)
+    except OverflowError:
+        pass  # an int beyond 64 bits: the text form keeps it exact
+    text = value_text(values)
+    return VALUES_TEXT, _U32.pack(len(text)) + text
+
+
+def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
+    """Inverse of :func:`encode_values`; ``data`` must be exactly the column."""
+    if kind in (VALUES_FLOAT64, VALUES_INT64):
+        if len(data) != 8 * count:
+            raise ValueError("value column has the wrong length")
+        if kind == VALUES_FLOAT64:
+            return list(floats_from_le(data))
+        return list(ints_from_le("q", data))
+    if kind == VALUES_MIXED:
+        if len(data) != 9 * count:
+            raise ValueError("mixed value column has the wrong length")
+        flags = data[:count]
+        n_floats = sum(flags)
+        floats = iter(floats_from_le(data[count : count + 8 * n_floats]))
+        ints = iter(ints_from_le("q", data[count + 8 * n_floats :]))
+        return [next(floats) if flag else next(ints) for flag in flags]
+    if kind == VALUES_TEXT:
+        (length,) = _U32.unpack_from(data, 0)
+        if length != len(data) - 4:
+            raise ValueError("text value column has the wrong length")
+        values = parse_value_text(data[4:])
+        if len(values) != count:
+            raise ValueError("value count does not match")
+        return values
+    raise ValueError(f"unknown value kind {kind}")
+
+
+def encode_batch(
+    points: Sequence[object],
+    series_numbers: Sequence[int],
+    names: dict[int, tuple[str, str]],
+) -> bytes:
+    """Pack a batch as columns.
+
+    Args:
+        points: the points (objects with ``timestamp`` and ``value``).
+        series_numbers: for each point, the number of its series.
+        names: ``(metric, entity)`` of every number used in ``series_numbers``.
+    """
+    numbers = sorted(set(series_numbers))
+    keys = [names[n] for n in numbers]
+    metrics = [key[0].encode("utf-8") for key in keys]
+    entities = [key[1].encode("utf-8") for key in keys]
+    kind, value_bytes = encode_values(list(map(values_of, points)))
+    return b"".join(
+        [
+            BATCH_HEADER.pack(len(numbers), len(series_numbers), kind),
+            le_bytes(array("I", numbers)),
+            le_bytes(array("H", map(len, metrics))),
+            le_bytes(array("H", map(len, entities))),
+            *metrics,
+            *entities,
+            le_bytes(array("I", series_numbers)),
+            le_bytes(array("q", map(timestamps_of, points))),
+            value_bytes,
+        ]
+    )
+
+
+def decode_batch(payload: bytes) -> list[Group]:
+    """Unpack a batch payload into per-series groups (arrival order kept).
+
+    Raises:
+        CorruptRecordError: the payload is malformed.
+    """
+    try:
+        return _decode_batch(payload)
+    except (struct.error, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise CorruptRecordError(f"malformed batch record: {exc}") from exc
+
+
+def _decode_batch(payload: bytes) -> list[Group]:
+    n_series, n_points, kind = BATCH_HEADER.unpack_from(payload, 0)
+    pos = BATCH_HEADER.size
+
+    def take(size: int) -> bytes:
+        nonlocal pos
+        if pos + size > len(payload):
+            raise ValueError("a column runs past the end of the record")
+        chunk = payload[pos : pos + size]
+        pos += size
+        return chunk
+
+    numbers = ints_from_le("I", take(4 * n_series))
+    m_lens = ints_from_le("H", take(2 * n_series))
+    e_lens = ints_from_le("H", take(2 * n_series))
+    metrics = [take(n).decode("utf-8") for n in m_lens]
+    entities = [take(n).decode("utf-8") for n in e_lens]
+    series_numbers = ints_from_le("I", take(4 * n_points))
+    timestamps = ints_from_le("q", take(8 * n_points))
+    values = decode_values(kind, payload[pos:], n_points)
+    groups: dict[int, Group] = {
+        number: (metric, entity, [], [])
+        for number, metric, entity in zip(numbers, metrics, entities, strict=True)
+    }
+    for number, timestamp, value in zip(
+        series_numbers, timestamps, values, strict=True
+    ):
+        group = groups[number]
+        group[2].append(timestamp)
+        group[3].append(value)
+    return [group for group in groups.values() if group[2]]

@@ -1,0 +1,145 @@
+"""Framing shared by every StatsYard data file: file headers and checksummed records.
+
+A file starts with a 16-byte header (magic, format version, CRC of the header).
+The write-ahead log and the segment index files then hold a sequence of
+*records*, each a 16-byte header followed by its payload; the CRC-32 in the
+record header covers the first 12 header bytes and the payload, so a torn or
+flipped length is caught as surely as a flipped payload byte. See
+``docs/storage.md`` for the byte layout.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Final
+
+import attrs
+
+from statsyard.exceptions import CorruptRecordError
+
+FILE_HEADER: Final = struct.Struct("<8sHHI")
+"""magic, format version, reserved (0), CRC-32 of the first 12 bytes."""
+FILE_HEADER_SIZE: Final = FILE_HEADER.size  # 16
+
+FORMAT_VERSION: Final = 1
+
+WAL_MAGIC: Final = b"SYARDWAL"
+SEGMENT_MAGIC: Final = b"SYARDSEG"
+INDEX_MAGIC: Final = b"SYARDIDX"
+
+RECORD_HEADER: Final = struct.Struct("<4sBBHII")
+"""marker, record version, kind, reserved (0), payload length, CRC-32."""
+RECORD_HEADER_SIZE: Final = RECORD_HEADER.size  # 16
+RECORD_MARKER: Final = b"SYRC"
+RECORD_VERSION: Final = 1
+
+MAX_RECORD_PAYLOAD: Final = 2**31
+"""A length field above this is treated as corruption, never trusted."""
+
+
+def pack_file_header(magic: bytes) -> bytes:
+    """The 16-byte header that starts every file of kind ``magic``."""
+    head = FILE_HEADER.pack(magic, FORMAT_VERSION, 0, 0)[:12]
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def check_file_header(data: bytes, magic: bytes, path: str) -> None:
+    """Raise :class:`CorruptRecordError` unless ``data`` starts with a good header.
+
+    Args:
+        data: at least the first 16 bytes of the file.
+        magic: the magic expected for this kind of file.
+        path: the file, for the error message.
+    """
+    if len(data) < FILE_HEADER_SIZE:
+        raise CorruptRecordError(
+            f"{path}: file header is truncated: expected {FILE_HEADER_SIZE} bytes, "
+            f"got {len(data)}"
+        )
+    got_magic, version, _reserved, crc = FILE_HEADER.unpack_from(data)
+    if got_magic != magic:
+        raise CorruptRecordError(
+            f"{path}: not a StatsYard file of this kind: expected magic {magic!r}, "
+            f"got {got_magic!r}"
+        )
+    if zlib.crc32(data[:12]) != crc:
+        raise CorruptRecordError(f"{path}: file header fails its checksum")
+    if version != FORMAT_VERSION:
+        raise CorruptRecordError(
+            f"{path}: unsupported format version {version} "
+            f"(this StatsYard reads version {FORMAT_VERSION})"
+        )
+
+
+def pack_record(kind: int, payload: bytes) -> bytes:
+    """Frame ``payload`` as one checksummed record of ``kind``."""
+    head = RECORD_HEADER.pack(RECORD_MARKER, RECORD_VERSION, kind, 0, len(payload), 0)[
+        :12
+    ]
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + payload
+
+
+@attrs.define
+class ScanResult:
+    """What a scan of a record stream found."""
+
+    records: list[tuple[int, int, bytes]] = attrs.Factory(list)
+    """``(offset, kind, payload)`` of every good record, in file order."""
+    skipped_records: int = 0
+    """Damaged stretches skipped in the middle of the stream."""
+    skipped_bytes: int = 0
+    """Bytes in those stretches."""
+    valid_end: int = 0
+    """Offset just past the last good record (or the start when there is none)."""
+    torn_bytes: int = 0
+    """Bytes after ``valid_end`` that hold no good record: a torn tail."""
+
+
+def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
+    """The ``(kind, payload)`` of a good record starting at ``pos``, else None."""
+    end = len(data)
+    if end - pos < RECORD_HEADER_SIZE:
+        return None
+    marker, version, kind, _reserved, length, crc = RECORD_HEADER.unpack_from(data, pos)
+    if marker != RECORD_MARKER or version != RECORD_VERSION:
+        return None
+    start = pos + RECORD_HEADER_SIZE
+    if length > MAX_RECORD_PAYLOAD or start + length > end:
+        return None
+    payload = data[start : start + length]
+    if zlib.crc32(payload, zlib.crc32(data[pos : pos + 12])) != crc:
+        return None
+    return kind, payload
+
+
+def scan_records(data: bytes, start: int) -> ScanResult:
+    """Read every good record of ``data`` from ``start``, resynchronising past damage.
+
+    A record that fails its checks is skipped by searching forward for the next
+    good record; if there is none, everything from the bad spot on is a torn
+    tail (``torn_bytes``) rather than a skip.
+    """
+    result = ScanResult(valid_end=start)
+    pos = start
+    end = len(data)
+    find = data.find
+    while pos < end:
+        found = _record_at(data, pos)
+        if found is not None:
+            kind, payload = found
+            result.records.append((pos, kind, payload))
+            pos += RECORD_HEADER_SIZE + len(payload)
+            result.valid_end = pos
+            continue
+        nxt = find(RECORD_MARKER, pos + 1)
+        while nxt != -1 and _record_at(data, nxt) is None:
+            nxt = find(RECORD_MARKER, nxt + 1)
+        if nxt == -1:
+            result.torn_bytes = end - pos
+            break
+        result.skipped_records += 1
+        result.skipped_bytes += nxt - pos
+        pos = nxt
+    return result

@@ -257,6 +257,8 @@ class GraphiteListener(ChildActor):
         self._thread = threading.Thread(
             target=self._serve, name="statsyard-graphite-io", daemon=True
         )
+        if self._link is not None:
+            self._link.adopt(self._thread)
         self._thread.start()
         tcp, udp = self.addresses()
         logger.info(

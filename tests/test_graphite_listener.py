@@ -316,43 +316,31 @@ def test_stop_queues_what_was_read_and_leaves_no_thread(start_listener: Any) -> 
     assert not [t for t in threading.enumerate() if t.name == "statsyard-graphite-io"]
 
 
-def test_a_dying_io_thread_crashes_the_actor(start_listener: Any) -> None:
+def test_a_dying_io_thread_crashes_the_actor(start_listener: Any, link: Any) -> None:
     """An error in the I/O thread (here: the sink fails) crashes the actor."""
 
     class BrokenSink(FakeSink):
         def offer_many(self, points: Sequence[DataPoint]) -> int:
             raise RuntimeError("sink exploded")
 
-    link = RecordingLink()
     proxy, _ = start_listener(BrokenSink(), link=link)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     tcp_send(tcp, b"x 1 1700000000\n")
     assert link.exited_event.wait(TIMEOUT)
-    assert link.crashed is True
-    assert isinstance(link.error, ListenerError)
-    assert "sink exploded" in str(link.error)
+    crashed, error = link.exits[0]
+    assert crashed is True
+    assert isinstance(error, ListenerError)
+    assert "sink exploded" in str(error)
+    assert any(t.name == "statsyard-graphite-io" for t in link.threads)
     assert not proxy.actor_ref.is_alive()
 
 
-class RecordingLink:
-    """A Link that records the exit and sets an event."""
-
-    def __init__(self) -> None:
-        self.exited_event = threading.Event()
-        self.crashed: bool | None = None
-        self.error: BaseException | None = None
-
-    def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        self.crashed, self.error = crashed, error
-        self.exited_event.set()
-
-
-def test_a_taken_port_crashes_the_start(start_listener: Any) -> None:
+def test_a_taken_port_crashes_the_start(start_listener: Any, link: Any) -> None:
     """Binding a port in use is a crash at start, reported to the link."""
     proxy, _ = start_listener()
     (_, port), _ = proxy.addresses().get(timeout=TIMEOUT)
-    link = RecordingLink()
     start_listener(tcp_port=port, link=link)
     assert link.exited_event.wait(TIMEOUT)
-    assert link.crashed is True
-    assert isinstance(link.error, OSError)
+    crashed, error = link.exits[0]
+    assert crashed is True
+    assert isinstance(error, OSError)

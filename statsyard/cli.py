@@ -31,7 +31,14 @@ from statsyard.exceptions import ConfigError
 if TYPE_CHECKING:
     from statsyard.app import StatsYard
 
-__all__ = ["build_parser", "configure_logging", "main", "run_service"]
+__all__ = [
+    "SignalGate",
+    "build_parser",
+    "build_yard",
+    "configure_logging",
+    "main",
+    "run_service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +273,29 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
     return yard
 
 
+class SignalGate:
+    """The service's SIGINT/SIGTERM handler: the first stops, the second exits now.
+
+    Args:
+        hard_exit: called with ``128 + signal`` on the second signal
+            (default :func:`os._exit`: no cleanup, no draining).
+    """
+
+    def __init__(self, hard_exit: Callable[[int], object] = os._exit) -> None:
+        self.stop = threading.Event()
+        self.received: list[int] = []
+        self._hard_exit = hard_exit
+
+    def __call__(self, signum: int, frame: FrameType | None = None) -> None:
+        """Handle one signal (runs in the main thread)."""
+        if self.received:
+            os.write(2, b"statsyard: second signal, exiting now without draining\n")
+            self._hard_exit(128 + signum)
+            return
+        self.received.append(signum)
+        self.stop.set()
+
+
 def run_service(config: Config) -> int:
     """Run StatsYard in the foreground until SIGINT or SIGTERM; returns the exit status.
 
@@ -273,18 +303,10 @@ def run_service(config: Config) -> int:
     everything accepted, ships a last round of metrics and stops the tree in
     reverse order. A second signal exits at once with status 128 + signal.
     """
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if received:
-            os.write(2, b"statsyard: second signal, exiting now without draining\n")
-            os._exit(128 + signum)
-        received.append(signum)
-        stop.set()
-
+    gate = SignalGate()
+    stop = gate.stop
     previous = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        sig: signal.signal(sig, gate) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         try:
@@ -299,10 +321,10 @@ def run_service(config: Config) -> int:
         )
         stop.wait()
         gave_up = yard.wait_stopped(0)
-        if received:
+        if gate.received:
             logger.info(
                 "Received %s: stopping input, draining the queue",
-                signal.Signals(received[0]).name,
+                signal.Signals(gate.received[0]).name,
             )
             if config.graphite.enabled and gave_up is None:
                 try:

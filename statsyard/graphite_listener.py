@@ -59,8 +59,8 @@ class PointSink(Protocol):
 
     def push_many(
         self, points: Sequence[DataPoint], *, timeout: float | None = None
-    ) -> None:
-        """Queue all points, blocking while full.
+    ) -> int | None:
+        """Queue all points, blocking while full (a count returned is ignored).
 
         Raises:
             QueueTimeout: ``timeout`` passed; ``accepted`` says how many were queued.

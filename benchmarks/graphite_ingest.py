@@ -27,15 +27,16 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from statsyard.cli import build_yard  # noqa: E402
-from statsyard.config import Config, load_config  # noqa: E402
-from statsyard.graphite_protocol import GraphiteParser  # noqa: E402
+from statsyard.cli import build_yard
+from statsyard.config import Config, load_config
+from statsyard.graphite_protocol import GraphiteParser
 
 CLIENT = r"""
 import socket, sys, time
 port, count = int(sys.argv[1]), int(sys.argv[2])
 data = b"".join(
-    b"servers.host%02d.cpu.load%d %d.%d %d\n" % (i % 50, i % 20, i, i % 7, 1700000000 + i // 1000)
+    b"servers.host%02d.cpu.load%d %d.%d %d\n"
+    % (i % 50, i % 20, i, i % 7, 1700000000 + i // 1000)
     for i in range(count)
 )
 sock = socket.create_connection(("127.0.0.1", port))
@@ -141,7 +142,8 @@ def main() -> int:
     split, parse, rate = (statistics.median(x) for x in (splits, parses, e2e))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"lines: {args.lines:,} over one TCP connection, {args.repeats} repeats, fsync {args.fsync}"
+        f"lines: {args.lines:,} over one TCP connection, "
+        f"{args.repeats} repeats, fsync {args.fsync}"
     )
     print(f"bare split loop     {split:>12,.0f} lines/s (median)")
     print(f"bare parse loop     {parse:>12,.0f} lines/s (median)")
@@ -151,7 +153,8 @@ def main() -> int:
         + ")"
     )
     print(
-        f"client send done    {statistics.median(sends):>12,.0f} lines/s (first to last byte)"
+        f"client send done    {statistics.median(sends):>12,.0f} lines/s "
+        "(first to last byte)"
     )
     print(
         f"ratios              end to end / parse = {rate / parse:.2f}, "

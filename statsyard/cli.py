@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     parent = _settings_parent()
     parser = argparse.ArgumentParser(
         prog="statsyard",
+        usage="statsyard [COMMAND] [--config PATH] [--log-level LEVEL] "
+        "[--SECTION-KEY VALUE ...]",
         description="StatsYard: a small supervised time-series engine.",
         parents=[parent],
     )

@@ -9,13 +9,14 @@ A configuration error exits with status 2 and names every bad setting.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,16 +48,24 @@ SHIPPER: Final = "shipper"
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
-def configure_logging(level: str) -> None:
-    """Send StatsYard's logs to stderr in a readable one-line format."""
+@contextlib.contextmanager
+def configure_logging(level: str) -> Iterator[None]:
+    """Send logs to stderr in a readable one-line format, for the ``with`` block.
+
+    The handler and the root level are restored afterwards, so that calling
+    :func:`main` in-process (tests, embedding) leaves logging as it was.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_statsyard", False)]:
-        root.removeHandler(old)
-    handler._statsyard = True  # type: ignore[attr-defined]
+    previous = root.level
     root.addHandler(handler)
     root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 def _settings_parent() -> argparse.ArgumentParser:
@@ -153,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"statsyard: {error}", file=sys.stderr)
         return 2
-    configure_logging(config.logging.level)
+    with configure_logging(config.logging.level):
+        return _dispatch(args, config)
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
     command: str = args.command or "run"
     if command == "config":
         sys.stdout.write(render_config(config))

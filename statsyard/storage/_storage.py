@@ -297,6 +297,12 @@ class Storage:
         if repair:
             for seq, path in wals:
                 if seq <= self._covered:
+                    with open(path, "rb") as f:
+                        header = f.read(FILE_HEADER_SIZE)
+                    if len(header) == FILE_HEADER_SIZE or not WAL_MAGIC.startswith(
+                        header[:8]
+                    ):
+                        check_file_header(header, WAL_MAGIC, str(path))
                     logger.info("Removed %s: a checkpoint covers it", path)
                     path.unlink()
                     self._dir_unsynced = True

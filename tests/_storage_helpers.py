@@ -20,11 +20,17 @@ Expected = dict[str, list[tuple[int, int | float]]]
 
 
 def points(
-    metric: str, entity: str, values: Iterable[int | float], *, start: int = T0, gap: int = 1000
+    metric: str,
+    entity: str,
+    values: Iterable[int | float],
+    *,
+    start: int = T0,
+    gap: int = 1000,
 ) -> list[DataPoint]:
     """One point per value, ``gap`` ms apart from ``start``."""
     return [
-        DataPoint(metric, entity, value, start + i * gap) for i, value in enumerate(values)
+        DataPoint(metric, entity, value, start + i * gap)
+        for i, value in enumerate(values)
     ]
 
 
@@ -54,7 +60,8 @@ storage = Storage.open(data_dir, segment_bytes=60_000, checkpoint_points=1_500)
 batch = first
 while True:
     storage.append([
-        DataPoint("kill.test", f"e{i % 3}", batch * 1_000_000 + i, 1_700_000_000_000 + batch * 1000 + i)
+        DataPoint("kill.test", f"e{i % 3}", batch * 1_000_000 + i,
+                  1_700_000_000_000 + batch * 1000 + i)
         for i in range(batch_size)
     ])
     storage.sync()
@@ -64,11 +71,20 @@ while True:
 """
 
 
-def start_child_writer(data_dir: Path, first_batch: int, batch_size: int) -> subprocess.Popen[str]:
+def start_child_writer(
+    data_dir: Path, first_batch: int, batch_size: int
+) -> subprocess.Popen[str]:
     """A child process appending numbered, fsynced batches forever, printing each id."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD_WRITER, str(data_dir), str(first_batch), str(batch_size)],
+        [
+            sys.executable,
+            "-c",
+            CHILD_WRITER,
+            str(data_dir),
+            str(first_batch),
+            str(batch_size),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

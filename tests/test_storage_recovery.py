@@ -13,7 +13,6 @@ import pytest
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import CorruptRecordError, NotADataDirectoryError
 from statsyard.storage import Storage
-
 from tests._storage_helpers import T0, expected, points, start_child_writer
 
 
@@ -41,8 +40,12 @@ def test_torn_tail_is_truncated_and_logged_with_bytes(
         s = Storage.open(tmp_path)
     torn = [r for r in caplog.records if "torn tail" in r.getMessage()]
     assert len(torn) == 1
-    second_record_size = len(data) - 7 - int(
-        re.search(r"after offset (\d+)", torn[0].getMessage()).group(1)  # type: ignore[union-attr]
+    second_record_size = (
+        len(data)
+        - 7
+        - int(
+            re.search(r"after offset (\d+)", torn[0].getMessage()).group(1)  # type: ignore[union-attr]
+        )
     )
     assert f"dropped {second_record_size} bytes" in torn[0].getMessage()
     assert s.query("m") == expected(first, "m")
@@ -97,7 +100,7 @@ def test_flipped_byte_in_a_segment_block_skips_that_block_only(
 def test_orphan_blocks_of_an_unfinished_checkpoint_are_dropped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Blocks written without their index record: truncated, points come from the log."""
+    """Blocks written without their index record: dropped; the log has the points."""
     batch = points("m", "e", range(100))
     with Storage.open(tmp_path, checkpoint_points=None) as s:
         s.append(batch)
@@ -157,7 +160,7 @@ def test_a_file_that_is_not_a_segment_is_a_clear_error(tmp_path: Path) -> None:
         s.append(points("m", "e", [1]))
         s.checkpoint()
     _only("seg-*.idx", tmp_path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    with pytest.raises(CorruptRecordError, match="seg-0000000000000001.idx"):
+    with pytest.raises(CorruptRecordError, match=r"seg-0000000000000001\.idx"):
         Storage.open(tmp_path)
 
 
@@ -215,7 +218,9 @@ def test_sigkilled_writer_loses_no_acknowledged_batch(tmp_path: Path) -> None:
         for value in values:
             by_batch[value // 1_000_000] = by_batch.get(value // 1_000_000, 0) + 1
         assert set(by_batch.values()) == {batch_size}, "a batch was stored in part"
-        assert acked <= set(by_batch), f"lost acknowledged batches {acked - set(by_batch)}"
+        assert acked <= set(by_batch), (
+            f"lost acknowledged batches {acked - set(by_batch)}"
+        )
         for timestamp, value in rows:
             batch, i = divmod(value, 1_000_000)
             assert timestamp == T0 + batch * 1000 + i

@@ -12,7 +12,6 @@ import pytest
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import WriteError
 from statsyard.storage import Storage
-
 from tests._storage_helpers import T0, expected, points
 
 
@@ -43,7 +42,9 @@ def test_append_returns_the_bytes_written_and_counts_them(storage: Storage) -> N
 
 def test_points_survive_close_and_reopen(tmp_path: Path) -> None:
     """What was appended, synced and closed is all there after reopening."""
-    batch = points("cpu.load", "h1", [1.0, 2.25, 3.5]) + points("cpu.load", "h2", [7, 8])
+    batch = points("cpu.load", "h1", [1.0, 2.25, 3.5]) + points(
+        "cpu.load", "h2", [7, 8]
+    )
     with Storage.open(tmp_path) as s:
         s.append(batch)
         s.sync()
@@ -55,7 +56,16 @@ def test_points_survive_close_and_reopen(tmp_path: Path) -> None:
 def test_values_keep_their_type_exactly(tmp_path: Path, checkpoint: bool) -> None:
     """Ints stay ints (beyond 2**53 and 2**64 too), floats stay floats, mixed too."""
     values: list[int | float] = [
-        2**53 + 1, 2**70, -(2**65), 0, 1.0, 0.1, 1e300, 5e-324, 123456.789, 3,
+        2**53 + 1,
+        2**70,
+        -(2**65),
+        0,
+        1.0,
+        0.1,
+        1e300,
+        5e-324,
+        123456.789,
+        3,
     ]
     batch = [
         *points("mixed", "e", values),
@@ -179,7 +189,10 @@ def test_segments_rotate_by_size(tmp_path: Path) -> None:
     with Storage.open(tmp_path, segment_bytes=2_000, checkpoint_points=500) as s:
         for n in range(6):
             s.append(
-                [DataPoint("m", f"e{i % 5}", i * 1.01, T0 + n * 1000 + i) for i in range(500)]
+                [
+                    DataPoint("m", f"e{i % 5}", i * 1.01, T0 + n * 1000 + i)
+                    for i in range(500)
+                ]
             )
         total = sum(len(v) for v in s.query("m").values())
     assert total == 3000

@@ -211,6 +211,7 @@ class Storage:
         check_data_directory(directory, create=True)
         storage._load(repair=True)
         storage._start_writing()
+        storage._apply_retention()
         logger.info(
             "Opened data directory %s: %d points in the log, %d segments, "
             "%d damaged records skipped",

@@ -934,6 +934,10 @@ class Storage:
                 self._bytes_read += read
         return pieces
 
+    def metrics(self) -> list[str]:
+        """The names of every stored metric, sorted."""
+        return sorted({metric for metric, _entity in self.series()})
+
     def series(self, pattern: str = "*") -> list[tuple[str, str]]:
         """The stored ``(metric, entity)`` pairs whose metric matches ``pattern``.
 

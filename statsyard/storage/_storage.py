@@ -21,6 +21,7 @@ from statsyard.storage._batch import (
     Value,
     decode_batch,
     encode_batch,
+    series_entry,
 )
 from statsyard.storage._blocks import decode_block, encode_block, is_sorted
 from statsyard.storage._files import (
@@ -156,7 +157,7 @@ class Storage:
 
     def _reset_state(self) -> None:
         self._head: dict[SeriesKey, HeadSeries] = {}
-        self._names: dict[int, SeriesKey] = {}
+        self._entries: dict[int, bytes] = {}
         self._entities: dict[str, dict[str, None]] = {}
         self._index: dict[SeriesKey, list[BlockRef]] = {}
         self._segments: dict[int, _Segment] = {}
@@ -519,10 +520,10 @@ class Storage:
         """Create the head entry of a series (caller holds the lock)."""
         timestamps: list[int] = []
         values: list[Value] = []
-        number = len(self._names)
+        number = len(self._entries)
         series = (timestamps.append, values.append, number, timestamps, values)
         self._head[key] = series
-        self._names[number] = key
+        self._entries[number] = series_entry(number, *key)
         self._entities.setdefault(key[0], {})[key[1]] = None
         return series
 
@@ -572,7 +573,7 @@ class Storage:
                 add_number(series[2])
             try:
                 record = pack_record(
-                    KIND_BATCH, encode_batch(points, numbers, self._names)
+                    KIND_BATCH, encode_batch(points, numbers, self._entries)
                 )
                 self._write(self._wal_fd, self._wal_size, record, "the log")
             except BaseException:

@@ -1,0 +1,87 @@
+"""Bytes per point on disk, and the cost of writing them (run by hand).
+
+Workload (issue 5): 1,000 series, one point per series per second, slowly
+varying values (a random walk rounded to 2 decimals), for one hour: 3,600,000
+points, appended as one batch per second (1,000 points, one per series).
+
+Prints bytes/point with the write-ahead log included (the directory just
+before a checkpoint) and excluded (segments only, after a checkpoint), plus
+append and checkpoint costs. Usage::
+
+    python benchmarks/storage_bytes.py [--series 1000] [--seconds 3600] [--jitter-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from statsyard.datapoint import DataPoint  # noqa: E402
+from statsyard.storage import Storage  # noqa: E402
+
+T0 = 1_700_000_000_000
+
+
+def directory_bytes(directory: Path, pattern: str) -> int:
+    """Total size of the files matching ``pattern``."""
+    return sum(p.stat().st_size for p in directory.glob(pattern))
+
+
+def main() -> None:
+    """Write the workload, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=3600)
+    parser.add_argument("--jitter-ms", type=int, default=0,
+                        help="random +-ms added to each timestamp (0: exact ticks)")
+    args = parser.parse_args()
+    rng = random.Random(42)
+    walks = [rng.uniform(0, 100) for _ in range(args.series)]
+    offsets = [rng.randrange(1000) for _ in range(args.series)]
+    names = [(f"host.{i // 100}.cpu.load", f"server-{i:05d}") for i in range(args.series)]
+    total = args.series * args.seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "data"
+        storage = Storage.open(directory, checkpoint_points=None)
+        append_time = 0.0
+        for second in range(args.seconds):
+            batch = []
+            for i, (metric, entity) in enumerate(names):
+                walks[i] = round(walks[i] + rng.gauss(0, 0.3), 2)
+                jitter = rng.randint(-args.jitter_ms, args.jitter_ms) if args.jitter_ms else 0
+                batch.append(DataPoint(metric, entity, walks[i],
+                                       T0 + second * 1000 + offsets[i] + jitter))
+            started = time.perf_counter()
+            storage.append(batch)
+            append_time += time.perf_counter() - started
+        storage.sync()
+        wal = directory_bytes(directory, "wal-*.log")
+        started = time.perf_counter()
+        storage.checkpoint()
+        checkpoint_time = time.perf_counter() - started
+        segments = directory_bytes(directory, "seg-*")
+        data_only = directory_bytes(directory, "seg-*.dat")
+        storage.close()
+        check = Storage.open_readonly(directory)
+        stored = sum(len(rows) for rows in check.query(names[0][0]).values())
+        assert stored == total // (args.series // 100 or 1) or args.series < 100, stored
+    print(f"points                          {total:>12,}")
+    print(f"write-ahead log only            {wal / total:>12.2f} bytes/point")
+    print(f"segments (blocks + index)       {segments / total:>12.2f} bytes/point  (goal <= 4)")
+    print(f"  of which data files           {data_only / total:>12.2f} bytes/point")
+    print(f"  of which index files          {(segments - data_only) / total:>12.2f} bytes/point")
+    print(f"log + segments (peak on disk)   {(wal + segments) / total:>12.2f} bytes/point")
+    print(f"append                          {total / append_time:>12,.0f} points/s "
+          f"({append_time / total * 1e6:.2f} us/point)")
+    print(f"checkpoint                      {total / checkpoint_time:>12,.0f} points/s "
+          f"({checkpoint_time / total * 1e6:.2f} us/point)")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,8 @@ from itertools import compress
 from operator import attrgetter, not_
 from typing import Final
 
+import attrs
+
 from statsyard.exceptions import CorruptRecordError
 
 Value = int | float
@@ -132,6 +134,14 @@ def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
     raise ValueError(f"unknown value kind {kind}")
 
 
+@attrs.define
+class TableCache:
+    """The last series table a storage compressed, and for which series numbers."""
+
+    numbers: list[int] = attrs.Factory(list)
+    table: bytes = b""
+
+
 def series_entry(number: int, metric: str, entity: str) -> bytes:
     """A series' entry in a batch's series table (computed once per series)."""
     m = metric.encode("utf-8")
@@ -143,6 +153,7 @@ def encode_batch(
     points: Sequence[object],
     series_numbers: Sequence[int],
     entries: dict[int, bytes],
+    cache: TableCache,
 ) -> bytes:
     """Pack a batch as columns.
 
@@ -150,9 +161,15 @@ def encode_batch(
         points: the points (objects with ``timestamp`` and ``value``).
         series_numbers: for each point, the number of its series.
         entries: :func:`series_entry` of every number in ``series_numbers``.
+        cache: the storage's :class:`TableCache` (saves compressing the same
+            series table batch after batch).
     """
     numbers = sorted(set(series_numbers))
-    table = zlib.compress(b"".join(map(entries.__getitem__, numbers)), 1)
+    if numbers == cache.numbers:
+        table = cache.table  # collectors send the same series every time
+    else:
+        table = zlib.compress(b"".join(map(entries.__getitem__, numbers)), 1)
+        cache.numbers, cache.table = numbers, table
     kind, value_bytes = encode_values(list(map(values_of, points)))
     return b"".join(
         [

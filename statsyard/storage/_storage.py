@@ -18,6 +18,7 @@ from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._batch import (
     KIND_BATCH,
     Group,
+    TableCache,
     Value,
     decode_batch,
     encode_batch,
@@ -158,6 +159,7 @@ class Storage:
     def _reset_state(self) -> None:
         self._head: dict[SeriesKey, HeadSeries] = {}
         self._entries: dict[int, bytes] = {}
+        self._table_cache = TableCache()
         self._entities: dict[str, dict[str, None]] = {}
         self._index: dict[SeriesKey, list[BlockRef]] = {}
         self._segments: dict[int, _Segment] = {}
@@ -573,7 +575,8 @@ class Storage:
                 add_number(series[2])
             try:
                 record = pack_record(
-                    KIND_BATCH, encode_batch(points, numbers, self._entries)
+                    KIND_BATCH,
+                    encode_batch(points, numbers, self._entries, self._table_cache),
                 )
                 self._write(self._wal_fd, self._wal_size, record, "the log")
             except BaseException:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint, Invalid, Valid, validate, validate_batch
 from statsyard.exceptions import StatsYardError
 
 __all__ = [
     "DataPoint",
     "Invalid",
+    "StatsYard",
     "StatsYardError",
     "Valid",
     "validate",

@@ -13,6 +13,7 @@ in the process, the host application's included.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
@@ -28,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 class Link(Protocol):
-    """What a child calls, from its own thread, when it exits."""
+    """What a child calls, from its own thread, when it starts and exits."""
+
+    def adopt(self, thread: threading.Thread) -> None:
+        """Record the child's thread, so its owner can join it at shutdown."""
 
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
         """Report the child's exit; ``crashed`` is False for a normal stop."""
@@ -63,6 +67,8 @@ class ChildActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Run :meth:`on_child_start`; report a crash if it fails."""
+        if self._link is not None:
+            self._link.adopt(threading.current_thread())
         try:
             self.on_child_start()
         except Exception as error:

@@ -100,10 +100,7 @@ def _name_problem(field: str, name: object) -> str | None:
     if not name:
         return f"{field} must not be empty"
     if len(name) > MAX_NAME_LENGTH:
-        return (
-            f"{field} must be at most {MAX_NAME_LENGTH} characters, "
-            f"got {len(name)}"
-        )
+        return f"{field} must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
     bad = _BAD_NAME_CHARS.search(name)
     if bad is not None:
         return (
@@ -134,15 +131,15 @@ def _value_problem(value: object) -> str | None:
 
 
 def _timestamp_problem(timestamp: object) -> str | None:
-    if type(timestamp) is not int:
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-            return (
-                "timestamp must be an int of milliseconds since the epoch, "
-                f"got {type(timestamp).__name__} {timestamp!r}"
-            )
-    if MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS:  # type: ignore[operator]
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        return (
+            "timestamp must be an int of milliseconds since the epoch, "
+            f"got {type(timestamp).__name__} {timestamp!r}"
+        )
+    if MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS:
         return None
-    hint = " (seconds instead of milliseconds?)" if 0 < timestamp < MIN_TIMESTAMP_MS else ""  # type: ignore[operator]
+    seconds = 0 < timestamp < MIN_TIMESTAMP_MS
+    hint = " (seconds instead of milliseconds?)" if seconds else ""
     return (
         "timestamp must be milliseconds between 2000-01-01 and 2100-01-01 "
         f"({MIN_TIMESTAMP_MS} <= t < {MAX_TIMESTAMP_MS}), got {timestamp!r}{hint}"
@@ -260,7 +257,10 @@ def validate_batch(
                 fast = (
                     metric in good
                     and entity in good
-                    and (value_kind is int or (value_kind is float and -_INF < value < _INF))
+                    and (
+                        value_kind is int
+                        or (value_kind is float and -_INF < value < _INF)
+                    )
                     and type(timestamp) is int
                     and lowest <= timestamp < highest
                 )

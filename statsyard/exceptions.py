@@ -73,3 +73,38 @@ class NotADataDirectoryError(StatsYardError, ValueError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- Self-metrics (statsyard.metrics, statsyard.stat_shipper) ---------------
+
+
+class MetricError(StatsYardError, ValueError):
+    """A metric was declared with a bad name, tags or parameters.
+
+    Also raised when a name and tags already belong to a metric of another
+    kind (a counter cannot later be asked for as a histogram).
+    """
+
+
+# -- Configuration and the Graphite listener -----------------------------------
+
+
+class ConfigError(StatsYardError, ValueError):
+    """One or more settings are unknown or invalid; nothing was started.
+
+    Attributes:
+        problems: one line per bad setting, naming it, the value given and
+            what is expected.
+    """
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = "invalid configuration"
+        if count > 1:
+            head += f" ({count} problems)"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class ListenerError(StatsYardError):
+    """A network listener's I/O thread failed; the listener actor crashes with it."""

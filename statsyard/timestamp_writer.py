@@ -1,0 +1,269 @@
+"""TimestampWriter: the seed's first actor, now the durable end of the pipeline.
+
+``write_timestamp`` is the seed's original job (one ``"<timestamp> <message>"``
+line appended to a file), asked rather than told so that failures reach the
+caller (the seed's Part 3 move from cast to call). ``write_points`` and the
+pipeline's :class:`WriteBatch` append points to the data directory through
+:class:`~statsyard.storage.Storage` and acknowledge once they are durable
+under the fsync policy:
+
+- ``always``: fsync before every acknowledgement;
+- ``interval`` (default): fsync every ``fsync_interval`` seconds and on ``sync()``;
+- ``never``: leave it to the operating system (``sync()`` still fsyncs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+import pykka
+
+from statsyard._ticker import Ticker
+from statsyard.child_actor import ChildActor, Link
+from statsyard.datapoint import DataPoint, validate_batch
+from statsyard.exceptions import WriteError
+from statsyard.ledger import Ledger
+from statsyard.storage import Storage
+
+__all__ = ["FsyncPolicy", "TimestampWriter", "WriteAck", "WriteBatch", "WriterObserver"]
+
+logger = logging.getLogger(__name__)
+
+FsyncPolicy = Literal["always", "interval", "never"]
+FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "interval", "never")
+
+
+@attrs.frozen(slots=True)
+class WriteAck:
+    """A batch is written (and fsynced when ``synced``).
+
+    ``end`` is the pipeline index just past the batch (0 outside the pipeline).
+    """
+
+    end: int
+    written: int
+    synced: bool
+    duplicate: bool = False
+
+
+@attrs.frozen(slots=True)
+class WriteBatch:
+    """The consumer's write: valid ``points`` covering indices [start, end).
+
+    ``invalid`` rejected points in that range are committed with it, so that
+    every point is accounted for exactly once. ``reply`` gets a
+    :class:`WriteAck` or the error.
+    """
+
+    start: int
+    end: int
+    points: tuple[DataPoint, ...]
+    invalid: int
+    reply: Any
+
+
+@attrs.frozen(slots=True)
+class _SyncTick:
+    """Timer tick of the ``interval`` fsync policy."""
+
+
+class WriterObserver:
+    """Hooks the writer calls per write and fsync; the default does nothing."""
+
+    def wrote(self, points: int, seconds: float) -> None:
+        """A batch of ``points`` was appended in ``seconds``."""
+
+    def synced(self, seconds: float) -> None:
+        """An fsync took ``seconds``."""
+
+
+class TimestampWriter(ChildActor):
+    """Appends points durably to the data directory and acknowledges writes.
+
+    Args:
+        data_dir: the data directory (created if missing).
+        ledger: the pipeline's accounting; batches are committed to it.
+        fsync: ``always``, ``interval`` or ``never``.
+        fsync_interval: seconds between fsyncs under ``interval``.
+        storage_options: passed to :meth:`Storage.open`.
+        observer: per-write hooks (metrics).
+        link: the supervisor's link.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike[str],
+        ledger: Ledger | None = None,
+        fsync: FsyncPolicy = "interval",
+        fsync_interval: float = 1.0,
+        storage_options: dict[str, Any] | None = None,
+        observer: WriterObserver | None = None,
+        link: Link | None = None,
+    ) -> None:
+        super().__init__(link=link)
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
+        if fsync_interval <= 0:
+            raise ValueError(
+                f"fsync_interval must be > 0 seconds, got {fsync_interval}"
+            )
+        self._data_dir = data_dir
+        self._ledger = ledger if ledger is not None else Ledger()
+        self._fsync = fsync
+        self._fsync_interval = fsync_interval
+        self._storage_options = storage_options or {}
+        self._observer = observer if observer is not None else WriterObserver()
+        self._storage: Storage | None = None
+        self._ticker: Ticker | None = None
+        self._dirty = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def on_child_start(self) -> None:
+        """Open (and recover) the data directory; start the fsync timer."""
+        self._storage = Storage.open(self._data_dir, **self._storage_options)
+        if self._fsync == "interval":
+            self._ticker = Ticker(
+                self.actor_ref,
+                _SyncTick(),
+                self._fsync_interval,
+                name="statsyard-fsync-ticker",
+            ).start()
+
+    def on_child_stop(self) -> None:
+        """Fsync and close."""
+        self._close()
+
+    def on_child_failure(self, error: BaseException | None) -> None:
+        """Close as on a stop: what was written stays written."""
+        self._close()
+
+    def _close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if self._storage is not None:
+            storage, self._storage = self._storage, None
+            storage.close()
+
+    @property
+    def storage(self) -> Storage:
+        """The open storage (only inside the actor)."""
+        if self._storage is None:
+            raise WriteError("the writer's storage is not open")
+        return self._storage
+
+    # -- proxy API ----------------------------------------------------------
+
+    def write_timestamp(
+        self, path: str | os.PathLike[str], timestamp: int, message: str
+    ) -> None:
+        """Append ``"<timestamp> <message>"`` as a line to ``path``; reply when written.
+
+        Raises:
+            TypeError: ``message`` is not a str or ``timestamp`` not an int.
+            OSError: the path is missing, a directory, not writable, ...
+        """
+        if not isinstance(message, str):
+            raise TypeError(
+                f"message must be a str, got {type(message).__name__} {message!r}"
+            )
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+            raise TypeError(
+                f"timestamp must be an int, got {type(timestamp).__name__} "
+                f"{timestamp!r}"
+            )
+        if "\n" in message or "\r" in message:
+            raise ValueError(f"message must be a single line, got {message!r}")
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(f"{timestamp} {message}\n")
+            file.flush()
+
+    def write_points(self, points: Sequence[Any]) -> WriteAck:
+        """Validate and append a batch outside the pipeline; reply once durable.
+
+        Raises:
+            ValueError: some points are invalid (none is written).
+            WriteError: the data directory refused the write.
+        """
+        valid, invalid = validate_batch(points)
+        if invalid:
+            raise ValueError(
+                f"{len(invalid)} of {len(points)} points are invalid, "
+                f"first: {invalid[0].reason}"
+            )
+        self._append(valid)
+        synced = self._fsync == "always"
+        if synced:
+            self.sync()
+        return WriteAck(end=0, written=len(valid), synced=synced)
+
+    def sync(self) -> None:
+        """Fsync everything written so far, whatever the policy."""
+        started = time.perf_counter()
+        self.storage.sync()
+        self._dirty = False
+        self._observer.synced(time.perf_counter() - started)
+
+    # -- messages -----------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle pipeline writes and fsync ticks; crash on anything else."""
+        if isinstance(message, WriteBatch):
+            return self._on_write_batch(message)
+        if isinstance(message, _SyncTick):
+            if self._dirty:
+                self.sync()
+            return None
+        return super().on_receive(message)
+
+    def _append(self, points: Sequence[DataPoint]) -> None:
+        if not points:
+            return
+        started = time.perf_counter()
+        self.storage.append(points)
+        self._dirty = True
+        self._observer.wrote(len(points), time.perf_counter() - started)
+
+    def _on_write_batch(self, batch: WriteBatch) -> None:
+        if batch.end <= self._ledger.committed_upto:
+            self._reply(batch, WriteAck(batch.end, 0, synced=False, duplicate=True))
+            return
+        try:
+            self._append(batch.points)
+        except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
+            logger.error("Write of %d points failed: %s", len(batch.points), exc)
+            self._reply_error(batch, exc)
+            return
+        # Written to the file: commit before anything else can fail, so a
+        # redelivery never writes these points twice.
+        self._ledger.commit(batch.end, written=len(batch.points), invalid=batch.invalid)
+        synced = False
+        if self._fsync == "always" and batch.points:
+            try:
+                self.sync()
+                synced = True
+            except Exception as exc:  # noqa: BLE001 (deliberate: reported as for a write)
+                logger.error("fsync failed: %s", exc)
+                self._reply_error(batch, exc)
+                return
+        self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
+
+    @staticmethod
+    def _reply(batch: WriteBatch, ack: WriteAck) -> None:
+        try:
+            batch.reply.set(ack)
+        except pykka.ActorDeadError:
+            pass  # the consumer died; its successor reads the ledger
+
+    @staticmethod
+    def _reply_error(batch: WriteBatch, error: Exception) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            batch.reply.set_exception((type(error), error, None))

@@ -1,0 +1,235 @@
+"""StatsYard end to end: the supervised pipeline, crashes, accounting, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statsyard import DataPoint, StatsYard
+from statsyard.exceptions import NotRunningError
+from statsyard.supervisor import SupervisorExit
+from tests._stored import stored_points
+
+WAIT = 10.0
+TS = 1_700_000_000_000
+
+YardFactory = Callable[..., StatsYard]
+
+
+@pytest.fixture
+def make_yard(tmp_path: Path) -> Iterator[YardFactory]:
+    """Start StatsYard instances; every one is stopped at teardown."""
+    yards: list[StatsYard] = []
+
+    def make(**kwargs: Any) -> StatsYard:
+        kwargs.setdefault("data_dir", tmp_path / f"data{len(yards)}")
+        kwargs.setdefault("batch_size", 100)
+        yard = StatsYard(**kwargs)
+        yards.append(yard)
+        return yard.start()
+
+    yield make
+    for yard in yards:
+        yard.stop(timeout=WAIT)
+
+
+def points(n: int, start: int = 0, metric: str = "cpu.load") -> list[DataPoint]:
+    return [
+        DataPoint(metric, f"host{i % 7}", i * 0.5, TS + i)
+        for i in range(start, start + n)
+    ]
+
+
+def started_children(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Child ids in the order the supervisor (re)started them, from its log."""
+    names = []
+    for record in caplog.records:
+        match = re.match(r"Started child (\w+)", record.getMessage())
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def restarts(yard: StatsYard) -> dict[str, int]:
+    return {
+        c.id: c.restarts for c in yard.supervisor.which_children().get(timeout=WAIT)
+    }
+
+
+def test_pushed_points_are_written_and_accounted(make_yard: YardFactory) -> None:
+    """Points pushed one at a time and in bulk reach disk; counts add up."""
+    yard = make_yard()
+    for point in points(250):
+        yard.push(point)
+    yard.push_many(points(250, start=250))
+    yard.push(("cpu.load", "host1", math.nan, TS))  # invalid: counted, not written
+    yard.flush(timeout=WAIT)
+    counts = yard.counts()
+    assert (counts.pushed, counts.written, counts.invalid, counts.lost) == (
+        501,
+        500,
+        1,
+        0,
+    )
+    assert counts.pending == 0
+    stored = stored_points(yard.data_dir)
+    assert sorted(stored) == sorted(
+        (p.metric, p.entity, p.timestamp, p.value) for p in points(500)
+    )
+
+
+def test_a_partial_batch_goes_out_on_its_own(make_yard: YardFactory) -> None:
+    """A single push is written without flush: the linger sends it."""
+    yard = make_yard(batch_size=1000)
+    yard.push(("m", "e", 1, TS))
+    committed = yard.queue.await_committed(1, timeout=WAIT)
+    assert committed >= 1
+
+
+def test_the_tree_has_the_documented_order(make_yard: YardFactory) -> None:
+    """Children start queue, writer, consumer, shipper: dependencies point back."""
+    yard = make_yard()
+    children = yard.supervisor.which_children().get(timeout=WAIT)
+    assert [c.id for c in children] == ["queue", "writer", "consumer", "shipper"]
+    assert all(c.alive for c in children)
+
+
+@pytest.mark.parametrize(
+    ("crashed", "restarted"),
+    [
+        ("queue", ["queue", "writer", "consumer", "shipper"]),
+        ("writer", ["writer", "consumer", "shipper"]),
+        ("consumer", ["consumer", "shipper"]),
+        ("shipper", ["shipper"]),
+    ],
+)
+def test_a_child_crash_mid_stream_restarts_the_right_children_and_loses_nothing(
+    make_yard: YardFactory,
+    caplog: pytest.LogCaptureFixture,
+    crashed: str,
+    restarted: list[str],
+) -> None:
+    """Crash each child with an unknown message while points flow; rest-for-one
+    restarts it and those after it, in order, and the pipeline writes again."""
+    yard = make_yard()
+    yard.push_many(points(2000))
+    with caplog.at_level(logging.DEBUG, logger="statsyard.supervisor"):
+        caplog.clear()
+        yard.child(crashed).tell("an unknown message")
+        yard.push_many(points(2000, start=2000))
+        yard.flush(timeout=WAIT)
+    assert started_children(caplog) == restarted
+    assert restarts(yard) == {
+        name: int(name in restarted)
+        for name in ("queue", "writer", "consumer", "shipper")
+    }
+    counts = yard.counts()
+    assert (counts.pushed, counts.written, counts.invalid, counts.lost) == (
+        4000,
+        4000,
+        0,
+        0,
+    )
+    stored = stored_points(yard.data_dir)
+    assert len(stored) == len(set(stored)) == 4000
+
+
+def test_the_consumer_resumes_after_the_queue_restarts(make_yard: YardFactory) -> None:
+    """The seed's Part 5: kill the queue; the new consumer drains the new queue."""
+    yard = make_yard()
+    yard.push_many(points(300))
+    yard.flush(timeout=WAIT)
+    old_consumer = yard.child("consumer")
+    yard.child("queue").tell("die")
+    yard.push_many(points(300, start=300))
+    yard.flush(timeout=WAIT)
+    assert yard.child("consumer") is not old_consumer
+    assert yard.counts().written == 600
+
+
+def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
+    make_yard: YardFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four crashes within the period: children stop in reverse, the host is told."""
+    exits: list[SupervisorExit] = []
+    told = threading.Event()
+
+    def on_exit(exit_: SupervisorExit) -> None:
+        exits.append(exit_)
+        told.set()
+
+    yard = make_yard(max_restarts=3, max_seconds=60.0, on_exit=on_exit)
+    for crash in range(3):
+        consumer = yard.child("consumer")
+        consumer.tell("crash")
+        assert consumer.actor_stopped.wait(WAIT)
+        # wait for the restart to be published before the next crash
+        assert yard.child("consumer", timeout=WAIT) is not consumer, crash
+    with caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        yard.child("consumer").tell("crash")
+        assert told.wait(WAIT)
+    assert exits[0].gave_up
+    assert "more than 3 restarts" in exits[0].reason
+    stopped = [
+        r.getMessage().split()[1]
+        for r in caplog.records
+        if r.name == "pykka" and r.getMessage().startswith("Stopped ")
+    ]
+    assert stopped[:3] == ["StatShipper", "TimestampWriter", "BlockingQueue"]
+    assert yard.wait_stopped(WAIT) == exits[0]
+    with pytest.raises(NotRunningError):
+        yard.push(("m", "e", 1, TS))
+
+
+def test_accounting_holds_under_repeated_crashes(make_yard: YardFactory) -> None:
+    """pushed == written + invalid + lost, nothing twice, while children crash."""
+    yard = make_yard(max_restarts=100, max_seconds=1.0)
+    bad = ("cpu.load", "host", "not a number", TS)
+    expected_valid = 0
+    for round_ in range(6):
+        batch: list[Any] = points(1000, start=round_ * 1000)
+        batch[::100] = [bad] * 10
+        expected_valid += 990
+        yard.push_many(batch)
+        yard.child(["consumer", "writer", "queue"][round_ % 3]).tell(("crash", round_))
+    yard.flush(timeout=WAIT)
+    counts = yard.stop(timeout=WAIT)
+    assert counts.pushed == 6000
+    assert counts.pushed == counts.written + counts.invalid + counts.lost
+    assert (counts.written, counts.invalid, counts.lost) == (expected_valid, 60, 0)
+    stored = stored_points(yard.data_dir)
+    assert len(stored) == len(set(stored)) == expected_valid
+
+
+def test_a_stopped_statsyard_leaves_no_thread_and_spares_its_neighbour(
+    make_yard: YardFactory,
+) -> None:
+    """Two instances in one process; stopping one stops only its own threads."""
+    before = set(threading.enumerate())
+    first = make_yard()
+    second = make_yard()
+    first.push_many(points(100))
+    second.push_many(points(100))
+    first.stop(timeout=WAIT)
+    second.push_many(points(100, start=100))
+    second.flush(timeout=WAIT)
+    assert second.counts().written == 200
+    second.stop(timeout=WAIT)
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_stop_drains_everything_accepted(make_yard: YardFactory) -> None:
+    """stop() writes what was pushed, even without flush, and says so in counts."""
+    yard = make_yard(batch_size=500)
+    yard.push_many(points(1234))
+    counts = yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.lost) == (1234, 1234, 0)
+    assert len(stored_points(yard.data_dir)) == 1234

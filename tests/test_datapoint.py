@@ -1,0 +1,128 @@
+"""DataPoint and validation: the seed's validate/1, with reasons."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+
+from statsyard.datapoint import (
+    MAX_NAME_LENGTH,
+    DataPoint,
+    Invalid,
+    Valid,
+    now_ms,
+    validate,
+    validate_batch,
+)
+
+TS = 1_700_000_000_000
+
+
+def test_a_data_point_is_frozen_and_defaults_its_timestamp_to_now() -> None:
+    """DataPoint is immutable; the default timestamp is now, in milliseconds."""
+    before = now_ms()
+    point = DataPoint("cpu.load", "host1", 0.5)
+    assert before <= point.timestamp <= now_ms()
+    with pytest.raises(AttributeError):
+        point.value = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        DataPoint("cpu.load", "host1", 0.5, TS),
+        ("cpu.load", "host1", 0.5, TS),
+        {"metric": "cpu.load", "entity": "host1", "value": 0.5, "timestamp": TS},
+    ],
+)
+def test_valid_candidates_become_the_same_point(candidate: object) -> None:
+    """A DataPoint, a tuple and a mapping with the same fields validate alike."""
+    assert validate(candidate) == Valid(DataPoint("cpu.load", "host1", 0.5, TS))
+
+
+def test_a_tuple_without_timestamp_gets_now() -> None:
+    """The timestamp is optional in tuples and mappings."""
+    result = validate(("m", "e", 3))
+    assert isinstance(result, Valid)
+    assert abs(result.point.timestamp - now_ms()) < 60_000
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reason_part"),
+    [
+        (("", "e", 1, TS), "metric must not be empty"),
+        (("m", "", 1, TS), "entity must not be empty"),
+        ((1, "e", 1, TS), "metric must be a str"),
+        (("m", None, 1, TS), "entity must be a str"),
+        (("cpu load", "e", 1, TS), "whitespace or control"),
+        (("m", "host\x00", 1, TS), "whitespace or control"),
+        (("m\t", "e", 1, TS), "whitespace or control"),
+        (("m" * (MAX_NAME_LENGTH + 1), "e", 1, TS), "at most 255"),
+        (("m", "e", True, TS), "not a bool"),
+        (("m", "e", math.nan, TS), "finite"),
+        (("m", "e", math.inf, TS), "finite"),
+        (("m", "e", -math.inf, TS), "finite"),
+        (("m", "e", "12", TS), "int or float"),
+        (("m", "e", 1, 1.5e12), "timestamp must be an int"),
+        (("m", "e", 1, 1_700_000_000), "seconds instead of milliseconds"),
+        (("m", "e", 1, 10**15), "timestamp must be milliseconds"),
+        (("m", "e"), "tuple must be"),
+        ({"metric": "m", "entity": "e"}, "needs keys value"),
+        (
+            {"metric": "m", "entity": "e", "value": 1, "colour": "red"},
+            "unexpected keys",
+        ),
+        (["m", "e", 1], "expected a DataPoint"),
+        (DataPoint("m", "e", math.nan, TS), "finite"),
+        (("m", ["unhashable"], 1, TS), "entity must be a str"),
+    ],
+)
+def test_bad_candidates_are_rejected_with_a_reason_and_a_warning(
+    candidate: object, reason_part: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """validate never raises on bad data: it says why, and logs it at WARNING."""
+    with caplog.at_level(logging.WARNING, logger="statsyard.datapoint"):
+        result = validate(candidate)
+    assert isinstance(result, Invalid)
+    assert result.candidate is candidate
+    assert reason_part in result.reason
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert reason_part in caplog.records[0].getMessage()
+
+
+def test_success_logs_at_debug_only_when_enabled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A valid point is logged at DEBUG, and not at all at INFO."""
+    with caplog.at_level(logging.INFO, logger="statsyard.datapoint"):
+        validate(("m", "e", 1, TS))
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="statsyard.datapoint"):
+        validate(("m", "e", 1, TS))
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+def test_validate_batch_keeps_order_and_splits_valid_from_invalid() -> None:
+    """The hot-path batch check applies the same rules as validate."""
+    good = [DataPoint("m", f"e{i}", i, TS + i) for i in range(5)]
+    bad = ("m", "e", math.nan, TS)
+    valid, invalid = validate_batch([good[0], bad, *good[1:], ("m", "e", 2, TS)])
+    assert valid == [*good, DataPoint("m", "e", 2, TS)]
+    assert [i.candidate for i in invalid] == [bad]
+
+
+def test_batch_fast_path_still_rejects_bad_values_for_known_names() -> None:
+    """Names seen before do not let a bad value or timestamp through."""
+    validate_batch([("known.metric", "known.entity", 1, TS)])
+    valid, invalid = validate_batch(
+        [
+            ("known.metric", "known.entity", math.inf, TS),
+            ("known.metric", "known.entity", True, TS),
+            ("known.metric", "known.entity", 1, 5),
+            DataPoint("known.metric", "known.entity", 1, -1),
+        ]
+    )
+    assert valid == []
+    assert len(invalid) == 4

@@ -1,0 +1,346 @@
+"""Tests of statsyard.graphite_listener with real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pykka
+import pytest
+
+from statsyard.datapoint import DataPoint
+from statsyard.exceptions import ListenerError, QueueTimeout
+from statsyard.graphite_listener import GraphiteListener, ListenerStats
+
+TIMEOUT = 10.0
+TS = 1_700_000_000
+
+
+class FakeSink:
+    """A bounded in-memory PointSink that tests can fill, inspect and drain."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self.items: collections.deque[DataPoint] = collections.deque()
+        self.received = 0
+        self._cond = threading.Condition()
+
+    def offer_many(self, points: Sequence[DataPoint]) -> int:
+        with self._cond:
+            room = max(0, self.capacity - len(self.items))
+            taken = list(points[:room])
+            self.items.extend(taken)
+            self.received += len(taken)
+            self._cond.notify_all()
+            return len(taken)
+
+    def push_many(
+        self, points: Sequence[DataPoint], *, timeout: float | None = None
+    ) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = 0
+        with self._cond:
+            while done < len(points):
+                room = self.capacity - len(self.items)
+                if room > 0:
+                    chunk = points[done : done + room]
+                    self.items.extend(chunk)
+                    self.received += len(chunk)
+                    done += len(chunk)
+                    self._cond.notify_all()
+                    continue
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise QueueTimeout("fake sink full", accepted=done)
+                self._cond.wait(left)
+
+    def take(self, count: int | None = None) -> list[DataPoint]:
+        with self._cond:
+            count = len(self.items) if count is None else count
+            taken = [self.items.popleft() for _ in range(min(count, len(self.items)))]
+            self._cond.notify_all()
+            return taken
+
+    def wait_received(self, count: int, timeout: float = TIMEOUT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.received >= count, timeout)
+
+    def wait_full(self, timeout: float = TIMEOUT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: len(self.items) >= self.capacity, timeout
+            )
+
+
+class RejectLog:
+    """An on_reject hook recording counts, with an event per reason."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.events: dict[str, threading.Event] = collections.defaultdict(
+            threading.Event
+        )
+
+    def __call__(self, reason: str, count: int) -> None:
+        self.counts[reason] += count
+        self.events[reason].set()
+
+
+@pytest.fixture
+def start_listener() -> Iterator[Callable[..., tuple[Any, FakeSink]]]:
+    """Start listeners on ephemeral ports; stop them all at the end."""
+    refs: list[pykka.ActorRef[Any]] = []
+
+    def start(sink: FakeSink | None = None, **kwargs: Any) -> tuple[Any, FakeSink]:
+        sink = sink or FakeSink()
+        kwargs.setdefault("tcp_port", 0)
+        kwargs.setdefault("udp_port", 0)
+        ref = GraphiteListener.start(sink=sink, **kwargs)
+        refs.append(ref)
+        return ref.proxy(), sink
+
+    yield start
+    for ref in reversed(refs):
+        ref.stop(timeout=TIMEOUT)
+
+
+def tcp_send(address: tuple[str, int], data: bytes) -> None:
+    with socket.create_connection(address, timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+
+
+def stats_of(proxy: Any) -> ListenerStats:
+    stats: ListenerStats = proxy.stats().get(timeout=TIMEOUT)
+    return stats
+
+
+def test_addresses_resolve_ephemeral_ports(start_listener: Any) -> None:
+    """Port 0 binds a free port, reported by addresses()."""
+    proxy, _ = start_listener()
+    (tcp_host, tcp_port), (udp_host, udp_port) = proxy.addresses().get(timeout=TIMEOUT)
+    assert tcp_host == udp_host == "127.0.0.1"
+    assert tcp_port > 0
+    assert udp_port > 0
+
+
+def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
+    start_listener: Any,
+) -> None:
+    """Five clients at once: every good line arrives, every bad one is counted."""
+    rejects = RejectLog()
+    proxy, sink = start_listener(on_reject=rejects, default_entity="dflt")
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    bad_lines = [
+        b"no-value",
+        b"x nan 1700000000",
+        b"x 1 yesterday",
+        b"x\xff 1 1700000000",
+    ]
+    clients, per_client = 5, 2000
+
+    def payload(client: int) -> bytes:
+        lines = []
+        for i in range(per_client):
+            if i % 10 == 5:
+                lines.append(bad_lines[(i // 10) % 4])
+            lines.append(b"c%d.m%d;entity=e%d 1.5 %d" % (client, i % 7, client, TS + i))
+        return b"\n".join(lines) + b"\n"
+
+    threads = [
+        threading.Thread(target=tcp_send, args=(tcp, payload(c)))
+        for c in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    good = clients * per_client
+    assert sink.wait_received(good)
+    stats = stats_of(proxy)
+    assert stats.lines_accepted == good == sink.received
+    assert stats.lines_rejected == clients * per_client // 10
+    assert stats.rejected["fields"] == stats.rejected["not_finite"] == 250
+    assert stats.rejected["timestamp"] == stats.rejected["utf8"] == 250
+    assert stats.connections_total == clients
+    points = sink.take()
+    for client in range(clients):
+        mine = [p for p in points if p.entity == f"e{client}"]
+        assert [p.timestamp for p in mine] == [
+            (TS + i) * 1000 for i in range(per_client)
+        ]
+    assert sum(rejects.counts.values()) == 1000
+
+
+def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
+    start_listener: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of bad lines gives one WARNING per reason, naming the reason."""
+    proxy, sink = start_listener()
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with caplog.at_level(logging.WARNING, logger="statsyard.graphite_listener"):
+        with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+            for _ in range(50):
+                sock.sendall(b"bad line here x\nok 1 1700000000\n")
+                # Each good line proves the chunk before it was processed.
+            assert sink.wait_received(50)
+        stats_of(proxy)
+    warnings = [r for r in caplog.records if "Rejected" in r.getMessage()]
+    assert 1 <= len(warnings) < 10
+    assert "expected 3 fields" in warnings[0].getMessage()
+    assert "from 127.0.0.1:" in warnings[0].getMessage()
+
+
+def test_partial_line_at_disconnect_is_the_only_loss(start_listener: Any) -> None:
+    """A client that hangs up mid-line loses that line and nothing else."""
+    rejects = RejectLog()
+    proxy, sink = start_listener(on_reject=rejects)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    tcp_send(tcp, b"a 1 1700000000\nb 2 1700000001\nc 3 17000")
+    assert rejects.events["partial"].wait(TIMEOUT)
+    assert sink.wait_received(2)
+    assert [p.metric for p in sink.take()] == ["a", "b"]
+    stats = stats_of(proxy)
+    assert stats.rejected["partial"] == 1
+    assert stats.lines_accepted == 2
+
+
+def test_udp_datagrams_are_parsed_as_whole_lines(start_listener: Any) -> None:
+    """Each datagram is a batch of lines; the last needs no newline."""
+    proxy, sink = start_listener()
+    _, udp = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"u.a 1 1700000000\nu.b;entity=host9 2 1700000000", udp)
+        sock.sendto(b"u.c 3 N\nbroken\n", udp)
+    assert sink.wait_received(3)
+    points = sink.take()
+    assert [(p.metric, p.entity) for p in points] == [
+        ("u.a", "graphite"),
+        ("u.b", "host9"),
+        ("u.c", "graphite"),
+    ]
+    stats = stats_of(proxy)
+    assert stats.udp_datagrams == 2
+    assert stats.rejected["fields"] == 1
+
+
+def test_udp_points_that_do_not_fit_are_dropped_and_counted(
+    start_listener: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full sink drops the rest of a datagram and says so."""
+    drops: list[int] = []
+    dropped = threading.Event()
+
+    def on_drop(count: int) -> None:
+        drops.append(count)
+        dropped.set()
+
+    proxy, sink = start_listener(FakeSink(capacity=10), on_drop=on_drop)
+    _, udp = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"".join(b"d%d 1 1700000000\n" % i for i in range(25)), udp)
+    assert dropped.wait(TIMEOUT)
+    stats = stats_of(proxy)
+    assert sink.received == 10
+    assert stats.lines_accepted == 10
+    assert stats.udp_points_dropped == 15 == sum(drops)
+    assert any(
+        "Dropped 15 Graphite UDP points" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -> None:
+    """Back-pressure: the sender stalls while the sink is full, then all arrives."""
+    proxy, sink = start_listener(FakeSink(capacity=1000), recv_buffer_bytes=16_384)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    total = 200_000
+    data = b"".join(b"bp.m%d 1 %d\n" % (i % 10, TS + i) for i in range(total))
+    sock = socket.create_connection(tcp, timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16_384)
+    sender = threading.Thread(target=sock.sendall, args=(data,))
+    sender.start()
+    try:
+        assert sink.wait_full()
+        sender.join(0.5)
+        assert sender.is_alive(), "the sender should be held back by the full sink"
+        assert sink.received == 1000
+        stats = stats_of(proxy)
+        assert stats.lines_accepted == 1000
+        assert stats.lines_rejected == 0
+        drained: list[DataPoint] = []
+        while len(drained) < total:
+            sink.wait_received(len(drained) + 1)
+            drained.extend(sink.take())
+        sender.join(TIMEOUT)
+        assert not sender.is_alive()
+    finally:
+        sock.close()
+    assert [p.timestamp for p in drained] == [(TS + i) * 1000 for i in range(total)]
+    assert stats_of(proxy).lines_accepted == total
+
+
+def test_connections_over_the_limit_are_refused(start_listener: Any) -> None:
+    """With max_connections open, a new client is closed at once and counted."""
+    proxy, sink = start_listener(max_connections=2)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    first = socket.create_connection(tcp, timeout=TIMEOUT)
+    second = socket.create_connection(tcp, timeout=TIMEOUT)
+    try:
+        first.sendall(b"one 1 1700000000\n")
+        second.sendall(b"two 1 1700000000\n")
+        assert sink.wait_received(2)
+        with socket.create_connection(tcp, timeout=TIMEOUT) as third:
+            assert third.recv(16) == b""
+        stats = stats_of(proxy)
+        assert stats.connections_refused == 1
+        assert stats.connections_open == 2
+    finally:
+        first.close()
+        second.close()
+
+
+def test_stop_queues_what_was_read_and_leaves_no_thread(start_listener: Any) -> None:
+    """Stopping drains points already read into the sink, then joins the I/O thread."""
+    proxy, sink = start_listener()
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    client = socket.create_connection(tcp, timeout=TIMEOUT)
+    client.sendall(b"s 1 1700000000\n")
+    assert sink.wait_received(1)
+    proxy.actor_ref.stop(timeout=TIMEOUT)
+    assert client.recv(16) == b""  # the server closed the connection
+    client.close()
+    assert not [t for t in threading.enumerate() if t.name == "statsyard-graphite-io"]
+
+
+def test_a_dying_io_thread_crashes_the_actor(start_listener: Any, link: Any) -> None:
+    """An error in the I/O thread (here: the sink fails) crashes the actor."""
+
+    class BrokenSink(FakeSink):
+        def offer_many(self, points: Sequence[DataPoint]) -> int:
+            raise RuntimeError("sink exploded")
+
+    proxy, _ = start_listener(BrokenSink(), link=link)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    tcp_send(tcp, b"x 1 1700000000\n")
+    assert link.exited_event.wait(TIMEOUT)
+    crashed, error = link.exits[0]
+    assert crashed is True
+    assert isinstance(error, ListenerError)
+    assert "sink exploded" in str(error)
+    assert any(t.name == "statsyard-graphite-io" for t in link.threads)
+    assert not proxy.actor_ref.is_alive()
+
+
+def test_a_taken_port_crashes_the_start(start_listener: Any, link: Any) -> None:
+    """Binding a port in use is a crash at start, reported to the link."""
+    proxy, _ = start_listener()
+    (_, port), _ = proxy.addresses().get(timeout=TIMEOUT)
+    start_listener(tcp_port=port, link=link)
+    assert link.exited_event.wait(TIMEOUT)
+    crashed, error = link.exits[0]
+    assert crashed is True
+    assert isinstance(error, OSError)

@@ -197,3 +197,26 @@ def test_segments_rotate_by_size(tmp_path: Path) -> None:
         total = sum(len(v) for v in s.query("m").values())
     assert total == 3000
     assert len(list(tmp_path.glob("seg-*.dat"))) >= 3
+
+
+def test_any_str_name_round_trips(tmp_path: Path) -> None:
+    """Non-ASCII names, even lone surrogates, are stored and read back exactly."""
+    odd = [("température.°C", "hôte-1"), ("m\ud800", "e\udfff")]
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        for metric, entity in odd:
+            s.append(points(metric, entity, [1, 2]))
+        s.checkpoint()
+        s.append(points(odd[1][0], odd[1][1], [3], start=T0 + 5000))
+    reader = Storage.open_readonly(tmp_path)
+    assert reader.series() == sorted(odd)
+    assert [v for _, v in reader.query("m\ud800")["e\udfff"]] == [1, 2, 3]
+
+
+def test_a_name_too_long_for_the_format_is_refused_cleanly(storage: Storage) -> None:
+    """ValueError for a 70,000-byte name; the rest of the batch is not half-added."""
+    storage.append(points("m", "e", [1]))
+    bad = [*points("m", "e", [2], start=T0 + 1000), DataPoint("x" * 70_000, "e", 3, T0)]
+    with pytest.raises(ValueError, match="at most 65535 bytes"):
+        storage.append(bad)
+    assert storage.query("m") == {"e": [(T0, 1)]}
+    assert storage.series() == [("m", "e")]

@@ -25,6 +25,9 @@ Value = int | float
 Group = tuple[str, str, list[int], list[Value]]
 """``(metric, entity, timestamps, values)`` of one series."""
 
+MAX_NAME_BYTES: Final = 65_535
+"""Longest metric or entity name the format holds (validation allows far less)."""
+
 KIND_BATCH: Final = 1
 """Record kind of a batch of points in the write-ahead log."""
 
@@ -144,8 +147,13 @@ class TableCache:
 
 def series_entry(number: int, metric: str, entity: str) -> bytes:
     """A series' entry in a batch's series table (computed once per series)."""
-    m = metric.encode("utf-8")
-    e = entity.encode("utf-8")
+    m = metric.encode("utf-8", "surrogatepass")
+    e = entity.encode("utf-8", "surrogatepass")
+    if len(m) > MAX_NAME_BYTES or len(e) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"metric and entity names must be at most {MAX_NAME_BYTES} bytes in "
+            f"UTF-8, got {len(m)} and {len(e)}"
+        )
     return _ENTRY.pack(number, len(m), len(e)) + m + e
 
 
@@ -212,8 +220,8 @@ def _decode_batch(payload: bytes) -> list[Group]:
     for _ in range(n_series):
         number, m_len, e_len = _ENTRY.unpack_from(table, at)
         at += _ENTRY.size
-        metric = table[at : at + m_len].decode("utf-8")
-        entity = table[at + m_len : at + m_len + e_len].decode("utf-8")
+        metric = table[at : at + m_len].decode("utf-8", "surrogatepass")
+        entity = table[at + m_len : at + m_len + e_len].decode("utf-8", "surrogatepass")
         at += m_len + e_len
         groups[number] = (metric, entity, [], [])
     if at != len(table):

@@ -140,8 +140,8 @@ def encode_block(
     payload = zlib.compress(
         le_bytes(array(WIDTHS[ts_code], dods)) + value_bytes, ZLIB_LEVEL
     )
-    m = metric.encode("utf-8")
-    e = entity.encode("utf-8")
+    m = metric.encode("utf-8", "surrogatepass")
+    e = entity.encode("utf-8", "surrogatepass")
     header = BLOCK_HEADER.pack(
         BLOCK_MARKER,
         BLOCK_VERSION,
@@ -188,8 +188,12 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
     if zlib.crc32(data[BLOCK_HEADER_SIZE:], zlib.crc32(header)) != crc:
         raise CorruptRecordError("block fails its checksum")
     try:
-        metric = data[BLOCK_HEADER_SIZE : BLOCK_HEADER_SIZE + m_len].decode("utf-8")
-        entity = data[BLOCK_HEADER_SIZE + m_len : names_end].decode("utf-8")
+        metric = data[BLOCK_HEADER_SIZE : BLOCK_HEADER_SIZE + m_len].decode(
+            "utf-8", "surrogatepass"
+        )
+        entity = data[BLOCK_HEADER_SIZE + m_len : names_end].decode(
+            "utf-8", "surrogatepass"
+        )
         raw = zlib.decompress(data[names_end:])
         ts_bytes = (count - 1) * struct.calcsize(WIDTHS[ts_code])
         dods = ints_from_le(WIDTHS[ts_code], raw[:ts_bytes])

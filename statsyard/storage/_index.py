@@ -62,8 +62,8 @@ def encode_checkpoint(
         blocks: ``(metric, entity, length, count, min_ts, max_ts)`` per block,
             in data file order.
     """
-    metrics = [block[0].encode("utf-8") for block in blocks]
-    entities = [block[1].encode("utf-8") for block in blocks]
+    metrics = [block[0].encode("utf-8", "surrogatepass") for block in blocks]
+    entities = [block[1].encode("utf-8", "surrogatepass") for block in blocks]
     columns = list(zip(*[block[2:] for block in blocks], strict=True)) or [()] * 4
     lengths, counts, min_ts, max_ts = columns
     dat_end = first_offset + sum(lengths)
@@ -108,8 +108,8 @@ def decode_checkpoint(segment: int, payload: bytes) -> Checkpoint:
         counts = ints_from_le("I", take(4 * n))
         min_ts = ints_from_le("q", take(8 * n))
         max_ts = ints_from_le("q", take(8 * n))
-        metrics = [take(size).decode("utf-8") for size in m_lens]
-        entities = [take(size).decode("utf-8") for size in e_lens]
+        metrics = [take(size).decode("utf-8", "surrogatepass") for size in m_lens]
+        entities = [take(size).decode("utf-8", "surrogatepass") for size in e_lens]
     except (struct.error, zlib.error, ValueError, UnicodeDecodeError) as exc:
         raise CorruptRecordError(f"malformed checkpoint record: {exc}") from exc
     offsets = list(accumulate(chain((first_offset,), lengths)))

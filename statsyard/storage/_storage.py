@@ -78,6 +78,21 @@ QueryResult = dict[str, list[tuple[int, Value]]]
 DEFAULT_CHECKPOINT_POINTS = 500_000
 _LOAD_ATTEMPTS = 20
 
+_STATE = (
+    "_head",
+    "_entries",
+    "_table_cache",
+    "_entities",
+    "_index",
+    "_segments",
+    "_head_points",
+    "_covered",
+    "_wal_seq",
+    "_wal_seqs",
+    "_skipped_records",
+)
+"""What a read-only storage's refresh() replaces."""
+
 _point_fields = attrgetter("metric", "entity", "timestamp", "value")
 
 
@@ -143,6 +158,7 @@ class Storage:
         self._readonly = readonly
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._skipped_records = 0
         self._reset_state()
         self._wal_fd = -1
         self._wal_size = 0
@@ -154,7 +170,6 @@ class Storage:
         self._points_written = 0
         self._bytes_written = 0
         self._bytes_read = 0
-        self._skipped_records = 0
 
     def _reset_state(self) -> None:
         self._head: dict[SeriesKey, HeadSeries] = {}
@@ -259,14 +274,24 @@ class Storage:
         if not self._readonly:
             raise WriteError("refresh() is for read-only storage; this one is live")
         for _attempt in range(_LOAD_ATTEMPTS):
-            skipped_before = self._skipped_records
+            fresh = Storage(
+                self._dir,
+                segment_bytes=self._segment_bytes,
+                retention_max_age_ms=None,
+                retention_max_bytes=None,
+                checkpoint_points=None,
+                readonly=True,
+            )
             try:
-                with self._lock:
-                    self._reset_state()
-                self._load(repair=False)
-                return
+                fresh._load(repair=False)
             except _Reload:
-                self._skipped_records = skipped_before
+                continue
+            with self._lock:  # queries in other threads see old or new, never half
+                for name in _STATE:
+                    setattr(self, name, getattr(fresh, name))
+            with self._stats_lock:
+                self._bytes_read += fresh._bytes_read
+            return
         raise CorruptRecordError(
             f"{self._dir}: files kept changing while being read "
             f"({_LOAD_ATTEMPTS} attempts); try again"
@@ -520,12 +545,13 @@ class Storage:
 
     def _new_series(self, key: SeriesKey) -> HeadSeries:
         """Create the head entry of a series (caller holds the lock)."""
+        entry = series_entry(len(self._entries), *key)  # may raise: check first
         timestamps: list[int] = []
         values: list[Value] = []
         number = len(self._entries)
         series = (timestamps.append, values.append, number, timestamps, values)
         self._head[key] = series
-        self._entries[number] = series_entry(number, *key)
+        self._entries[number] = entry
         self._entities.setdefault(key[0], {})[key[1]] = None
         return series
 
@@ -558,6 +584,7 @@ class Storage:
         Raises:
             WriteError: the write failed (e.g. disk full); the log is left as it
                 was before the call, so the same batch may be retried.
+            ValueError: a name is longer than the format holds (64 KiB).
         """
         self._check_writable()
         if not points:
@@ -566,22 +593,23 @@ class Storage:
             numbers: list[int] = []
             add_number = numbers.append
             get = self._head.get
-            for metric, entity, timestamp, value in map(_point_fields, points):
-                series = get((metric, entity))
-                if series is None:
-                    series = self._new_series((metric, entity))
-                series[0](timestamp)
-                series[1](value)
-                add_number(series[2])
             try:
+                for metric, entity, timestamp, value in map(_point_fields, points):
+                    series = get((metric, entity))
+                    if series is None:
+                        series = self._new_series((metric, entity))
+                    series[0](timestamp)
+                    series[1](value)
+                    add_number(series[2])
                 record = pack_record(
                     KIND_BATCH,
                     encode_batch(points, numbers, self._entries, self._table_cache),
                 )
                 self._write(self._wal_fd, self._wal_size, record, "the log")
             except BaseException:
-                for metric, entity, _timestamp, _value in map(_point_fields, points):
-                    series = self._head[(metric, entity)]
+                # Undo exactly what the loop added: the head matches the log.
+                for point in points[: len(numbers)]:
+                    series = self._head[(point.metric, point.entity)]
                     series[3].pop()
                     series[4].pop()
                 raise

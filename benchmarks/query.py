@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from statsyard.datapoint import DataPoint  # noqa: E402
-from statsyard.storage import Storage  # noqa: E402
+from statsyard.datapoint import DataPoint
+from statsyard.storage import Storage
 
 T0 = 1_700_000_000_000
 
@@ -84,12 +84,16 @@ def selectivity(tmp: Path, rng: random.Random, repeats: int) -> None:
         reader.query(metric, entity)
         open_shares.append(opened / total)
         fresh_shares.append(reader.bytes_read / total)
-    print(f"10,000 series x 240 points = {points:,} points in {total:,} bytes "
-          f"({total / points:.2f} bytes/point)")
-    print(f"  one-series query, live storage     reads {statistics.median(live_shares):8.4%}"
-          " of the data bytes (goal <= 5%)")
-    print(f"  read-only open (loads the indexes) reads {statistics.median(open_shares):8.4%}")
-    print(f"  open + one-series query            reads {statistics.median(fresh_shares):8.4%}")
+    print(
+        f"10,000 series x 240 points = {points:,} points in {total:,} bytes "
+        f"({total / points:.2f} bytes/point)"
+    )
+    print(
+        f"  one-series query, live storage: {statistics.median(live_shares):8.4%}"
+        " of the data bytes read (goal <= 5%)"
+    )
+    print(f"  read-only open (loads indexes): {statistics.median(open_shares):8.4%}")
+    print(f"  open + one-series query:        {statistics.median(fresh_shares):8.4%}")
 
 
 def scan_rate(tmp: Path, rng: random.Random, repeats: int) -> None:
@@ -114,6 +118,7 @@ def scan_rate(tmp: Path, rng: random.Random, repeats: int) -> None:
             elapsed = time.perf_counter() - started
             assert len(rows) == -(-n // 60)
             return n / elapsed
+
         return run
 
     compacted = median_of(repeats, step_query(storage))
@@ -121,18 +126,26 @@ def scan_rate(tmp: Path, rng: random.Random, repeats: int) -> None:
     head_dir = tmp / "scan-head"
     head = Storage.open(head_dir, checkpoint_points=None)
     for start in range(0, n, 10_000):
-        head.append([DataPoint("big.series", "one", float(i % 977), T0 + i * 1000)
-                     for i in range(start, start + 10_000)])
+        head.append(
+            [
+                DataPoint("big.series", "one", float(i % 977), T0 + i * 1000)
+                for i in range(start, start + 10_000)
+            ]
+        )
     in_head = median_of(repeats, step_query(head))
     head.close()
     raw = Storage.open_readonly(directory)
     started = time.perf_counter()
     raw_rows = raw.query("big.series")["one"]
     raw_rate = len(raw_rows) / (time.perf_counter() - started)
-    print(f"1,000,000-point series, step 60 s, avg: {compacted:13,.0f} points/s "
-          "scanned from blocks (goal >= 2,000,000)")
-    print(f"                                        {in_head:13,.0f} points/s "
-          "scanned from the head (not yet compacted)")
+    print(
+        f"1,000,000-point series, step 60 s, avg: {compacted:13,.0f} points/s "
+        "scanned from blocks (goal >= 2,000,000)"
+    )
+    print(
+        f"                                        {in_head:13,.0f} points/s "
+        "scanned from the head (not yet compacted)"
+    )
     print(f"  same series, raw points:              {raw_rate:13,.0f} points/s")
 
 
@@ -185,8 +198,7 @@ def interference(tmp: Path, rng: random.Random, repeats: int) -> None:
     storage.close()
     a, b = statistics.median(alone), statistics.median(loaded)
     print(f"append alone                {a:12,.0f} points/s")
-    print(f"append while querying       {b:12,.0f} points/s  "
-          f"({queries[0]:,} queries ran)")
+    print(f"append while querying       {b:12,.0f} points/s ({queries[0]:,} queries)")
     print(f"  ratio                     {b / a:12.0%}  (goal >= 80%)")
 
 

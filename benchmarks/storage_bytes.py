@@ -44,6 +44,12 @@ def main() -> None:
         default=0,
         help="random +-ms added to each timestamp (0: exact ticks)",
     )
+    parser.add_argument(
+        "--checkpoint-points",
+        type=int,
+        default=500_000,
+        help="automatic checkpoint interval (0: one checkpoint at the end)",
+    )
     args = parser.parse_args()
     rng = random.Random(42)
     walks = [rng.uniform(0, 100) for _ in range(args.series)]
@@ -54,7 +60,9 @@ def main() -> None:
     total = args.series * args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "data"
-        storage = Storage.open(directory, checkpoint_points=None)
+        storage = Storage.open(
+            directory, checkpoint_points=args.checkpoint_points or None
+        )
         append_time = 0.0
         for second in range(args.seconds):
             batch = []
@@ -78,6 +86,8 @@ def main() -> None:
             append_time += time.perf_counter() - started
         storage.sync()
         wal = directory_bytes(directory, "wal-*.log")
+        before = directory_bytes(directory, "seg-*")
+        in_head = storage.head_points
         started = time.perf_counter()
         storage.checkpoint()
         checkpoint_time = time.perf_counter() - started
@@ -92,20 +102,21 @@ def main() -> None:
         )
         assert stored == total, f"read back {stored} points of {total}"
     print(f"points                    {total:>9,}")
-    print(f"write-ahead log only      {wal / total:>9.2f} bytes/point")
+    print(f"checkpoint every          {args.checkpoint_points or total:>9,} points")
+    print(f"write-ahead log at the end {wal:>11,} bytes")
+    print(f"log + segments at the end {(wal + before) / total:>9.2f} bytes/point")
     print(f"segments (blocks + index) {segments / total:>9.2f} bytes/point (goal <= 4)")
     print(f"  of which data files     {data_only / total:>9.2f} bytes/point")
     print(
         f"  of which index files    {(segments - data_only) / total:>9.2f} bytes/point"
     )
-    print(f"log + segments (peak)     {(wal + segments) / total:>9.2f} bytes/point")
     print(
-        f"append                    {total / append_time:>9,.0f} points/s "
+        f"append (with checkpoints) {total / append_time:>9,.0f} points/s "
         f"({append_time / total * 1e6:.2f} us/point)"
     )
     print(
-        f"checkpoint                {total / checkpoint_time:>9,.0f} points/s "
-        f"({checkpoint_time / total * 1e6:.2f} us/point)"
+        f"final checkpoint          {in_head / checkpoint_time:>9,.0f} points/s "
+        f"({checkpoint_time / in_head * 1e6:.2f} us/point, {in_head:,} points)"
     )
 
 

@@ -90,23 +90,30 @@ def select(piece: Piece, start: int | None, end: int | None) -> Piece:
 
 
 def downsample(
-    piece: Piece, step: int, aggregate: Callable[[Sequence[Value]], Value]
+    piece: Piece,
+    step: int,
+    aggregate: Callable[[Sequence[Value]], Value],
+    pace: Callable[[], None] | None = None,
 ) -> list[tuple[int, Value]]:
     """Aggregate a time-ordered piece into buckets of ``step`` ms.
 
     Buckets start at multiples of ``step`` (Unix epoch aligned); each output
     point is ``(bucket start, aggregate of the bucket's values)``; empty
-    buckets are left out.
+    buckets are left out. ``pace`` is called every few hundred buckets (to
+    let ingest run).
     """
     timestamps, values = piece
     out: list[tuple[int, Value]] = []
+    append = out.append
     i = 0
     n = len(timestamps)
     while i < n:
         bucket = timestamps[i] - timestamps[i] % step
         j = bisect_left(timestamps, bucket + step, i)
-        out.append((bucket, aggregate(values[i:j])))
+        append((bucket, aggregate(values[i:j])))
         i = j
+        if pace is not None and not len(out) % 64:
+            pace()
     return out
 
 

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from pathlib import Path
@@ -76,6 +77,13 @@ QueryResult = dict[str, list[tuple[int, Value]]]
 """Entity -> ``(timestamp ms, value)`` points, by time."""
 
 DEFAULT_CHECKPOINT_POINTS = 500_000
+
+QUERY_SLICE_S = 0.00005
+"""While ingest is active, a query works at most this long before yielding."""
+QUERY_YIELD_S = 0.00005
+"""How long a query steps aside: long enough for the writer to take the GIL."""
+INGEST_ACTIVE_S = 0.01
+"""Ingest counts as active for this long after an append."""
 _LOAD_ATTEMPTS = 20
 
 _STATE = (
@@ -109,6 +117,32 @@ class _Segment:
     def cover(self, low: int, high: int) -> None:
         self.min_ts = low if self.min_ts is None else min(self.min_ts, low)
         self.max_ts = high if self.max_ts is None else max(self.max_ts, high)
+
+
+class _Pacer:
+    """Makes queries step aside for ingest now and then.
+
+    Queries and ingest share one interpreter lock. The writer releases it at
+    every ``write()``; a query thread then keeps it for the whole switch
+    interval (5 ms), so without pacing, continuous queries would cut ingest to
+    a fraction. While an append ran recently, queries sleep ``QUERY_YIELD_S``
+    after each ``QUERY_SLICE_S`` of work (counted across queries).
+    """
+
+    __slots__ = ("_since", "_storage")
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._since = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if (
+            now - self._since >= QUERY_SLICE_S
+            and now - self._storage._last_append < INGEST_ACTIVE_S
+        ):
+            time.sleep(QUERY_YIELD_S)
+            self._since = time.monotonic()
 
 
 class _Reload(Exception):  # noqa: N818 (internal signal, not an error)
@@ -170,6 +204,8 @@ class Storage:
         self._points_written = 0
         self._bytes_written = 0
         self._bytes_read = 0
+        self._last_append = -1.0
+        self._pacer = _Pacer(self)
 
     def _reset_state(self) -> None:
         self._head: dict[SeriesKey, HeadSeries] = {}
@@ -544,26 +580,26 @@ class Storage:
     # -- the head -----------------------------------------------------------------
 
     def _new_series(self, key: SeriesKey) -> HeadSeries:
-        """Create the head entry of a series (caller holds the lock)."""
+        """Create the head entry of a series (the writer's thread)."""
         entry = series_entry(len(self._entries), *key)  # may raise: check first
         timestamps: list[int] = []
         values: list[Value] = []
         number = len(self._entries)
         series = (timestamps.append, values.append, number, timestamps, values)
-        self._head[key] = series
+        with self._lock:  # queries iterate these dicts under the lock
+            self._head[key] = series
+            self._entities.setdefault(key[0], {})[key[1]] = None
         self._entries[number] = entry
-        self._entities.setdefault(key[0], {})[key[1]] = None
         return series
 
     def _add_groups(self, groups: Sequence[Group]) -> None:
         """Add decoded groups to the head (loading the log)."""
-        with self._lock:
-            for metric, entity, timestamps, values in groups:
-                key = (metric, entity)
-                series = self._head.get(key) or self._new_series(key)
-                series[3].extend(timestamps)
-                series[4].extend(values)
-                self._head_points += len(timestamps)
+        for metric, entity, timestamps, values in groups:
+            key = (metric, entity)
+            series = self._head.get(key) or self._new_series(key)
+            series[3].extend(timestamps)
+            series[4].extend(values)
+            self._head_points += len(timestamps)
 
     # -- writing ------------------------------------------------------------------
 
@@ -589,33 +625,37 @@ class Storage:
         self._check_writable()
         if not points:
             return 0
-        with self._lock:
-            numbers: list[int] = []
-            add_number = numbers.append
-            get = self._head.get
-            try:
-                for metric, entity, timestamp, value in map(_point_fields, points):
-                    series = get((metric, entity))
-                    if series is None:
-                        series = self._new_series((metric, entity))
-                    series[0](timestamp)
-                    series[1](value)
-                    add_number(series[2])
-                record = pack_record(
-                    KIND_BATCH,
-                    encode_batch(points, numbers, self._entries, self._table_cache),
-                )
-                self._write(self._wal_fd, self._wal_size, record, "the log")
-            except BaseException:
-                # Undo exactly what the loop added: the head matches the log.
-                for point in points[: len(numbers)]:
-                    series = self._head[(point.metric, point.entity)]
-                    series[3].pop()
-                    series[4].pop()
-                raise
-            self._wal_size += len(record)
-            self._unsynced = True
-            self._head_points += len(points)
+        self._last_append = time.monotonic()
+        # No lock here: each series' timestamps are appended before its value,
+        # so a query that copies the values and then the timestamps always gets
+        # a consistent prefix (see query()); the lock is only taken to add a
+        # series, so ingest never waits for a query, nor a query for ingest.
+        numbers: list[int] = []
+        add_number = numbers.append
+        get = self._head.get
+        try:
+            for metric, entity, timestamp, value in map(_point_fields, points):
+                series = get((metric, entity))
+                if series is None:
+                    series = self._new_series((metric, entity))
+                series[0](timestamp)
+                series[1](value)
+                add_number(series[2])
+            record = pack_record(
+                KIND_BATCH,
+                encode_batch(points, numbers, self._entries, self._table_cache),
+            )
+            self._write(self._wal_fd, self._wal_size, record, "the log")
+        except BaseException:
+            # Undo exactly what the loop added: the head matches the log.
+            for point in points[: len(numbers)]:
+                series = self._head[(point.metric, point.entity)]
+                series[3].pop()
+                series[4].pop()
+            raise
+        self._wal_size += len(record)
+        self._unsynced = True
+        self._head_points += len(points)
         self._points_written += len(points)
         self._bytes_written += len(record)
         self._maintain()
@@ -903,7 +943,7 @@ class Storage:
         with self._lock:
             entities = self._entities.get(metric, {})
             wanted = list(entities) if entity is None else [entity]
-            snapshot: list[tuple[str, list[BlockRef], Piece]] = []
+            snapshot: list[tuple[str, list[BlockRef], HeadSeries | None]] = []
             for name in wanted:
                 key = (metric, name)
                 refs = [
@@ -913,27 +953,40 @@ class Storage:
                     and (end is None or ref.min_ts < end)
                 ]
                 series = self._head.get(key)
-                head: Piece = (series[3][:], series[4][:]) if series else ([], [])
-                if refs or head[0]:
-                    snapshot.append((name, refs, head))
+                if refs or (series is not None and series[3]):
+                    snapshot.append((name, refs, series))
         result: QueryResult = {}
-        for name, refs, head in snapshot:
-            piece = select(merge([*self._read_blocks(refs), head]), start, end)
+        pace = self._pacer
+        pace()
+        for name, refs, series in snapshot:
+            head: Piece = ([], [])
+            if series is not None:
+                # Values first: the writer appends a point's timestamp before
+                # its value, so both copies share a consistent prefix.
+                values = series[4][:]
+                timestamps = series[3][:]
+                count = min(len(values), len(timestamps))
+                head = (timestamps[:count], values[:count])
+                pace()
+            piece = merge([*self._read_blocks(refs, pace), head])
+            pace()
+            piece = select(piece, start, end)
             if not piece[0]:
                 continue
             if step is None:
                 result[name] = list(zip(*piece, strict=True))
             else:
-                result[name] = downsample(piece, step, aggregate)
+                result[name] = downsample(piece, step, aggregate, pace)
         return result
 
-    def _read_blocks(self, refs: list[BlockRef]) -> list[Piece]:
+    def _read_blocks(self, refs: list[BlockRef], pace: _Pacer) -> list[Piece]:
         """Read and decode blocks; a damaged one is skipped, counted and logged."""
         pieces: list[Piece] = []
         fds: dict[int, int] = {}
         read = 0
         try:
             for ref in refs:
+                pace()
                 fd = fds.get(ref.segment)
                 if fd is None:
                     try:

@@ -80,7 +80,7 @@ DEFAULT_CHECKPOINT_POINTS = 500_000
 
 QUERY_SLICE_S = 0.00005
 """While ingest is active, a query works at most this long before yielding."""
-QUERY_YIELD_S = 0.0002
+QUERY_YIELD_S = 0.0003
 """How long a query steps aside: long enough for the writer to take the GIL."""
 INGEST_ACTIVE_S = 0.01
 """Ingest counts as active for this long after an append."""

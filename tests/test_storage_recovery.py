@@ -226,3 +226,26 @@ def test_sigkilled_writer_loses_no_acknowledged_batch(tmp_path: Path) -> None:
             assert timestamp == T0 + batch * 1000 + i
         next_batch = max(by_batch) + 1
     assert len(acked) >= 20
+
+
+def test_segment_files_of_a_checkpoint_cut_short_are_repaired(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newest segment whose index header is torn, or whose index never got
+    created, holds nothing committed: it is reset or removed, the log replays."""
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        s.append(points("m", "e", [1, 2]))
+        s.checkpoint()
+        s.append(points("m", "e", [3], start=T0 + 5000))
+    (tmp_path / "seg-0000000000000002.dat").write_bytes(b"SYARDSEG")
+    (tmp_path / "seg-0000000000000002.idx").write_bytes(b"SYAR")
+    (tmp_path / "seg-0000000000000003.dat").write_bytes(b"SYARDSEG\x01\x00")
+    with caplog.at_level(logging.WARNING), Storage.open(tmp_path) as s:
+        assert [v for _, v in s.query("m")["e"]] == [1, 2, 3]
+        s.checkpoint()
+    assert "never finished" in caplog.text
+    assert "its index file was never created" in caplog.text
+    assert not (tmp_path / "seg-0000000000000003.dat").exists()
+    with Storage.open(tmp_path) as s:
+        assert [v for _, v in s.query("m")["e"]] == [1, 2, 3]
+        assert s.skipped_records == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import WriteError
+from statsyard.exceptions import DataDirectoryInUseError, WriteError
 from statsyard.storage import Storage
 from tests._storage_helpers import T0, expected, points
 
@@ -220,3 +220,13 @@ def test_a_name_too_long_for_the_format_is_refused_cleanly(storage: Storage) -> 
         storage.append(bad)
     assert storage.query("m") == {"e": [(T0, 1)]}
     assert storage.series() == [("m", "e")]
+
+
+def test_a_second_writer_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    """One writer per directory (an flock); readers are always welcome."""
+    first = Storage.open(tmp_path)
+    with pytest.raises(DataDirectoryInUseError, match="already open for writing"):
+        Storage.open(tmp_path)
+    Storage.open_readonly(tmp_path).close()
+    first.close()
+    Storage.open(tmp_path).close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -15,7 +16,11 @@ from typing import TYPE_CHECKING
 import attrs
 
 from statsyard.datapoint import now_ms
-from statsyard.exceptions import CorruptRecordError, WriteError
+from statsyard.exceptions import (
+    CorruptRecordError,
+    DataDirectoryInUseError,
+    WriteError,
+)
 from statsyard.storage._batch import (
     KIND_BATCH,
     Group,
@@ -28,6 +33,7 @@ from statsyard.storage._batch import (
 from statsyard.storage._blocks import decode_block, encode_block, is_sorted
 from statsyard.storage._files import (
     INDEX_PATTERN,
+    MARKER_NAME,
     SEGMENT_PATTERN,
     WAL_PATTERN,
     check_data_directory,
@@ -198,6 +204,7 @@ class Storage:
         self._wal_size = 0
         self._dat_fd = -1
         self._idx_fd = -1
+        self._lock_fd = -1
         self._unsynced = False
         self._dir_unsynced = False
         self._closed = False
@@ -250,6 +257,7 @@ class Storage:
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
+            DataDirectoryInUseError: another writer has it open.
             CorruptRecordError: a file named as a StatsYard file is not one.
             ValueError: a setting is out of range.
         """
@@ -263,9 +271,14 @@ class Storage:
             readonly=False,
         )
         check_data_directory(directory, create=True)
-        storage._load(repair=True)
-        storage._start_writing()
-        storage._apply_retention()
+        storage._lock_directory()
+        try:
+            storage._load(repair=True)
+            storage._start_writing()
+            storage._apply_retention()
+        except BaseException:
+            storage._release_files()
+            raise
         logger.info(
             "Opened data directory %s: %d points in the log, %d segments, "
             "%d damaged records skipped",
@@ -275,6 +288,23 @@ class Storage:
             storage._skipped_records,
         )
         return storage
+
+    def _lock_directory(self) -> None:
+        """Take the writer's exclusive lock (``flock`` on the marker file).
+
+        The kernel drops it when the process dies, however it dies.
+        """
+        fd = os.open(self._dir / MARKER_NAME, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirectoryInUseError(
+                f"{self._dir} is already open for writing (by another process or "
+                "Storage); read it with Storage.open_readonly()",
+                path=str(self._dir),
+            ) from None
+        self._lock_fd = fd
 
     @classmethod
     def open_readonly(cls, data_dir: str | os.PathLike[str]) -> Storage:
@@ -1056,12 +1086,15 @@ class Storage:
             self.sync()
         finally:
             self._closed = True
-            for fd in (self._wal_fd, self._dat_fd, self._idx_fd):
-                if fd != -1:
-                    os.close(fd)
-            self._wal_fd = self._dat_fd = self._idx_fd = -1
+            self._release_files()
             if not self._readonly:
                 logger.info("Closed data directory %s", self._dir)
+
+    def _release_files(self) -> None:
+        for fd in (self._wal_fd, self._dat_fd, self._idx_fd, self._lock_fd):
+            if fd != -1:
+                os.close(fd)
+        self._wal_fd = self._dat_fd = self._idx_fd = self._lock_fd = -1
 
     def __enter__(self) -> Storage:
         """Use as a context manager that closes the storage on exit."""

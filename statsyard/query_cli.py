@@ -106,8 +106,17 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_NEGATIVE_LOOKING: Final = re.compile(r"^-\d+(ms|s|m|h|d)?$|^-\d*\.\d+$")
+
+
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``query METRIC ...`` to ``parser``."""
+    """Add the arguments of ``query METRIC ...`` to ``parser``.
+
+    Also teaches ``parser`` that ``-1h`` is a value, not an option, so that
+    ``--from -1h`` works (argparse only knows that of negative numbers).
+    """
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = _NEGATIVE_LOOKING
     parser.add_argument("metric", help="the metric name, e.g. cpu.load")
     _add_data_dir(parser)
     parser.add_argument("--entity", help="only this entity (default: all)")

@@ -217,3 +217,24 @@ def test_module_runs_as_a_program_while_a_writer_holds_the_directory(
     assert (
         done.stdout.splitlines()[1] == f"disk.used,h9,{T0},2023-11-14T22:13:20.000Z,42"
     )
+
+
+def test_relative_times_can_follow_the_option_as_written_in_the_docs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--from -15m`` (a separate argument starting with '-') is a time."""
+    from statsyard.datapoint import now_ms
+
+    now = now_ms()
+    with Storage.open(tmp_path) as s:
+        s.append([DataPoint("m", "e", 1, now - 3_600_000), DataPoint("m", "e", 2, now)])
+    parser = argparse.ArgumentParser()  # as the service's CLI nests it
+    add_query_arguments(parser.add_subparsers().add_parser("query"))
+    args = parser.parse_args(
+        ["query", "m", "--data-dir", str(tmp_path), "--from", "-15m"]
+    )
+    assert args.from_ == "-15m"
+    assert run_query(args) == 0
+    assert [line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        "2"
+    ]

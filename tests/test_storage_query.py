@@ -150,6 +150,11 @@ def test_queries_in_other_threads_see_every_acknowledged_point(tmp_path: Path) -
                 failures.append(f"saw {len(values)} points after {floor} batches")
             if len(set(values)) != len(values):
                 failures.append("saw a point twice")
+            # Each value was appended with its own timestamp: never mismatched.
+            for timestamp, value in rows:
+                if timestamp != T0 + (value // 100) * 100_000 + (value % 100) * 1000:
+                    failures.append(f"value {value} paired with {timestamp}")
+                    break
 
     thread = threading.Thread(target=reader)
     thread.start()

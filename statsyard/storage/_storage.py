@@ -656,10 +656,10 @@ class Storage:
         if not points:
             return 0
         self._last_append = time.monotonic()
-        # No lock here: each series' timestamps are appended before its value,
-        # so a query that copies the values and then the timestamps always gets
-        # a consistent prefix (see query()); the lock is only taken to add a
-        # series, so ingest never waits for a query, nor a query for ingest.
+        # No lock here: a series' timestamp and value lists only ever grow (or
+        # shrink, on a rollback) at the end, so each is a prefix of the series'
+        # points; query() copies both and cuts them to the shorter. The lock is
+        # only taken to add a series: ingest never waits for a query.
         numbers: list[int] = []
         add_number = numbers.append
         get = self._head.get
@@ -991,8 +991,8 @@ class Storage:
         for name, refs, series in snapshot:
             head: Piece = ([], [])
             if series is not None:
-                # Values first: the writer appends a point's timestamp before
-                # its value, so both copies share a consistent prefix.
+                # Both lists are prefixes of the same points (see append()):
+                # cut to the shorter, they pair up exactly.
                 values = series[4][:]
                 timestamps = series[3][:]
                 count = min(len(values), len(timestamps))

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,8 +105,6 @@ _STATE = (
     "_skipped_records",
 )
 """What a read-only storage's refresh() replaces."""
-
-_point_fields = attrgetter("metric", "entity", "timestamp", "value")
 
 
 @attrs.define
@@ -664,12 +661,12 @@ class Storage:
         add_number = numbers.append
         get = self._head.get
         try:
-            for metric, entity, timestamp, value in map(_point_fields, points):
-                series = get((metric, entity))
+            for point in points:  # plain attribute access: the fastest form
+                series = get((point.metric, point.entity))
                 if series is None:
-                    series = self._new_series((metric, entity))
-                series[0](timestamp)
-                series[1](value)
+                    series = self._new_series((point.metric, point.entity))
+                series[0](point.timestamp)
+                series[1](point.value)
                 add_number(series[2])
             record = pack_record(
                 KIND_BATCH,

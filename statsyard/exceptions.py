@@ -108,3 +108,15 @@ class ConfigError(StatsYardError, ValueError):
 
 class ListenerError(StatsYardError):
     """A network listener's I/O thread failed; the listener actor crashes with it."""
+
+
+class DataDirectoryInUseError(StatsYardError, RuntimeError):
+    """Another writer (process or object) already has the data directory open.
+
+    Attributes:
+        path: the data directory.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import struct
 import sys
+import zlib
 from array import array
 from collections.abc import Sequence
 from itertools import compress
 from operator import attrgetter, not_
 from typing import Final
 
+import attrs
+
 from statsyard.exceptions import CorruptRecordError
 
 Value = int | float
 Group = tuple[str, str, list[int], list[Value]]
 """``(metric, entity, timestamps, values)`` of one series."""
+
+MAX_NAME_BYTES: Final = 65_535
+"""Longest metric or entity name the format holds (validation allows far less)."""
 
 KIND_BATCH: Final = 1
 """Record kind of a batch of points in the write-ahead log."""
@@ -30,7 +36,9 @@ VALUES_FLOAT64: Final = 1
 VALUES_MIXED: Final = 2
 VALUES_TEXT: Final = 3
 
-BATCH_HEADER: Final = struct.Struct("<IIB3x")  # series count, point count, value kind
+BATCH_HEADER: Final = struct.Struct("<IIB3xI")
+"""Series count, point count, value kind, compressed series table length."""
+_ENTRY = struct.Struct("<IHH")  # series number, metric length, entity length
 _U32 = struct.Struct("<I")
 _LITTLE: Final = sys.byteorder == "little"
 _FLOAT_FLAG: Final = {float: 1, int: 0}
@@ -129,31 +137,52 @@ def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
     raise ValueError(f"unknown value kind {kind}")
 
 
+@attrs.define
+class TableCache:
+    """The last series table a storage compressed, and for which series numbers."""
+
+    numbers: list[int] = attrs.Factory(list)
+    table: bytes = b""
+
+
+def series_entry(number: int, metric: str, entity: str) -> bytes:
+    """A series' entry in a batch's series table (computed once per series)."""
+    m = metric.encode("utf-8", "surrogatepass")
+    e = entity.encode("utf-8", "surrogatepass")
+    if len(m) > MAX_NAME_BYTES or len(e) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"metric and entity names must be at most {MAX_NAME_BYTES} bytes in "
+            f"UTF-8, got {len(m)} and {len(e)}"
+        )
+    return _ENTRY.pack(number, len(m), len(e)) + m + e
+
+
 def encode_batch(
     points: Sequence[object],
     series_numbers: Sequence[int],
-    names: dict[int, tuple[str, str]],
+    entries: dict[int, bytes],
+    cache: TableCache,
 ) -> bytes:
     """Pack a batch as columns.
 
     Args:
         points: the points (objects with ``timestamp`` and ``value``).
         series_numbers: for each point, the number of its series.
-        names: ``(metric, entity)`` of every number used in ``series_numbers``.
+        entries: :func:`series_entry` of every number in ``series_numbers``.
+        cache: the storage's :class:`TableCache` (saves compressing the same
+            series table batch after batch).
     """
     numbers = sorted(set(series_numbers))
-    keys = [names[n] for n in numbers]
-    metrics = [key[0].encode("utf-8") for key in keys]
-    entities = [key[1].encode("utf-8") for key in keys]
+    if numbers == cache.numbers:
+        table = cache.table  # collectors send the same series every time
+    else:
+        table = zlib.compress(b"".join(map(entries.__getitem__, numbers)), 1)
+        cache.numbers, cache.table = numbers, table
     kind, value_bytes = encode_values(list(map(values_of, points)))
     return b"".join(
         [
-            BATCH_HEADER.pack(len(numbers), len(series_numbers), kind),
-            le_bytes(array("I", numbers)),
-            le_bytes(array("H", map(len, metrics))),
-            le_bytes(array("H", map(len, entities))),
-            *metrics,
-            *entities,
+            BATCH_HEADER.pack(len(numbers), len(series_numbers), kind, len(table)),
+            table,
             le_bytes(array("I", series_numbers)),
             le_bytes(array("q", map(timestamps_of, points))),
             value_bytes,
@@ -169,12 +198,12 @@ def decode_batch(payload: bytes) -> list[Group]:
     """
     try:
         return _decode_batch(payload)
-    except (struct.error, ValueError, KeyError, UnicodeDecodeError) as exc:
+    except (struct.error, zlib.error, ValueError, KeyError, UnicodeDecodeError) as exc:
         raise CorruptRecordError(f"malformed batch record: {exc}") from exc
 
 
 def _decode_batch(payload: bytes) -> list[Group]:
-    n_series, n_points, kind = BATCH_HEADER.unpack_from(payload, 0)
+    n_series, n_points, kind, table_len = BATCH_HEADER.unpack_from(payload, 0)
     pos = BATCH_HEADER.size
 
     def take(size: int) -> bytes:
@@ -185,18 +214,21 @@ def _decode_batch(payload: bytes) -> list[Group]:
         pos += size
         return chunk
 
-    numbers = ints_from_le("I", take(4 * n_series))
-    m_lens = ints_from_le("H", take(2 * n_series))
-    e_lens = ints_from_le("H", take(2 * n_series))
-    metrics = [take(n).decode("utf-8") for n in m_lens]
-    entities = [take(n).decode("utf-8") for n in e_lens]
+    table = zlib.decompress(take(table_len))
+    groups: dict[int, Group] = {}
+    at = 0
+    for _ in range(n_series):
+        number, m_len, e_len = _ENTRY.unpack_from(table, at)
+        at += _ENTRY.size
+        metric = table[at : at + m_len].decode("utf-8", "surrogatepass")
+        entity = table[at + m_len : at + m_len + e_len].decode("utf-8", "surrogatepass")
+        at += m_len + e_len
+        groups[number] = (metric, entity, [], [])
+    if at != len(table):
+        raise ValueError("series table has stray bytes")
     series_numbers = ints_from_le("I", take(4 * n_points))
     timestamps = ints_from_le("q", take(8 * n_points))
     values = decode_values(kind, payload[pos:], n_points)
-    groups: dict[int, Group] = {
-        number: (metric, entity, [], [])
-        for number, metric, entity in zip(numbers, metrics, entities, strict=True)
-    }
     for number, timestamp, value in zip(
         series_numbers, timestamps, values, strict=True
     ):

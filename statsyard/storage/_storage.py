@@ -2,36 +2,69 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from statsyard.exceptions import CorruptRecordError, WriteError
+import attrs
+
+from statsyard.datapoint import now_ms
+from statsyard.exceptions import (
+    CorruptRecordError,
+    DataDirectoryInUseError,
+    WriteError,
+)
 from statsyard.storage._batch import (
     KIND_BATCH,
     Group,
+    TableCache,
     Value,
     decode_batch,
     encode_batch,
+    series_entry,
 )
+from statsyard.storage._blocks import decode_block, encode_block, is_sorted
 from statsyard.storage._files import (
+    INDEX_PATTERN,
+    MARKER_NAME,
+    SEGMENT_PATTERN,
     WAL_PATTERN,
     check_data_directory,
     fsync_directory,
+    index_name,
     numbered,
+    segment_name,
     wal_name,
 )
 from statsyard.storage._framing import (
     FILE_HEADER_SIZE,
+    INDEX_MAGIC,
+    SEGMENT_MAGIC,
     WAL_MAGIC,
     check_file_header,
     pack_file_header,
     pack_record,
     scan_records,
+)
+from statsyard.storage._index import (
+    KIND_CHECKPOINT,
+    BlockRef,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+from statsyard.storage._query import (
+    Piece,
+    check_agg,
+    compile_glob,
+    downsample,
+    merge,
+    select,
 )
 
 if TYPE_CHECKING:
@@ -45,16 +78,93 @@ HeadSeries = tuple[
 ]
 """One series in the head: bound appends (speed), its number, timestamps, values."""
 
-_point_fields = attrgetter("metric", "entity", "timestamp", "value")
+QueryResult = dict[str, list[tuple[int, Value]]]
+"""Entity -> ``(timestamp ms, value)`` points, by time."""
+
+DEFAULT_CHECKPOINT_POINTS = 500_000
+
+QUERY_SLICE_S = 0.00005
+"""While ingest is active, a query works at most this long before yielding."""
+QUERY_YIELD_S = 0.0003
+"""How long a query steps aside: long enough for the writer to take the GIL."""
+INGEST_ACTIVE_S = 0.01
+"""Ingest counts as active for this long after an append."""
+_LOAD_ATTEMPTS = 20
+
+_STATE = (
+    "_head",
+    "_entries",
+    "_table_cache",
+    "_entities",
+    "_index",
+    "_segments",
+    "_head_points",
+    "_covered",
+    "_wal_seq",
+    "_wal_seqs",
+    "_skipped_records",
+)
+"""What a read-only storage's refresh() replaces."""
+
+
+@attrs.define
+class _Segment:
+    """What is known of one segment: sizes and the time span of its blocks."""
+
+    seq: int
+    dat_size: int = FILE_HEADER_SIZE
+    idx_size: int = FILE_HEADER_SIZE
+    min_ts: int | None = None
+    max_ts: int | None = None
+
+    def cover(self, low: int, high: int) -> None:
+        self.min_ts = low if self.min_ts is None else min(self.min_ts, low)
+        self.max_ts = high if self.max_ts is None else max(self.max_ts, high)
+
+
+class _Pacer:
+    """Makes queries step aside for ingest now and then.
+
+    Queries and ingest share one interpreter lock. The writer releases it at
+    every ``write()``; a query thread then keeps it for the whole switch
+    interval (5 ms), so without pacing, continuous queries would cut ingest to
+    a fraction. While an append ran recently, queries sleep ``QUERY_YIELD_S``
+    after each ``QUERY_SLICE_S`` of work (counted across queries).
+    """
+
+    __slots__ = ("_since", "_storage")
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._since = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if (
+            now - self._since >= QUERY_SLICE_S
+            and now - self._storage._last_append < INGEST_ACTIVE_S
+        ):
+            time.sleep(QUERY_YIELD_S)
+            self._since = time.monotonic()
+
+
+class _Reload(Exception):  # noqa: N818 (internal signal, not an error)
+    """A concurrent writer changed the directory under a reader: load again."""
 
 
 class Storage:
     """The points of one data directory, written by one thread and read by any.
 
-    The writer (``Storage.open``) must be used from a single thread — in the
-    pipeline, the ``TimestampWriter`` actor's — for :meth:`append`, :meth:`sync`
-    and :meth:`close`. Queries may run in other threads concurrently; they
-    take a short snapshot under a lock and scan without it.
+    Appended points go to a write-ahead log (the durability layer) and to an
+    in-memory *head*; a checkpoint compacts the head into per-series blocks
+    in segment files and removes the log files it covered. A query merges a
+    series' blocks and head. See ``docs/storage.md`` for the on-disk format.
+
+    The writer (``Storage.open``) must be driven by one thread — in the
+    pipeline the ``TimestampWriter`` actor's — for :meth:`append`,
+    :meth:`sync`, :meth:`checkpoint` and :meth:`close`. :meth:`query` and
+    :meth:`series` may run in any thread, concurrently with appends: they copy
+    a short snapshot under a lock and read blocks without it.
     """
 
     def __init__(
@@ -64,30 +174,54 @@ class Storage:
         segment_bytes: int,
         retention_max_age_ms: int | None,
         retention_max_bytes: int | None,
+        checkpoint_points: int | None,
         readonly: bool,
     ) -> None:
         """Store the settings; use :meth:`open` or :meth:`open_readonly` instead."""
-        if segment_bytes <= 0:
-            raise ValueError(f"segment_bytes must be positive, got {segment_bytes!r}")
+        for name, setting in (
+            ("segment_bytes", segment_bytes),
+            ("retention_max_age_ms", retention_max_age_ms),
+            ("retention_max_bytes", retention_max_bytes),
+            ("checkpoint_points", checkpoint_points),
+        ):
+            if setting is not None and (type(setting) is not int or setting <= 0):
+                raise ValueError(f"{name} must be a positive int, got {setting!r}")
         self._dir = directory
         self._segment_bytes = segment_bytes
         self._retention_max_age_ms = retention_max_age_ms
         self._retention_max_bytes = retention_max_bytes
+        self._checkpoint_points = checkpoint_points
+        self._next_checkpoint = checkpoint_points
         self._readonly = readonly
         self._lock = threading.Lock()
-        self._head: dict[SeriesKey, HeadSeries] = {}
-        self._names: dict[int, SeriesKey] = {}
-        self._entities: dict[str, dict[str, None]] = {}
-        self._head_points = 0
-        self._wal_seq = 0
+        self._stats_lock = threading.Lock()
+        self._skipped_records = 0
+        self._reset_state()
         self._wal_fd = -1
         self._wal_size = 0
+        self._dat_fd = -1
+        self._idx_fd = -1
+        self._lock_fd = -1
         self._unsynced = False
         self._dir_unsynced = False
         self._closed = False
         self._points_written = 0
         self._bytes_written = 0
-        self._skipped_records = 0
+        self._bytes_read = 0
+        self._last_append = -1.0
+        self._pacer = _Pacer(self)
+
+    def _reset_state(self) -> None:
+        self._head: dict[SeriesKey, HeadSeries] = {}
+        self._entries: dict[int, bytes] = {}
+        self._table_cache = TableCache()
+        self._entities: dict[str, dict[str, None]] = {}
+        self._index: dict[SeriesKey, list[BlockRef]] = {}
+        self._segments: dict[int, _Segment] = {}
+        self._head_points = 0
+        self._covered = 0
+        self._wal_seq = 0
+        self._wal_seqs: list[int] = []
 
     # -- opening ------------------------------------------------------------------
 
@@ -99,92 +233,312 @@ class Storage:
         segment_bytes: int = 64 * 2**20,
         retention_max_age_ms: int | None = None,
         retention_max_bytes: int | None = None,
+        checkpoint_points: int | None = DEFAULT_CHECKPOINT_POINTS,
     ) -> Storage:
         """Open (creating if needed) a data directory for writing, recovering it.
 
-        A torn record at the tail of the newest log is truncated away and logged
-        at WARNING with the number of bytes dropped; a record failing its
-        checksum in the middle of a file is skipped, counted and logged.
+        A torn record at the tail of the newest file is truncated away and
+        logged at WARNING with the number of bytes dropped; a record failing its
+        checksum in the middle of a file is skipped, counted and logged. Start-up
+        never fails for either.
 
         Args:
             data_dir: the directory; created when missing.
             segment_bytes: size at which log and segment files rotate.
-            retention_max_age_ms: remove segments whose newest point is older
-                than this (None: keep forever).
-            retention_max_bytes: remove the oldest segments while the data
+            retention_max_age_ms: remove whole segments whose newest point is
+                older than this (None: keep forever).
+            retention_max_bytes: remove the oldest segments while the segment
                 files take more than this (None: no limit).
+            checkpoint_points: compact the head into a segment whenever it holds
+                this many points (None: only when :meth:`checkpoint` is called).
+
+        Raises:
+            NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
+            DataDirectoryInUseError: another writer has it open.
+            CorruptRecordError: a file named as a StatsYard file is not one.
+            ValueError: a setting is out of range.
+        """
+        directory = Path(data_dir)
+        storage = cls(
+            directory,
+            segment_bytes=segment_bytes,
+            retention_max_age_ms=retention_max_age_ms,
+            retention_max_bytes=retention_max_bytes,
+            checkpoint_points=checkpoint_points,
+            readonly=False,
+        )
+        check_data_directory(directory, create=True)
+        storage._lock_directory()
+        try:
+            storage._load(repair=True)
+            storage._start_writing()
+            storage._apply_retention()
+        except BaseException:
+            storage._release_files()
+            raise
+        logger.info(
+            "Opened data directory %s: %d points in the log, %d segments, "
+            "%d damaged records skipped",
+            directory,
+            storage._head_points,
+            len(storage._segments),
+            storage._skipped_records,
+        )
+        return storage
+
+    def _lock_directory(self) -> None:
+        """Take the writer's exclusive lock (``flock`` on the marker file).
+
+        The kernel drops it when the process dies, however it dies.
+        """
+        fd = os.open(self._dir / MARKER_NAME, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirectoryInUseError(
+                f"{self._dir} is already open for writing (by another process or "
+                "Storage); read it with Storage.open_readonly()",
+                path=str(self._dir),
+            ) from None
+        self._lock_fd = fd
+
+    @classmethod
+    def open_readonly(cls, data_dir: str | os.PathLike[str]) -> Storage:
+        """Open a data directory for reading only, as of now.
+
+        Never modifies a file (a torn tail is skipped, not truncated), and works
+        whether or not a writer is running on the directory. The result is a
+        snapshot: call :meth:`refresh` to see points written since.
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
             CorruptRecordError: a file named as a StatsYard file is not one.
         """
         directory = Path(data_dir)
-        check_data_directory(directory, create=True)
+        check_data_directory(directory, create=False)
         storage = cls(
             directory,
-            segment_bytes=segment_bytes,
-            retention_max_age_ms=retention_max_age_ms,
-            retention_max_bytes=retention_max_bytes,
-            readonly=False,
+            segment_bytes=64 * 2**20,
+            retention_max_age_ms=None,
+            retention_max_bytes=None,
+            checkpoint_points=None,
+            readonly=True,
         )
-        storage._recover()
+        storage.refresh()
         return storage
 
-    def _recover(self) -> None:
-        wals = numbered(self._dir, WAL_PATTERN)
-        for position, (seq, path) in enumerate(wals):
-            newest = position == len(wals) - 1
-            self._replay_wal(seq, path, repair=newest)
-        if wals and self._wal_fd == -1:
-            self._wal_seq = wals[-1][0]
-        if self._wal_fd == -1:
-            self._new_wal()
-        logger.info(
-            "Opened data directory %s: %d points in the log, %d damaged records skipped",  # noqa: E501
-            self._dir,
-            self._head_points,
-            self._skipped_records,
+    def refresh(self) -> None:
+        """Read-only storage: load the directory again to see newer points.
+
+        Raises:
+            StatsYardError: on a writable storage (it is always current).
+        """
+        if not self._readonly:
+            raise WriteError("refresh() is for read-only storage; this one is live")
+        for _attempt in range(_LOAD_ATTEMPTS):
+            fresh = Storage(
+                self._dir,
+                segment_bytes=self._segment_bytes,
+                retention_max_age_ms=None,
+                retention_max_bytes=None,
+                checkpoint_points=None,
+                readonly=True,
+            )
+            try:
+                fresh._load(repair=False)
+            except _Reload:
+                continue
+            with self._lock:  # queries in other threads see old or new, never half
+                for name in _STATE:
+                    setattr(self, name, getattr(fresh, name))
+            with self._stats_lock:
+                self._bytes_read += fresh._bytes_read
+            return
+        raise CorruptRecordError(
+            f"{self._dir}: files kept changing while being read "
+            f"({_LOAD_ATTEMPTS} attempts); try again"
+        )
+
+    def _load(self, *, repair: bool) -> None:
+        """Read segment indexes, then the logs they do not cover, into memory."""
+        segments = numbered(self._dir, INDEX_PATTERN)
+        data_files = {seq for seq, _ in numbered(self._dir, SEGMENT_PATTERN)}
+        for position, (seq, path) in enumerate(segments):
+            newest = position == len(segments) - 1
+            self._load_segment(seq, path, repair=repair and newest)
+            data_files.discard(seq)
+        for seq in sorted(data_files):
+            path = self._dir / segment_name(seq)
+            if repair and seq > max(self._segments, default=0):
+                # Crashed between creating the data and the index file.
+                logger.warning("Removed %s: its index file was never created", path)
+                path.unlink()
+            else:
+                self._skipped_records += 1
+                logger.warning("Skipped %s: it has no index file", path)
+        wals = [(s, p) for s, p in numbered(self._dir, WAL_PATTERN)]
+        live = [(s, p) for s, p in wals if s > self._covered]
+        if not repair and live and live[0][0] != self._covered + 1:
+            raise _Reload  # a checkpoint removed logs after we read the indexes
+        for position, (seq, path) in enumerate(live):
+            newest = position == len(live) - 1
+            self._replay_wal(seq, path, repair=repair and newest)
+        self._wal_seqs = [s for s, _ in live]
+        self._wal_seq = max([self._covered, *(s for s, _ in wals)])
+        if repair:
+            for seq, path in wals:
+                if seq <= self._covered:
+                    with open(path, "rb") as f:
+                        header = f.read(FILE_HEADER_SIZE)
+                    if len(header) == FILE_HEADER_SIZE or not WAL_MAGIC.startswith(
+                        header[:8]
+                    ):
+                        check_file_header(header, WAL_MAGIC, str(path))
+                    logger.info("Removed %s: a checkpoint covers it", path)
+                    path.unlink()
+                    self._dir_unsynced = True
+
+    def _read_file(self, path: Path) -> bytes:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if self._readonly:
+                raise _Reload from None
+            raise
+        with self._stats_lock:
+            self._bytes_read += len(data)
+        return data
+
+    def _load_segment(self, seq: int, path: Path, *, repair: bool) -> None:
+        """Load one segment's index; ``repair`` the newest one's tails."""
+        data = self._read_file(path)
+        dat_path = self._dir / segment_name(seq)
+        segment = _Segment(seq)
+        try:
+            segment.dat_size = dat_path.stat().st_size
+        except FileNotFoundError:
+            if self._readonly:
+                raise _Reload from None
+            raise CorruptRecordError(
+                f"{dat_path}: missing, but {path} exists"
+            ) from None
+        if len(data) < FILE_HEADER_SIZE and INDEX_MAGIC.startswith(data[:8]):
+            if not repair:
+                logger.warning("Skipped %s: empty or torn header, no records", path)
+                return
+            logger.warning(
+                "Reset %s and %s: created by a checkpoint that never finished",
+                path,
+                dat_path,
+            )
+            self._truncate(path, 0, header=INDEX_MAGIC)
+            self._truncate(dat_path, 0, header=SEGMENT_MAGIC)
+            self._segments[seq] = _Segment(seq)
+            return
+        check_file_header(data, INDEX_MAGIC, str(path))
+        if segment.dat_size >= FILE_HEADER_SIZE or not repair:
+            with open(dat_path, "rb") as f:
+                check_file_header(
+                    f.read(FILE_HEADER_SIZE), SEGMENT_MAGIC, str(dat_path)
+                )
+        scan = scan_records(data, FILE_HEADER_SIZE)
+        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
+        dat_end = FILE_HEADER_SIZE
+        for offset, kind, payload in scan.records:
+            try:
+                if kind != KIND_CHECKPOINT:
+                    raise CorruptRecordError(f"unknown record kind {kind}")
+                checkpoint = decode_checkpoint(seq, payload)
+            except CorruptRecordError as exc:
+                self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
+                continue
+            self._covered = max(self._covered, checkpoint.covered)
+            dat_end = max(dat_end, checkpoint.dat_end)
+            for metric, entity, ref in checkpoint.blocks:
+                key = (metric, entity)
+                refs = self._index.get(key)
+                if refs is None:
+                    refs = self._index[key] = []
+                    self._entities.setdefault(metric, {})[entity] = None
+                refs.append(ref)
+                segment.cover(ref.min_ts, ref.max_ts)
+        segment.idx_size = scan.valid_end
+        if scan.torn_bytes:
+            if repair:
+                logger.warning(
+                    "Truncated torn tail of %s: dropped %d bytes after offset %d",
+                    path,
+                    scan.torn_bytes,
+                    scan.valid_end,
+                )
+                self._truncate(path, scan.valid_end)
+            else:
+                segment.idx_size = len(data)
+        if repair and segment.dat_size != dat_end:
+            if segment.dat_size < dat_end:
+                raise CorruptRecordError(
+                    f"{dat_path} is {segment.dat_size} bytes but its index lists "
+                    f"blocks up to byte {dat_end}: the data file was truncated"
+                )
+            logger.warning(
+                "Truncated %s: dropped %d bytes of blocks that no checkpoint listed",
+                dat_path,
+                segment.dat_size - dat_end,
+            )
+            self._truncate(dat_path, dat_end)
+            segment.dat_size = dat_end
+        self._segments[seq] = segment
+
+    def _truncate(self, path: Path, size: int, *, header: bytes | None = None) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            if size == 0 and header is not None:
+                os.write(fd, pack_file_header(header))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _count_skips(
+        self, records: int, size: int, path: Path, detail: str = ""
+    ) -> None:
+        if not records:
+            return
+        self._skipped_records += records
+        logger.warning(
+            "Skipped %d damaged records (%d bytes) in %s%s",
+            records,
+            size,
+            path,
+            f": {detail}" if detail else "",
         )
 
     def _replay_wal(self, seq: int, path: Path, *, repair: bool) -> None:
         """Load one log file into the head; ``repair`` the newest one's tail."""
-        data = path.read_bytes()
+        data = self._read_file(path)
         if len(data) < FILE_HEADER_SIZE and WAL_MAGIC.startswith(data[:8]):
             # Created but its header never fully reached the disk: holds nothing.
             if repair:
                 logger.warning(
-                    "Truncated %s: its %d-byte header was torn; dropped %d bytes",
+                    "Truncated %s: its header was torn; dropped %d bytes",
                     path,
-                    FILE_HEADER_SIZE,
                     len(data),
                 )
-                self._reopen_wal(seq, path, truncate_to=0)
+                self._truncate(path, 0, header=WAL_MAGIC)
             else:
                 logger.warning("Skipped %s: empty or torn header, no records", path)
-                self._skipped_records += 1
             return
         check_file_header(data, WAL_MAGIC, str(path))
         scan = scan_records(data, FILE_HEADER_SIZE)
-        if scan.skipped_records:
-            self._skipped_records += scan.skipped_records
-            logger.warning(
-                "Skipped %d damaged records (%d bytes) in %s",
-                scan.skipped_records,
-                scan.skipped_bytes,
-                path,
-            )
+        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
         for offset, kind, payload in scan.records:
-            if kind != KIND_BATCH:
-                self._skipped_records += 1
-                logger.warning(
-                    "Skipped record of unknown kind %d at %s:%d", kind, path, offset
-                )
-                continue
             try:
+                if kind != KIND_BATCH:
+                    raise CorruptRecordError(f"unknown record kind {kind}")
                 groups = decode_batch(payload)
             except CorruptRecordError as exc:
-                self._skipped_records += 1
-                logger.warning("Skipped record at %s:%d: %s", path, offset, exc)
+                self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 continue
             self._add_groups(groups)
         if scan.torn_bytes:
@@ -195,86 +549,97 @@ class Storage:
                     scan.torn_bytes,
                     scan.valid_end,
                 )
-            else:
-                self._skipped_records += 1
-                logger.warning(
-                    "Skipped %d bytes of torn tail in %s (not the newest log)",
-                    scan.torn_bytes,
-                    path,
-                )
-        if repair:
-            self._reopen_wal(seq, path, truncate_to=scan.valid_end)
+                self._truncate(path, scan.valid_end)
+            elif not self._readonly:
+                self._count_skips(1, scan.torn_bytes, path, "torn tail of an old log")
 
-    def _reopen_wal(self, seq: int, path: Path, *, truncate_to: int) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        try:
-            if os.fstat(fd).st_size != truncate_to:
-                os.ftruncate(fd, truncate_to)
-                os.fsync(fd)
-            if truncate_to == 0:
-                os.write(fd, pack_file_header(WAL_MAGIC))
-                os.fsync(fd)
-                truncate_to = FILE_HEADER_SIZE
-        except BaseException:
-            os.close(fd)
-            raise
-        self._wal_fd, self._wal_seq, self._wal_size = fd, seq, truncate_to
+    def _start_writing(self) -> None:
+        """Writer: append to the newest log (or a new one) and the newest segment."""
+        if self._wal_seqs:
+            seq = self._wal_seqs[-1]
+            path = self._dir / wal_name(seq)
+            self._wal_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._wal_seq = seq
+            self._wal_size = os.fstat(self._wal_fd).st_size
+        else:
+            self._new_wal()
+        if self._segments:
+            seq = max(self._segments)
+            self._dat_fd = os.open(
+                self._dir / segment_name(seq), os.O_WRONLY | os.O_APPEND
+            )
+            self._idx_fd = os.open(
+                self._dir / index_name(seq), os.O_WRONLY | os.O_APPEND
+            )
 
     def _new_wal(self) -> None:
         """Start the next log file (header written, not yet fsynced)."""
         seq = self._wal_seq + 1
         path = self._dir / wal_name(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        header = pack_file_header(WAL_MAGIC)
         try:
-            header = pack_file_header(WAL_MAGIC)
+            fd = os.open(
+                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644
+            )
+        except OSError as exc:
+            raise WriteError(exc.errno, f"could not create {path}: {exc}") from exc
+        try:
             os.write(fd, header)
         except OSError as exc:
             os.close(fd)
-            os.unlink(path)
-            raise WriteError(
-                exc.errno, f"could not create log file {path}: {exc}"
-            ) from exc
+            path.unlink()
+            raise WriteError(exc.errno, f"could not write {path}: {exc}") from exc
+        if self._wal_fd != -1:
+            os.close(self._wal_fd)
         self._wal_fd, self._wal_seq, self._wal_size = fd, seq, len(header)
+        self._wal_seqs.append(seq)
         self._unsynced = True
         self._dir_unsynced = True
 
     def _rotate_wal(self) -> None:
         """Seal the current log (fsynced) and start the next one."""
-        os.fsync(self._wal_fd)
-        os.close(self._wal_fd)
-        self._wal_fd = -1
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            raise WriteError(exc.errno, f"could not fsync the log: {exc}") from exc
         self._new_wal()
 
     # -- the head -----------------------------------------------------------------
 
     def _new_series(self, key: SeriesKey) -> HeadSeries:
-        """Create the head entry of a series (caller holds the lock)."""
+        """Create the head entry of a series (the writer's thread)."""
+        entry = series_entry(len(self._entries), *key)  # may raise: check first
         timestamps: list[int] = []
         values: list[Value] = []
-        number = len(self._names)
+        number = len(self._entries)
         series = (timestamps.append, values.append, number, timestamps, values)
-        self._head[key] = series
-        self._names[number] = key
-        self._entities.setdefault(key[0], {})[key[1]] = None
+        with self._lock:  # queries iterate these dicts under the lock
+            self._head[key] = series
+            self._entities.setdefault(key[0], {})[key[1]] = None
+        self._entries[number] = entry
         return series
 
     def _add_groups(self, groups: Sequence[Group]) -> None:
-        """Add decoded groups to the head (recovery)."""
-        with self._lock:
-            for metric, entity, timestamps, values in groups:
-                key = (metric, entity)
-                series = self._head.get(key) or self._new_series(key)
-                series[3].extend(timestamps)
-                series[4].extend(values)
-                self._head_points += len(timestamps)
+        """Add decoded groups to the head (loading the log)."""
+        for metric, entity, timestamps, values in groups:
+            key = (metric, entity)
+            series = self._head.get(key) or self._new_series(key)
+            series[3].extend(timestamps)
+            series[4].extend(values)
+            self._head_points += len(timestamps)
 
     # -- writing ------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._closed or self._readonly:
+            state = "closed" if self._closed else "read-only"
+            raise WriteError(f"storage of {self._dir} is {state}")
 
     def append(self, points: Sequence[DataPoint]) -> int:
         """Append a batch of (already validated) points to the log, without fsync.
 
         The batch becomes one checksummed record, written to the OS; call
-        :meth:`sync` to make it durable.
+        :meth:`sync` to make it durable. Queries see the points at once.
 
         Returns:
             The number of bytes appended.
@@ -282,67 +647,87 @@ class Storage:
         Raises:
             WriteError: the write failed (e.g. disk full); the log is left as it
                 was before the call, so the same batch may be retried.
+            ValueError: a name is longer than the format holds (64 KiB).
         """
-        if self._closed or self._readonly:
-            raise WriteError(
-                f"storage of {self._dir} is {'closed' if self._closed else 'read-only'}"
-            )
+        self._check_writable()
         if not points:
             return 0
-        with self._lock:
-            numbers: list[int] = []
-            add_number = numbers.append
-            get = self._head.get
-            for metric, entity, timestamp, value in map(_point_fields, points):
-                series = get((metric, entity))
+        self._last_append = time.monotonic()
+        # No lock here: a series' timestamp and value lists only ever grow (or
+        # shrink, on a rollback) at the end, so each is a prefix of the series'
+        # points; query() copies both and cuts them to the shorter. The lock is
+        # only taken to add a series: ingest never waits for a query.
+        numbers: list[int] = []
+        add_number = numbers.append
+        get = self._head.get
+        try:
+            for point in points:  # plain attribute access: the fastest form
+                series = get((point.metric, point.entity))
                 if series is None:
-                    series = self._new_series((metric, entity))
-                series[0](timestamp)
-                series[1](value)
+                    series = self._new_series((point.metric, point.entity))
+                series[0](point.timestamp)
+                series[1](point.value)
                 add_number(series[2])
-            try:
-                record = pack_record(
-                    KIND_BATCH, encode_batch(points, numbers, self._names)
-                )
-                self._write_wal(record)
-            except BaseException:
-                for metric, entity, _timestamp, _value in map(_point_fields, points):
-                    series = self._head[(metric, entity)]
-                    series[3].pop()
-                    series[4].pop()
-                raise
-            self._head_points += len(points)
+            record = pack_record(
+                KIND_BATCH,
+                encode_batch(points, numbers, self._entries, self._table_cache),
+            )
+            self._write(self._wal_fd, self._wal_size, record, "the log")
+        except BaseException:
+            # Undo exactly what the loop added: the head matches the log.
+            for point in points[: len(numbers)]:
+                series = self._head[(point.metric, point.entity)]
+                series[3].pop()
+                series[4].pop()
+            raise
+        self._wal_size += len(record)
+        self._unsynced = True
+        self._head_points += len(points)
         self._points_written += len(points)
         self._bytes_written += len(record)
-        if self._wal_size >= self._segment_bytes:
-            self._rotate_wal()
+        self._maintain()
         return len(record)
 
-    def _write_wal(self, record: bytes) -> None:
-        fd = self._wal_fd
-        before = self._wal_size
-        view = memoryview(record)
+    def _maintain(self) -> None:
+        """After an append: rotate the log or checkpoint when due; never raises.
+
+        The batch is already in the log, so a failure here must not reach the
+        caller (who would retry and duplicate it): it is logged and retried
+        later.
+        """
+        due = self._next_checkpoint
+        try:
+            if due is not None and self._head_points >= due:
+                self.checkpoint()
+            elif self._wal_size >= self._segment_bytes:
+                self._rotate_wal()
+        except WriteError as exc:
+            if due is not None:
+                self._next_checkpoint = self._head_points + due // 10 + 1
+            logger.error("Checkpoint of %s failed, will retry: %s", self._dir, exc)
+
+    def _write(self, fd: int, size: int, data: bytes, what: str) -> None:
+        """Append ``data`` to ``fd`` (now ``size`` bytes), all or nothing."""
+        view = memoryview(data)
         try:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
         except OSError as exc:
             try:
-                os.ftruncate(fd, before)
+                os.ftruncate(fd, size)
             except OSError as undo:
                 logger.error(
                     "Could not truncate %s back to %d bytes after a failed write: %s",
-                    self._dir / wal_name(self._wal_seq),
-                    before,
+                    what,
+                    size,
                     undo,
                 )
             raise WriteError(
                 exc.errno,
-                f"could not append {len(record)} bytes to "
-                f"{self._dir / wal_name(self._wal_seq)}: {exc.strerror or exc}",
+                f"could not append {len(data)} bytes to {what} in {self._dir}: "
+                f"{exc.strerror or exc}",
             ) from exc
-        self._wal_size = before + len(record)
-        self._unsynced = True
 
     def sync(self) -> None:
         """Make everything appended so far durable (fsync, and the directory if needed).
@@ -362,6 +747,334 @@ class Storage:
         except OSError as exc:
             raise WriteError(exc.errno, f"could not fsync {self._dir}: {exc}") from exc
 
+    # -- checkpoints and retention ------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Compact the head into blocks of a segment, then drop the logs it covered.
+
+        Called automatically every ``checkpoint_points`` appended points; call
+        it yourself (e.g. when idle, or before measuring the size on disk).
+
+        Raises:
+            WriteError: writing the segment failed; nothing is lost (the log
+                files stay until a checkpoint succeeds).
+        """
+        self._check_writable()
+        if self._head_points == 0:
+            return
+        self._rotate_wal()
+        covered = self._wal_seq - 1
+        segment = self._segments.get(max(self._segments, default=0))
+        if segment is None or segment.dat_size >= self._segment_bytes:
+            segment = self._new_segment()
+        blocks: list[bytes] = []
+        entries: list[tuple[str, str, int, int, int, int]] = []
+        for (metric, entity), series in self._head.items():
+            timestamps, values = series[3], series[4]
+            if not timestamps:
+                continue
+            if not is_sorted(timestamps):
+                order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
+                timestamps = list(map(timestamps.__getitem__, order))
+                values = list(map(values.__getitem__, order))
+            block = encode_block(metric, entity, timestamps, values)
+            blocks.append(block)
+            entries.append(
+                (
+                    metric,
+                    entity,
+                    len(block),
+                    len(timestamps),
+                    timestamps[0],
+                    timestamps[-1],
+                )
+            )
+        data = b"".join(blocks)
+        record = pack_record(
+            KIND_CHECKPOINT, encode_checkpoint(covered, segment.dat_size, entries)
+        )
+        self._write(self._dat_fd, segment.dat_size, data, segment_name(segment.seq))
+        try:
+            os.fsync(self._dat_fd)
+            self._write(self._idx_fd, segment.idx_size, record, index_name(segment.seq))
+            os.fsync(self._idx_fd)
+        except OSError as exc:
+            self._undo_checkpoint(segment)
+            if isinstance(exc, WriteError):
+                raise
+            raise WriteError(exc.errno, f"could not fsync a segment: {exc}") from exc
+        self._commit_checkpoint(segment, covered, len(data), len(record), entries)
+
+    def _undo_checkpoint(self, segment: _Segment) -> None:
+        for fd, size in (
+            (self._dat_fd, segment.dat_size),
+            (self._idx_fd, segment.idx_size),
+        ):
+            try:
+                os.ftruncate(fd, size)
+            except OSError as exc:
+                logger.error("Could not undo a failed checkpoint: %s", exc)
+
+    def _commit_checkpoint(
+        self,
+        segment: _Segment,
+        covered: int,
+        data_size: int,
+        record_size: int,
+        entries: list[tuple[str, str, int, int, int, int]],
+    ) -> None:
+        """The checkpoint is durable: show its blocks instead of the head."""
+        offset = segment.dat_size
+        with self._lock:
+            for metric, entity, length, count, low, high in entries:
+                key = (metric, entity)
+                ref = BlockRef(segment.seq, offset, length, count, low, high)
+                self._index.setdefault(key, []).append(ref)
+                segment.cover(low, high)
+                offset += length
+                old = self._head[key]
+                timestamps: list[int] = []
+                values: list[Value] = []
+                self._head[key] = (
+                    timestamps.append,
+                    values.append,
+                    old[2],
+                    timestamps,
+                    values,
+                )
+            self._head_points = 0
+        segment.dat_size += data_size
+        segment.idx_size += record_size
+        self._next_checkpoint = self._checkpoint_points
+        self._covered = covered
+        points = sum(entry[3] for entry in entries)
+        for seq in [s for s in self._wal_seqs if s <= covered]:
+            try:
+                (self._dir / wal_name(seq)).unlink()
+            except OSError as exc:
+                logger.error("Could not remove covered log %s: %s", wal_name(seq), exc)
+                continue
+            self._wal_seqs.remove(seq)
+            self._dir_unsynced = True
+        logger.info(
+            "Checkpoint: %d points of %d series into %s (%d bytes)",
+            points,
+            len(entries),
+            segment_name(segment.seq),
+            data_size,
+        )
+        self._apply_retention()
+        self.sync()
+
+    def _new_segment(self) -> _Segment:
+        """Create the next segment's data and index files (each atomically)."""
+        seq = max(self._segments, default=0) + 1
+        for name, magic in (
+            (segment_name(seq), SEGMENT_MAGIC),
+            (index_name(seq), INDEX_MAGIC),
+        ):
+            tmp = self._dir / (name + ".tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(pack_file_header(magic))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self._dir / name)
+            except OSError as exc:
+                raise WriteError(exc.errno, f"could not create {name}: {exc}") from exc
+        try:
+            fsync_directory(self._dir)
+        except OSError as exc:
+            raise WriteError(exc.errno, f"could not fsync {self._dir}: {exc}") from exc
+        for fd in (self._dat_fd, self._idx_fd):
+            if fd != -1:
+                os.close(fd)
+        self._dat_fd = os.open(self._dir / segment_name(seq), os.O_WRONLY | os.O_APPEND)
+        self._idx_fd = os.open(self._dir / index_name(seq), os.O_WRONLY | os.O_APPEND)
+        segment = self._segments[seq] = _Segment(seq)
+        return segment
+
+    def _apply_retention(self) -> None:
+        """Remove the oldest whole segments that are too old or over the size limit."""
+        max_age, max_bytes = self._retention_max_age_ms, self._retention_max_bytes
+        if max_age is None and max_bytes is None:
+            return
+        oldest_allowed = now_ms() - max_age if max_age is not None else None
+        total = sum(s.dat_size + s.idx_size for s in self._segments.values())
+        for seq in sorted(self._segments)[:-1]:  # never the segment being written
+            segment = self._segments[seq]
+            too_old = (
+                oldest_allowed is not None
+                and segment.max_ts is not None
+                and segment.max_ts < oldest_allowed
+            )
+            too_big = max_bytes is not None and total > max_bytes
+            if not (too_old or too_big):
+                break
+            self._remove_segment(
+                segment, "too old" if too_old else "over the size limit"
+            )
+            total -= segment.dat_size + segment.idx_size
+
+    def _remove_segment(self, segment: _Segment, reason: str) -> None:
+        with self._lock:
+            del self._segments[segment.seq]
+            for key in list(self._index):
+                refs = [ref for ref in self._index[key] if ref.segment != segment.seq]
+                self._index[key] = refs
+        for name in (index_name(segment.seq), segment_name(segment.seq)):
+            with contextlib.suppress(FileNotFoundError):
+                (self._dir / name).unlink()
+        self._dir_unsynced = True
+        logger.info(
+            "Retention removed segment %d (%s): %d bytes",
+            segment.seq,
+            reason,
+            segment.dat_size + segment.idx_size,
+        )
+
+    # -- reading ------------------------------------------------------------------
+
+    def query(
+        self,
+        metric: str,
+        entity: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        step: int | None = None,
+        agg: str = "avg",
+    ) -> QueryResult:
+        """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
+
+        Sees every point appended before the call. With ``step``, points are
+        aggregated into buckets of ``step`` ms aligned on multiples of
+        ``step``; each bucket is ``(bucket start, aggregate)``.
+
+        Args:
+            metric: the metric name (exact).
+            entity: only this entity; None for all of the metric's entities.
+            start: earliest timestamp included (ms); None for no bound.
+            end: first timestamp excluded (ms); None for no bound.
+            step: bucket width in ms, or None for raw points.
+            agg: ``avg``, ``min``, ``max``, ``sum``, ``count`` or ``last``.
+
+        Returns:
+            Entity -> points; an unknown metric or entity gives ``{}``.
+
+        Raises:
+            ValueError: ``agg`` or ``step`` is invalid.
+        """
+        aggregate = check_agg(agg)
+        if step is not None and (type(step) is not int or step <= 0):
+            raise ValueError(f"step must be a positive int of ms, got {step!r}")
+        with self._lock:
+            entities = self._entities.get(metric, {})
+            wanted = list(entities) if entity is None else [entity]
+            snapshot: list[tuple[str, list[BlockRef], HeadSeries | None]] = []
+            for name in wanted:
+                key = (metric, name)
+                refs = [
+                    ref
+                    for ref in self._index.get(key, ())
+                    if (start is None or ref.max_ts >= start)
+                    and (end is None or ref.min_ts < end)
+                ]
+                series = self._head.get(key)
+                if refs or (series is not None and series[3]):
+                    snapshot.append((name, refs, series))
+        result: QueryResult = {}
+        pace = self._pacer
+        pace()
+        for name, refs, series in snapshot:
+            head: Piece = ([], [])
+            if series is not None:
+                # Both lists are prefixes of the same points (see append()):
+                # cut to the shorter, they pair up exactly.
+                values = series[4][:]
+                timestamps = series[3][:]
+                count = min(len(values), len(timestamps))
+                head = (timestamps[:count], values[:count])
+                pace()
+            piece = merge([*self._read_blocks(refs, pace), head])
+            pace()
+            piece = select(piece, start, end)
+            if not piece[0]:
+                continue
+            if step is None:
+                result[name] = list(zip(*piece, strict=True))
+            else:
+                result[name] = downsample(piece, step, aggregate, pace)
+        return result
+
+    def _read_blocks(self, refs: list[BlockRef], pace: _Pacer) -> list[Piece]:
+        """Read and decode blocks; a damaged one is skipped, counted and logged."""
+        pieces: list[Piece] = []
+        fds: dict[int, int] = {}
+        read = 0
+        try:
+            for ref in refs:
+                pace()
+                fd = fds.get(ref.segment)
+                if fd is None:
+                    try:
+                        fd = os.open(self._dir / segment_name(ref.segment), os.O_RDONLY)
+                    except FileNotFoundError:
+                        fd = -1  # removed by retention since the snapshot
+                    fds[ref.segment] = fd
+                if fd == -1:
+                    continue
+                data = os.pread(fd, ref.length, ref.offset)
+                read += len(data)
+                try:
+                    _metric, _entity, timestamps, values = decode_block(data)
+                except CorruptRecordError as exc:
+                    with self._stats_lock:
+                        self._skipped_records += 1
+                    logger.warning(
+                        "Skipped damaged block at %s:%d: %s",
+                        segment_name(ref.segment),
+                        ref.offset,
+                        exc,
+                    )
+                    continue
+                pieces.append((timestamps, values))
+        finally:
+            for fd in fds.values():
+                if fd != -1:
+                    os.close(fd)
+            with self._stats_lock:
+                self._bytes_read += read
+        return pieces
+
+    def metrics(self) -> list[str]:
+        """The names of every stored metric, sorted."""
+        return sorted({metric for metric, _entity in self.series()})
+
+    def series(self, pattern: str = "*") -> list[tuple[str, str]]:
+        """The stored ``(metric, entity)`` pairs whose metric matches ``pattern``.
+
+        ``pattern`` is a Graphite-style glob: ``*`` matches within one dotted
+        component (``cpu.*``, ``*.load``), ``**`` across components, ``?`` one
+        character, ``{a,b}`` alternatives, ``[...]`` a character class; a bare
+        ``*`` lists everything.
+
+        Raises:
+            ValueError: the pattern is malformed.
+        """
+        regex = compile_glob(pattern)
+        with self._lock:
+            found = [
+                (metric, entity)
+                for metric, entities in self._entities.items()
+                if regex.fullmatch(metric)
+                for entity in entities
+                if self._index.get((metric, entity))
+                or ((metric, entity) in self._head and self._head[(metric, entity)][3])
+            ]
+        return sorted(found)
+
+    # -- closing and figures ------------------------------------------------------
+
     def close(self) -> None:
         """Sync and close the files; calling it again does nothing."""
         if self._closed:
@@ -370,10 +1083,15 @@ class Storage:
             self.sync()
         finally:
             self._closed = True
-            if self._wal_fd != -1:
-                os.close(self._wal_fd)
-                self._wal_fd = -1
-            logger.info("Closed data directory %s", self._dir)
+            self._release_files()
+            if not self._readonly:
+                logger.info("Closed data directory %s", self._dir)
+
+    def _release_files(self) -> None:
+        for fd in (self._wal_fd, self._dat_fd, self._idx_fd, self._lock_fd):
+            if fd != -1:
+                os.close(fd)
+        self._wal_fd = self._dat_fd = self._idx_fd = self._lock_fd = -1
 
     def __enter__(self) -> Storage:
         """Use as a context manager that closes the storage on exit."""
@@ -382,8 +1100,6 @@ class Storage:
     def __exit__(self, *exc_info: object) -> None:
         """Close the storage."""
         self.close()
-
-    # -- figures ------------------------------------------------------------------
 
     @property
     def directory(self) -> Path:
@@ -401,6 +1117,16 @@ class Storage:
         return self._bytes_written
 
     @property
+    def bytes_read(self) -> int:
+        """File bytes read: indexes and logs when loading, blocks by queries."""
+        return self._bytes_read
+
+    @property
     def skipped_records(self) -> int:
-        """Damaged records (or stretches) skipped while reading the directory."""
+        """Damaged records, blocks or stretches skipped while reading the directory."""
         return self._skipped_records
+
+    @property
+    def head_points(self) -> int:
+        """Points in memory (and the log) not yet compacted by a checkpoint."""
+        return self._head_points

@@ -1,0 +1,124 @@
+"""Bytes per point on disk, and the cost of writing them (run by hand).
+
+Workload (issue 5): 1,000 series, one point per series per second, slowly
+varying values (a random walk rounded to 2 decimals), for one hour: 3,600,000
+points, appended as one batch per second (1,000 points, one per series).
+
+Prints bytes/point with the write-ahead log included (the directory just
+before a checkpoint) and excluded (segments only, after a checkpoint), plus
+append and checkpoint costs. Usage::
+
+    python benchmarks/storage_bytes.py [--series 1000] [--seconds 3600] [--jitter-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from statsyard.datapoint import DataPoint
+from statsyard.storage import Storage
+
+T0 = 1_700_000_000_000
+
+
+def directory_bytes(directory: Path, pattern: str) -> int:
+    """Total size of the files matching ``pattern``."""
+    return sum(p.stat().st_size for p in directory.glob(pattern))
+
+
+def main() -> None:
+    """Write the workload, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=3600)
+    parser.add_argument(
+        "--jitter-ms",
+        type=int,
+        default=0,
+        help="random +-ms added to each timestamp (0: exact ticks)",
+    )
+    parser.add_argument(
+        "--checkpoint-points",
+        type=int,
+        default=500_000,
+        help="automatic checkpoint interval (0: one checkpoint at the end)",
+    )
+    args = parser.parse_args()
+    rng = random.Random(42)
+    walks = [rng.uniform(0, 100) for _ in range(args.series)]
+    offsets = [rng.randrange(1000) for _ in range(args.series)]
+    names = [
+        (f"host.{i // 100}.cpu.load", f"server-{i:05d}") for i in range(args.series)
+    ]
+    total = args.series * args.seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "data"
+        storage = Storage.open(
+            directory, checkpoint_points=args.checkpoint_points or None
+        )
+        append_time = 0.0
+        for second in range(args.seconds):
+            batch = []
+            for i, (metric, entity) in enumerate(names):
+                walks[i] = round(walks[i] + rng.gauss(0, 0.3), 2)
+                jitter = (
+                    rng.randint(-args.jitter_ms, args.jitter_ms)
+                    if args.jitter_ms
+                    else 0
+                )
+                batch.append(
+                    DataPoint(
+                        metric,
+                        entity,
+                        walks[i],
+                        T0 + second * 1000 + offsets[i] + jitter,
+                    )
+                )
+            started = time.perf_counter()
+            storage.append(batch)
+            append_time += time.perf_counter() - started
+        storage.sync()
+        wal = directory_bytes(directory, "wal-*.log")
+        before = directory_bytes(directory, "seg-*")
+        in_head = storage.head_points
+        started = time.perf_counter()
+        storage.checkpoint()
+        checkpoint_time = time.perf_counter() - started
+        segments = directory_bytes(directory, "seg-*")
+        data_only = directory_bytes(directory, "seg-*.dat")
+        storage.close()
+        check = Storage.open_readonly(directory)
+        stored = sum(
+            len(rows)
+            for metric in check.metrics()
+            for rows in check.query(metric).values()
+        )
+        assert stored == total, f"read back {stored} points of {total}"
+    print(f"points                    {total:>9,}")
+    print(f"checkpoint every          {args.checkpoint_points or total:>9,} points")
+    print(f"write-ahead log at the end {wal:>11,} bytes")
+    print(f"log + segments at the end {(wal + before) / total:>9.2f} bytes/point")
+    print(f"segments (blocks + index) {segments / total:>9.2f} bytes/point (goal <= 4)")
+    print(f"  of which data files     {data_only / total:>9.2f} bytes/point")
+    print(
+        f"  of which index files    {(segments - data_only) / total:>9.2f} bytes/point"
+    )
+    print(
+        f"append (with checkpoints) {total / append_time:>9,.0f} points/s "
+        f"({append_time / total * 1e6:.2f} us/point)"
+    )
+    print(
+        f"final checkpoint          {in_head / checkpoint_time:>9,.0f} points/s "
+        f"({checkpoint_time / in_head * 1e6:.2f} us/point, {in_head:,} points)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Checkpoint records of a segment's index file: where each series' blocks are.
+
+One record per checkpoint lists every block that checkpoint appended to the
+segment's data file, and says which write-ahead log files it covers. The
+record is the checkpoint's commit: blocks it does not list do not exist.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from itertools import accumulate, chain
+from typing import Final, NamedTuple
+
+from statsyard.exceptions import CorruptRecordError
+from statsyard.storage._batch import ints_from_le, le_bytes
+
+KIND_CHECKPOINT: Final = 2
+"""Record kind of a checkpoint in a segment index file."""
+
+CHECKPOINT_HEADER: Final = struct.Struct("<QQQI")
+"""covered log number, offset of the first block, data file end, block count."""
+
+
+class BlockRef(NamedTuple):
+    """Where one block is, and what it holds."""
+
+    segment: int
+    """Number of the segment whose data file holds the block."""
+    offset: int
+    """Byte offset of the block in the data file."""
+    length: int
+    """Length of the block in bytes."""
+    points: int
+    """Points in the block."""
+    min_ts: int
+    """Earliest timestamp in the block."""
+    max_ts: int
+    """Latest timestamp in the block."""
+
+
+class Checkpoint(NamedTuple):
+    """A decoded checkpoint record."""
+
+    covered: int
+    """Every log file numbered up to this is in blocks."""
+    dat_end: int
+    """Size of the data file once this checkpoint's blocks were written."""
+    blocks: list[tuple[str, str, BlockRef]]
+    """``(metric, entity, where)`` of each block."""
+
+
+def encode_checkpoint(
+    covered: int, first_offset: int, blocks: list[tuple[str, str, int, int, int, int]]
+) -> bytes:
+    """Pack a checkpoint record's payload.
+
+    Args:
+        covered: the newest log file number whose points are all in blocks.
+        first_offset: data file offset of the first block (the others follow).
+        blocks: ``(metric, entity, length, count, min_ts, max_ts)`` per block,
+            in data file order.
+    """
+    metrics = [block[0].encode("utf-8", "surrogatepass") for block in blocks]
+    entities = [block[1].encode("utf-8", "surrogatepass") for block in blocks]
+    columns = list(zip(*[block[2:] for block in blocks], strict=True)) or [()] * 4
+    lengths, counts, min_ts, max_ts = columns
+    dat_end = first_offset + sum(lengths)
+    body = b"".join(
+        [
+            le_bytes(array("H", map(len, metrics))),
+            le_bytes(array("H", map(len, entities))),
+            le_bytes(array("I", lengths)),
+            le_bytes(array("I", counts)),
+            le_bytes(array("q", min_ts)),
+            le_bytes(array("q", max_ts)),
+            *metrics,
+            *entities,
+        ]
+    )
+    header = CHECKPOINT_HEADER.pack(covered, first_offset, dat_end, len(blocks))
+    return header + zlib.compress(body, 6)
+
+
+def decode_checkpoint(segment: int, payload: bytes) -> Checkpoint:
+    """Unpack a checkpoint record's payload.
+
+    Raises:
+        CorruptRecordError: the payload is malformed.
+    """
+    try:
+        covered, first_offset, dat_end, n = CHECKPOINT_HEADER.unpack_from(payload)
+        body = zlib.decompress(payload[CHECKPOINT_HEADER.size :])
+        pos = 0
+
+        def take(size: int) -> bytes:
+            nonlocal pos
+            if pos + size > len(body):
+                raise ValueError("a column runs past the end of the record")
+            chunk = body[pos : pos + size]
+            pos += size
+            return chunk
+
+        m_lens = ints_from_le("H", take(2 * n))
+        e_lens = ints_from_le("H", take(2 * n))
+        lengths = ints_from_le("I", take(4 * n))
+        counts = ints_from_le("I", take(4 * n))
+        min_ts = ints_from_le("q", take(8 * n))
+        max_ts = ints_from_le("q", take(8 * n))
+        metrics = [take(size).decode("utf-8", "surrogatepass") for size in m_lens]
+        entities = [take(size).decode("utf-8", "surrogatepass") for size in e_lens]
+    except (struct.error, zlib.error, ValueError, UnicodeDecodeError) as exc:
+        raise CorruptRecordError(f"malformed checkpoint record: {exc}") from exc
+    offsets = list(accumulate(chain((first_offset,), lengths)))
+    if pos != len(body) or offsets[-1] != dat_end:
+        raise CorruptRecordError("checkpoint record is inconsistent")
+    blocks = [
+        (m, e, BlockRef(segment, offset, length, count, low, high))
+        for m, e, offset, length, count, low, high in zip(
+            metrics, entities, offsets, lengths, counts, min_ts, max_ts, strict=False
+        )
+    ]
+    return Checkpoint(covered, dat_end, blocks)

@@ -1,0 +1,172 @@
+"""Query helpers: merging a series' pieces, range selection, downsampling, globs."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Final
+
+from statsyard.storage._batch import Value
+from statsyard.storage._blocks import is_sorted
+
+Piece = tuple[list[int], list[Value]]
+"""Timestamps (ms) and values of part of a series."""
+
+
+def _avg(values: Sequence[Value]) -> Value:
+    return sum(values) / len(values)
+
+
+def _count(values: Sequence[Value]) -> Value:
+    return len(values)
+
+
+def _last(values: Sequence[Value]) -> Value:
+    return values[-1]
+
+
+AGGREGATES: Final[dict[str, Callable[[Sequence[Value]], Value]]] = {
+    "avg": _avg,
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "count": _count,
+    "last": _last,
+}
+"""The downsampling functions, by name."""
+
+
+def check_agg(agg: str) -> Callable[[Sequence[Value]], Value]:
+    """The aggregate function called ``agg``.
+
+    Raises:
+        ValueError: ``agg`` is not one of :data:`AGGREGATES`.
+    """
+    try:
+        return AGGREGATES[agg]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"agg must be one of {', '.join(AGGREGATES)}, got {agg!r}"
+        ) from None
+
+
+def merge(pieces: list[Piece]) -> Piece:
+    """One time-ordered series from pieces (blocks, then the head), stably.
+
+    Points with equal timestamps keep the order of ``pieces``, i.e. of arrival.
+    """
+    pieces = [piece for piece in pieces if piece[0]]
+    if not pieces:
+        return [], []
+    in_order = all(is_sorted(ts) for ts, _ in pieces) and all(
+        earlier[0][-1] <= later[0][0] for earlier, later in itertools.pairwise(pieces)
+    )
+    if len(pieces) == 1 and in_order:
+        return pieces[0]
+    timestamps: list[int] = []
+    values: list[Value] = []
+    for ts, vs in pieces:
+        timestamps += ts
+        values += vs
+    if in_order:
+        return timestamps, values
+    order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
+    return list(map(timestamps.__getitem__, order)), list(
+        map(values.__getitem__, order)
+    )
+
+
+def select(piece: Piece, start: int | None, end: int | None) -> Piece:
+    """The points of a time-ordered piece in ``[start, end)``."""
+    timestamps, values = piece
+    low = 0 if start is None else bisect_left(timestamps, start)
+    high = len(timestamps) if end is None else bisect_left(timestamps, end)
+    if low == 0 and high == len(timestamps):
+        return piece
+    return timestamps[low:high], values[low:high]
+
+
+def downsample(
+    piece: Piece,
+    step: int,
+    aggregate: Callable[[Sequence[Value]], Value],
+    pace: Callable[[], None] | None = None,
+) -> list[tuple[int, Value]]:
+    """Aggregate a time-ordered piece into buckets of ``step`` ms.
+
+    Buckets start at multiples of ``step`` (Unix epoch aligned); each output
+    point is ``(bucket start, aggregate of the bucket's values)``; empty
+    buckets are left out. ``pace`` is called every few hundred buckets (to
+    let ingest run).
+    """
+    timestamps, values = piece
+    out: list[tuple[int, Value]] = []
+    append = out.append
+    i = 0
+    n = len(timestamps)
+    while i < n:
+        bucket = timestamps[i] - timestamps[i] % step
+        j = bisect_left(timestamps, bucket + step, i)
+        append((bucket, aggregate(values[i:j])))
+        i = j
+        if pace is not None and not len(out) % 64:
+            pace()
+    return out
+
+
+@lru_cache(maxsize=256)
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """A regex for a Graphite-style glob on dotted metric names.
+
+    ``*`` matches within one dotted component, ``**`` across components,
+    ``?`` one character other than a dot, ``{a,b}`` either alternative and
+    ``[...]`` a character class. A bare ``*`` matches every metric.
+
+    Raises:
+        ValueError: the pattern is malformed (unbalanced braces or brackets).
+    """
+    if pattern in ("*", "**"):
+        return re.compile(r".*", re.DOTALL)
+    out: list[str] = []
+    i = 0
+    depth = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append(r"[^.]*")
+        elif char == "?":
+            out.append(r"[^.]")
+        elif char == "{":
+            depth += 1
+            out.append("(?:")
+        elif char == "}" and depth:
+            depth -= 1
+            out.append(")")
+        elif char == "," and depth:
+            out.append("|")
+        elif char == "[":
+            close = pattern.find("]", i + 1)
+            if close == -1:
+                raise ValueError(f"unbalanced '[' in pattern {pattern!r}")
+            body = pattern[i + 1 : close]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = close + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    if depth:
+        raise ValueError(f"unbalanced '{{' in pattern {pattern!r}")
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error as exc:
+        raise ValueError(f"bad pattern {pattern!r}: {exc}") from exc

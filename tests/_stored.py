@@ -1,23 +1,22 @@
-"""Read back what the pipeline stored, for assertions."""
+"""Read back what the pipeline stored, through the public read-only reader."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from statsyard.storage._batch import decode_batch
-from statsyard.storage._framing import FILE_HEADER_SIZE, scan_records
+from statsyard.storage import Storage
 
 Row = tuple[str, str, int, int | float]
 
 
 def stored_points(data_dir: Path) -> list[Row]:
     """Every stored point as (metric, entity, timestamp, value)."""
-    rows: list[Row] = []
-    for path in sorted(data_dir.glob("wal-*.log")):
-        data = path.read_bytes()
-        for _offset, _kind, payload in scan_records(data, FILE_HEADER_SIZE).records:
-            for metric, entity, stamps, values in decode_batch(payload):
-                rows.extend(
-                    (metric, entity, t, v) for t, v in zip(stamps, values, strict=True)
-                )
-    return rows
+    reader = Storage.open_readonly(data_dir)
+    try:
+        return [
+            (metric, entity, ts, value)
+            for metric, entity in reader.series("**")
+            for ts, value in reader.query(metric, entity).get(entity, [])
+        ]
+    finally:
+        reader.close()

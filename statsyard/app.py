@@ -41,6 +41,7 @@ from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.metrics import Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
 from statsyard.stat_shipper import StatShipper
+from statsyard.storage import QueryResult
 from statsyard.supervisor import (
     ChildSpec,
     ChildTable,
@@ -49,9 +50,9 @@ from statsyard.supervisor import (
     SupervisorExit,
     ThreadTracker,
 )
-from statsyard.timestamp_writer import FsyncPolicy, TimestampWriter
+from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
-__all__ = ["CONSUMER", "QUEUE", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class StatsYard:
         self._host_on_exit = on_exit
 
         self.ledger = Ledger()
+        self._storage_handle = StorageHandle()
         self._contents = QueueContents(capacity=queue_capacity)
         self._table = ChildTable()
         self._threads = ThreadTracker()
@@ -205,6 +207,7 @@ class StatsYard:
                 fsync_interval=self.fsync_interval,
                 storage_options=self._storage_options,
                 observer=self._instruments,
+                handle=self._storage_handle,
                 link=ctx.link,
             )
 
@@ -460,6 +463,32 @@ class StatsYard:
         self.queue.await_committed(target, timeout=timeout)
         writer = self._table.get(WRITER, timeout)
         writer.proxy().sync().get(timeout=timeout)
+
+    # -- reading back -----------------------------------------------------------
+
+    def query(
+        self,
+        metric: str,
+        entity: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        step: int | None = None,
+        agg: str = "avg",
+    ) -> QueryResult:
+        """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
+
+        Runs in the calling thread while ingest goes on, and sees every point
+        whose write was acknowledged before it started. With ``step`` (ms),
+        points are downsampled into buckets aggregated with ``agg``: ``avg``,
+        ``min``, ``max``, ``sum``, ``count`` or ``last``.
+        """
+        return self._storage_handle.get(timeout=10.0).query(
+            metric, entity, start=start, end=end, step=step, agg=agg
+        )
+
+    def series(self, pattern: str = "*") -> list[tuple[str, str]]:
+        """Stored (metric, entity) pairs whose metric matches a Graphite glob."""
+        return self._storage_handle.get(timeout=10.0).series(pattern)
 
     def counts(self) -> Counts:
         """Where pushed points ended: ``pushed == written+invalid+lost+pending``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -27,11 +28,18 @@ import pykka
 from statsyard._ticker import Ticker
 from statsyard.child_actor import ChildActor, Link
 from statsyard.datapoint import DataPoint, validate_batch
-from statsyard.exceptions import WriteError
+from statsyard.exceptions import NotRunningError, WriteError
 from statsyard.ledger import Ledger
 from statsyard.storage import Storage
 
-__all__ = ["FsyncPolicy", "TimestampWriter", "WriteAck", "WriteBatch", "WriterObserver"]
+__all__ = [
+    "FsyncPolicy",
+    "StorageHandle",
+    "TimestampWriter",
+    "WriteAck",
+    "WriteBatch",
+    "WriterObserver",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +81,38 @@ class _SyncTick:
     """Timer tick of the ``interval`` fsync policy."""
 
 
+class StorageHandle:
+    """Where the living writer publishes its open storage, for queries elsewhere.
+
+    Queries run in the caller's thread against the writer's
+    :class:`~statsyard.storage.Storage` (which is safe for that), never
+    inside the writer's message handler, so a long scan does not stall ingest.
+    A restarted writer publishes its new storage here.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._storage: Storage | None = None
+
+    def publish(self, storage: Storage | None) -> None:
+        """Set (or clear) the current storage."""
+        with self._cond:
+            self._storage = storage
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Storage:
+        """The current storage, waiting up to ``timeout`` s for a writer to open one.
+
+        Raises:
+            NotRunningError: no writer has its storage open in time.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._storage is not None, timeout):
+                raise NotRunningError("no writer has the data directory open")
+            assert self._storage is not None
+            return self._storage
+
+
 class WriterObserver:
     """Hooks the writer calls per write and fsync; the default does nothing."""
 
@@ -93,6 +133,7 @@ class TimestampWriter(ChildActor):
         fsync_interval: seconds between fsyncs under ``interval``.
         storage_options: passed to :meth:`Storage.open`.
         observer: per-write hooks (metrics).
+        handle: the writer publishes its open storage here, for queries.
         link: the supervisor's link.
     """
 
@@ -105,6 +146,7 @@ class TimestampWriter(ChildActor):
         fsync_interval: float = 1.0,
         storage_options: dict[str, Any] | None = None,
         observer: WriterObserver | None = None,
+        handle: StorageHandle | None = None,
         link: Link | None = None,
     ) -> None:
         super().__init__(link=link)
@@ -120,6 +162,7 @@ class TimestampWriter(ChildActor):
         self._fsync_interval = fsync_interval
         self._storage_options = storage_options or {}
         self._observer = observer if observer is not None else WriterObserver()
+        self._handle = handle
         self._storage: Storage | None = None
         self._ticker: Ticker | None = None
         self._dirty = False
@@ -129,6 +172,8 @@ class TimestampWriter(ChildActor):
     def on_child_start(self) -> None:
         """Open (and recover) the data directory; start the fsync timer."""
         self._storage = Storage.open(self._data_dir, **self._storage_options)
+        if self._handle is not None:
+            self._handle.publish(self._storage)
         if self._fsync == "interval":
             self._ticker = Ticker(
                 self.actor_ref,
@@ -151,6 +196,8 @@ class TimestampWriter(ChildActor):
             self._ticker = None
         if self._storage is not None:
             storage, self._storage = self._storage, None
+            if self._handle is not None:
+                self._handle.publish(None)
             storage.close()
 
     @property

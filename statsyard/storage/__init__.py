@@ -5,6 +5,6 @@ The on-disk format is documented in ``docs/storage.md``.
 
 from __future__ import annotations
 
-from statsyard.storage._storage import Storage
+from statsyard.storage._storage import QueryResult, Storage
 
-__all__ = ["Storage"]
+__all__ = ["QueryResult", "Storage"]

@@ -35,7 +35,7 @@ from statsyard.exceptions import (
     QueueTimeout,
     StatsYardError,
 )
-from statsyard.ingest_consumer import IngestConsumer
+from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
 from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
 from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.metrics import Registry, ShippableStats
@@ -99,6 +99,7 @@ class StatsYard:
         ship_interval: seconds between shipments.
         shippable: which histogram and meter statistics ship.
         process_stats: also ship ``vm.*`` process statistics.
+        ingest_observer: extra per-batch validation hooks (the stress run's).
         on_exit: called (from the supervisor's thread) if the tree stops by itself.
     """
 
@@ -125,6 +126,7 @@ class StatsYard:
         ship_interval: float = 1.0,
         shippable: ShippableStats | None = None,
         process_stats: bool = True,
+        ingest_observer: IngestObserver | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
     ) -> None:
         if queue_capacity < 1:
@@ -146,6 +148,14 @@ class StatsYard:
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         self._instruments = PipelineInstruments(self.registry) if instrument else None
+        observers = [o for o in (self._instruments, ingest_observer) if o is not None]
+        self._ingest_observer: IngestObserver | None = (
+            observers[0]
+            if len(observers) == 1
+            else IngestFanOut(observers)
+            if observers
+            else None
+        )
         self._ship_metrics = ship_metrics
         self._shipper_options: dict[str, Any] = {
             "host": statsd_host,
@@ -204,7 +214,7 @@ class StatsYard:
                 writer=ctx.siblings[WRITER],
                 ledger=self.ledger,
                 batch_size=self.batch_size,
-                observer=self._instruments,
+                observer=self._ingest_observer,
                 link=ctx.link,
             )
 
@@ -253,8 +263,15 @@ class StatsYard:
             on_restart=self._count_restart,
             link=_HostLink(self._threads),
         )
-        # A child failing to start fails the supervisor's on_start.
-        self._table.get(CONSUMER, timeout=10.0)
+        # The supervisor answers only once on_start has started every child;
+        # if a child could not start, the supervisor is dead and this fails.
+        try:
+            self._supervisor_ref.proxy().which_children().get(timeout=30.0)
+        except pykka.ActorDeadError as exc:
+            self._threads.join(5.0)
+            raise NotRunningError(
+                "StatsYard could not start its children (see the log)"
+            ) from exc
         self._linger_thread = threading.Thread(
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )

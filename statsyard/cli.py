@@ -44,7 +44,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GRAPHITE: Final = "graphite"
-SHIPPER: Final = "shipper"
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
@@ -203,14 +202,13 @@ def storage_options(config: Config) -> dict[str, Any]:
 
 
 def _children(config: Config, holder: list[StatsYard]) -> list[Any]:
-    """The service's extra children: the metrics shipper, then the Graphite listener."""
+    """The service's extra child: the Graphite listener, pushing into the queue.
+
+    The pipeline's own children and the StatShipper come with StatsYard.
+    """
     from statsyard.supervisor import ChildSpec, StartContext
 
     specs: list[ChildSpec] = []
-    if config.metrics.enabled:
-        shipper = _shipper_spec(config, holder)
-        if shipper is not None:
-            specs.append(shipper)
     if config.graphite.enabled:
         from statsyard.graphite_listener import GraphiteListener
 
@@ -234,38 +232,6 @@ def _children(config: Config, holder: list[StatsYard]) -> list[Any]:
     return specs
 
 
-def _shipper_spec(config: Config, holder: list[StatsYard]) -> Any:
-    """The StatShipper's spec, if this build has the shipper and a registry."""
-    try:
-        stat_shipper = importlib.import_module("statsyard.stat_shipper")
-        process_stats = importlib.import_module("statsyard.process_stats")
-    except ModuleNotFoundError:
-        logger.warning("Self-metrics are not available in this build; not shipping")
-        return None
-    from statsyard.supervisor import ChildSpec, StartContext
-
-    metrics = config.metrics
-
-    def start_shipper(ctx: StartContext) -> Any:
-        registry = getattr(holder[0], "registry", None)
-        if registry is None:
-            raise RuntimeError("this StatsYard has no metrics registry to ship")
-        return stat_shipper.StatShipper.start(
-            registry=registry,
-            host=metrics.host,
-            port=metrics.port,
-            namespace=metrics.namespace,
-            constant_tags=metrics.tags,
-            interval=metrics.interval,
-            process_stats=process_stats.ProcessStats()
-            if metrics.process_stats
-            else None,
-            link=ctx.link,
-        )
-
-    return ChildSpec(SHIPPER, start_shipper)
-
-
 def build_yard(config: Config, **overrides: Any) -> StatsYard:
     """A StatsYard (not started) configured from ``config``, with its children."""
     from statsyard.app import StatsYard
@@ -280,6 +246,13 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "max_seconds": config.pipeline.max_seconds,
         "storage_options": storage_options(config),
         "extra_children": _children(config, holder),
+        "ship_metrics": config.metrics.enabled,
+        "statsd_host": config.metrics.host,
+        "statsd_port": config.metrics.port,
+        "metrics_namespace": config.metrics.namespace,
+        "metrics_tags": config.metrics.tags,
+        "ship_interval": config.metrics.interval,
+        "process_stats": config.metrics.process_stats,
     }
     options.update(overrides)
     data_dir = options.pop("data_dir", config.storage.data_dir)

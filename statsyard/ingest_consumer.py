@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -28,7 +29,7 @@ from statsyard.exceptions import WriteError
 from statsyard.ledger import Ledger
 from statsyard.timestamp_writer import WriteAck, WriteBatch
 
-__all__ = ["ConsumerStats", "IngestConsumer", "IngestObserver"]
+__all__ = ["ConsumerStats", "IngestConsumer", "IngestFanOut", "IngestObserver"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ class IngestObserver:
 
     def validated(self, points: int, invalid: int, seconds: float) -> None:
         """A batch of ``points`` was validated in ``seconds``."""
+
+
+class IngestFanOut(IngestObserver):
+    """Passes each hook on to several observers, in order."""
+
+    def __init__(self, observers: Sequence[IngestObserver]) -> None:
+        self._observers = tuple(observers)
+
+    def validated(self, points: int, invalid: int, seconds: float) -> None:
+        """Tell every observer."""
+        for observer in self._observers:
+            observer.validated(points, invalid, seconds)
 
 
 class IngestConsumer(ChildActor):

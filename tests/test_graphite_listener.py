@@ -102,7 +102,10 @@ def start_listener() -> Iterator[Callable[..., tuple[Any, FakeSink]]]:
         kwargs.setdefault("udp_port", 0)
         ref = GraphiteListener.start(sink=sink, **kwargs)
         refs.append(ref)
-        return ref.proxy(), sink
+        try:
+            return ref.proxy(), sink
+        except pykka.ActorDeadError:  # it crashed in on_start (tests expect that)
+            return None, sink
 
     yield start
     for ref in reversed(refs):

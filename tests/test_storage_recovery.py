@@ -226,6 +226,7 @@ def test_sigkilled_writer_loses_no_acknowledged_batch(tmp_path: Path) -> None:
             assert timestamp == T0 + batch * 1000 + i
         next_batch = max(by_batch) + 1
     assert len(acked) >= 20
+    assert list(tmp_path.glob("seg-*.dat")), "no checkpoint ran between the kills"
 
 
 def test_segment_files_of_a_checkpoint_cut_short_are_repaired(

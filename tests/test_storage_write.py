@@ -72,6 +72,8 @@ def test_values_keep_their_type_exactly(tmp_path: Path, checkpoint: bool) -> Non
         *points("ints", "e", [2**53 + 1, 2**63 - 1, -(2**63), 7]),
         *points("floats", "e", [0.1, 2.0, -3.75, 1 / 3]),
         *points("bigints", "e", [2**64, 1]),
+        # Decimal-looking at first, then a value that overflows when scaled.
+        *points("floats", "late", [*(i / 4 for i in range(40)), 1.7e308, 0.5]),
     ]
     with Storage.open(tmp_path, checkpoint_points=None) as s:
         s.append(batch)
@@ -79,10 +81,10 @@ def test_values_keep_their_type_exactly(tmp_path: Path, checkpoint: bool) -> Non
             s.checkpoint()
     with Storage.open(tmp_path) as s:
         for metric in ("mixed", "ints", "floats", "bigints"):
-            got = s.query(metric)["e"]
-            want = expected(batch, metric)["e"]
-            assert got == want
-            assert [type(v) for _, v in got] == [type(v) for _, v in want]
+            for entity, want in expected(batch, metric).items():
+                got = s.query(metric)[entity]
+                assert got == want
+                assert [type(v) for _, v in got] == [type(v) for _, v in want]
 
 
 def test_full_disk_raises_write_error_and_leaves_the_log_unchanged(

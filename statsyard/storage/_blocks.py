@@ -8,11 +8,12 @@ which pure Python could not do fast. The layout is in ``docs/storage.md``.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from array import array
 from itertools import accumulate, chain, islice, repeat
-from operator import le, mul, sub, truediv
+from operator import add, le, mul, sub, truediv
 from typing import Final
 
 from statsyard.exceptions import CorruptRecordError
@@ -66,6 +67,12 @@ def is_sorted(column: list[int]) -> bool:
     return all(map(le, column, islice(column, 1, None)))
 
 
+def _nearest_ints(values: list[float], scale: int) -> list[int]:
+    """``floor(v * scale + 0.5)`` for each value: faster than ``round()``, and
+    any nearest-int rule will do, since the caller checks the result exactly."""
+    return list(map(math.floor, map(add, map(mul, values, repeat(scale)), repeat(0.5))))
+
+
 def _decimal_digits(values: list[float]) -> tuple[int, list[int]] | None:
     """Smallest ``d`` such that every value equals ``round(v * 10**d) / 10**d``.
 
@@ -76,14 +83,14 @@ def _decimal_digits(values: list[float]) -> tuple[int, list[int]] | None:
     digits = 0
     while digits <= MAX_DIGITS:
         scale = 10**digits
-        try:
-            scaled = list(map(round, map(mul, sample, repeat(scale))))
+        try:  # a value too big to scale (or not finite): no decimal form
+            scaled = _nearest_ints(sample, scale)
+            if list(map(truediv, scaled, repeat(scale))) == sample:
+                scaled = _nearest_ints(values, scale)
+                if list(map(truediv, scaled, repeat(scale))) == values:
+                    return digits, scaled
         except (OverflowError, ValueError):
             return None
-        if list(map(truediv, scaled, repeat(scale))) == sample:
-            scaled = list(map(round, map(mul, values, repeat(scale))))
-            if list(map(truediv, scaled, repeat(scale))) == values:
-                return digits, scaled
         digits += 1
     return None
 

@@ -9,13 +9,18 @@ from statsyard.datapoint import DataPoint, Invalid, Valid, validate, validate_ba
 from statsyard.exceptions import StatsYardError
 
 __all__ = [
+    "Counts",
     "DataPoint",
     "Invalid",
+    "Registry",
+    "Row",
     "StatsYard",
     "StatsYardError",
+    "SupervisorExit",
     "Valid",
     "validate",
     "validate_batch",
+    "validate_rows",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -23,10 +23,12 @@ __all__ = [
     "MIN_TIMESTAMP_MS",
     "DataPoint",
     "Invalid",
+    "Row",
     "Valid",
     "now_ms",
     "validate",
     "validate_batch",
+    "validate_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class Invalid:
 
 
 _FIELDS: Final = ("metric", "entity", "value", "timestamp")
+
+Row = tuple[str, str, int | float, int]
+"""A valid point as a plain tuple: ``(metric, entity, value, timestamp)``."""
 _INF: Final = math.inf
 
 # Names repeat endlessly in a metrics stream, so a name that passed once is
@@ -227,31 +232,47 @@ def validate(candidate: Any) -> Valid | Invalid:
 def validate_batch(
     candidates: Iterable[Any],
 ) -> tuple[list[DataPoint], list[Invalid]]:
-    """Validate many candidates at once: the consumer's hot path.
+    """Validate many candidates at once, returning DataPoints.
 
-    Same rules and logging as :func:`validate`, but returns plain lists and
-    builds no wrapper per valid point.
+    Same rules and logging as :func:`validate`, without a wrapper per point.
 
     Returns:
         The valid points (in input order) and the rejections.
     """
-    valid: list[DataPoint] = []
+    rows, invalid = validate_rows(candidates)
+    return [DataPoint(*row) for row in rows], invalid
+
+
+def validate_rows(candidates: Iterable[Any]) -> tuple[list[Row], list[Invalid]]:
+    """Validate many candidates at once: the pipeline's hot path.
+
+    Same rules and logging as :func:`validate`, but each valid point comes
+    back as a plain :data:`Row` ``(metric, entity, value, timestamp)``: a
+    tuple costs a tenth of a DataPoint to build, and a valid 4-tuple is
+    passed through as it is.
+
+    Returns:
+        The valid rows (in input order) and the rejections.
+    """
+    valid: list[Row] = []
     invalid: list[Invalid] = []
     append_valid = valid.append
     debug = logger.isEnabledFor(logging.DEBUG)
     good = _known_good_names
     lowest, highest = MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS
     for candidate in candidates:
-        # Fast path: a DataPoint or 4-tuple with names seen before, a plain
+        # Fast path: a 4-tuple or DataPoint with names seen before, a plain
         # finite number and an in-range int timestamp. Anything else (or
         # anything odd, such as an unhashable name) takes the full check.
         kind = type(candidate)
-        if kind is DataPoint or (kind is tuple and len(candidate) == 4):
-            if kind is DataPoint:
-                metric, entity = candidate.metric, candidate.entity
-                value, timestamp = candidate.value, candidate.timestamp
-            else:
-                metric, entity, value, timestamp = candidate
+        if kind is tuple and len(candidate) == 4:
+            metric, entity, value, timestamp = candidate
+        elif kind is DataPoint:
+            metric, entity = candidate.metric, candidate.entity
+            value, timestamp = candidate.value, candidate.timestamp
+        else:
+            metric = None
+        if metric is not None:
             value_kind = type(value)
             try:
                 fast = (
@@ -267,19 +288,21 @@ def validate_batch(
             except TypeError:
                 fast = False
             if fast:
-                if kind is DataPoint:
-                    append_valid(candidate)
-                else:
-                    append_valid(DataPoint(metric, entity, value, timestamp))
+                row = candidate if kind is tuple else (metric, entity, value, timestamp)
+                append_valid(row)
                 if debug:
-                    logger.debug("Valid data point %r", valid[-1])
+                    logger.debug("Valid data point %r", row)
                 continue
         result = _check(candidate)
         if type(result) is str:
             _log_rejection(candidate, result)
             invalid.append(Invalid(candidate, result))
         else:
-            append_valid(result)  # type: ignore[arg-type]
+            point: DataPoint = result  # type: ignore[assignment]
+            if kind is tuple and len(candidate) == 4:
+                append_valid(candidate)
+            else:
+                append_valid((point.metric, point.entity, point.value, point.timestamp))
             if debug:
-                logger.debug("Valid data point %r", result)
+                logger.debug("Valid data point %r", point)
     return valid, invalid

@@ -38,7 +38,7 @@ from statsyard.exceptions import ListenerError, QueueTimeout
 from statsyard.graphite_protocol import REASONS, GraphiteParser, LineStream, Reject
 
 if TYPE_CHECKING:
-    from statsyard.datapoint import DataPoint
+    from statsyard.datapoint import Row
 
 __all__ = ["GraphiteListener", "ListenerStats", "PointSink"]
 
@@ -58,7 +58,7 @@ class PointSink(Protocol):
     """Where the listener puts points: the pipeline's queue client."""
 
     def push_many(
-        self, points: Sequence[DataPoint], *, timeout: float | None = None
+        self, points: Sequence[Row], *, timeout: float | None = None
     ) -> int | None:
         """Queue all points, blocking while full (a count returned is ignored).
 
@@ -66,7 +66,7 @@ class PointSink(Protocol):
             QueueTimeout: ``timeout`` passed; ``accepted`` says how many were queued.
         """
 
-    def offer_many(self, points: Sequence[DataPoint]) -> int:
+    def offer_many(self, points: Sequence[Row]) -> int:
         """Queue what fits now, never blocking; return how many were queued."""
 
 
@@ -131,7 +131,7 @@ class _Connection:
         self.sock = sock
         self.peer = peer
         self.stream = stream
-        self.pending: list[DataPoint] = []
+        self.pending: list[Row] = []
         self.eof = False
 
 
@@ -491,7 +491,7 @@ class GraphiteListener(ChildActor):
 
     def _read_udp(self) -> None:
         assert self._udp is not None
-        points: list[DataPoint] = []
+        points: list[Row] = []
         datagrams = 0
         for _ in range(_UDP_BURST):
             try:

@@ -40,7 +40,7 @@ from statsyard.datapoint import (
     MAX_NAME_LENGTH,
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
-    DataPoint,
+    Row,
 )
 
 __all__ = [
@@ -113,7 +113,9 @@ def _reject(reason: str, line: bytes | str) -> Reject:
 
 
 class GraphiteParser:
-    """Turns plaintext lines into DataPoints; keeps a cache of seen metric paths.
+    """Turns plaintext lines into rows; keeps a cache of seen metric paths.
+
+    A row is ``(metric, entity, value, timestamp)``, what the pipeline carries.
 
     One parser per connection or per thread (it is not thread-safe).
 
@@ -188,7 +190,7 @@ class GraphiteParser:
 
     def parse_lines(
         self, buffer: bytes, *, final: bool = False, now_ms: int | None = None
-    ) -> tuple[list[DataPoint], list[Reject], bytes]:
+    ) -> tuple[list[Row], list[Reject], bytes]:
         """Parse every complete line of ``buffer``.
 
         Args:
@@ -220,9 +222,9 @@ class GraphiteParser:
 
     def _parse_mixed(
         self, raw_lines: list[bytes], now_ms: int
-    ) -> tuple[list[DataPoint], list[Reject]]:
+    ) -> tuple[list[Row], list[Reject]]:
         """Slow path for a batch with non-ASCII bytes: decode line by line."""
-        points: list[DataPoint] = []
+        points: list[Row] = []
         rejects: list[Reject] = []
         good: list[str] = []
         limit = self.max_line_length
@@ -249,15 +251,14 @@ class GraphiteParser:
 
     def _parse_text(
         self, lines: Iterable[str], now_ms: int
-    ) -> tuple[list[DataPoint], list[Reject]]:
-        points: list[DataPoint] = []
+    ) -> tuple[list[Row], list[Reject]]:
+        points: list[Row] = []
         rejects: list[Reject] = []
         append = points.append
         paths_get = self._paths.get
         resolve = self._resolve
         to_ms = self._timestamp
         max_length = self.max_line_length
-        make = DataPoint
         inf = _INF
         last_text = ""
         last_ms = 0
@@ -295,7 +296,7 @@ class GraphiteParser:
                     continue
                 ms = last_ms = stamp
                 last_text = time_text
-            append(make(names[0], names[1], value, ms))
+            append((names[0], names[1], value, ms))
         return points, rejects
 
 
@@ -312,7 +313,7 @@ class LineStream:
         self._pending = b""
         self._skipping = False
 
-    def feed(self, data: bytes) -> tuple[list[DataPoint], list[Reject]]:
+    def feed(self, data: bytes) -> tuple[list[Row], list[Reject]]:
         """Parse a received chunk; returns the points and rejects it completed."""
         limit = self._parser.max_line_length
         rejects: list[Reject] = []
@@ -353,7 +354,7 @@ def parse_lines(
     max_line_length: int = 4096,
     final: bool = False,
     now_ms: int | None = None,
-) -> tuple[list[DataPoint], list[Reject], bytes]:
+) -> tuple[list[Row], list[Reject], bytes]:
     """Parse the complete lines of ``buffer`` with a shared :class:`GraphiteParser`.
 
     A convenience for one-off use; a server should keep one parser per

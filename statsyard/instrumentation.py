@@ -50,6 +50,9 @@ def register_pipeline_gauges(
     """Register the ledger totals and queue state as gauges read when shipped."""
     registry.gauge("ingest.pushed", lambda: ledger.counts().pushed)
     registry.gauge("ingest.written", lambda: ledger.counts().written)
+    # A valid point is committed by being written, so the two are equal; both
+    # names ship so dashboards can say what they mean.
+    registry.gauge("ingest.valid", lambda: ledger.counts().written)
     registry.gauge("ingest.invalid", lambda: ledger.counts().invalid)
     registry.gauge("ingest.lost", lambda: ledger.counts().lost)
     registry.gauge("queue.size", lambda: contents.size)

@@ -15,6 +15,7 @@ from statsyard.datapoint import (
     now_ms,
     validate,
     validate_batch,
+    validate_rows,
 )
 
 TS = 1_700_000_000_000
@@ -126,3 +127,16 @@ def test_batch_fast_path_still_rejects_bad_values_for_known_names() -> None:
     )
     assert valid == []
     assert len(invalid) == 4
+
+
+def test_validate_rows_passes_tuples_through_and_flattens_points() -> None:
+    """The hot path returns plain rows: a valid 4-tuple is the same object."""
+    row = ("rows.metric", "e", 1.5, TS)
+    point = DataPoint("rows.metric", "e", 2, TS)
+    valid, invalid = validate_rows(
+        [row, point, ("rows.metric", "e", 3), ("x y", "e", 1)]
+    )
+    assert valid[0] is row
+    assert valid[1] == ("rows.metric", "e", 2, TS)
+    assert valid[2][:3] == ("rows.metric", "e", 3)
+    assert [i.candidate for i in invalid] == [("x y", "e", 1)]

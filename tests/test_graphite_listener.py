@@ -13,7 +13,7 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard.datapoint import DataPoint
+from statsyard.datapoint import DataPoint, Row
 from statsyard.exceptions import ListenerError, QueueTimeout
 from statsyard.graphite_listener import GraphiteListener, ListenerStats
 
@@ -30,25 +30,23 @@ class FakeSink:
         self.received = 0
         self._cond = threading.Condition()
 
-    def offer_many(self, points: Sequence[DataPoint]) -> int:
+    def offer_many(self, points: Sequence[Row]) -> int:
         with self._cond:
             room = max(0, self.capacity - len(self.items))
-            taken = list(points[:room])
+            taken = [DataPoint(*row) for row in points[:room]]
             self.items.extend(taken)
             self.received += len(taken)
             self._cond.notify_all()
             return len(taken)
 
-    def push_many(
-        self, points: Sequence[DataPoint], *, timeout: float | None = None
-    ) -> None:
+    def push_many(self, points: Sequence[Row], *, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         done = 0
         with self._cond:
             while done < len(points):
                 room = self.capacity - len(self.items)
                 if room > 0:
-                    chunk = points[done : done + room]
+                    chunk = [DataPoint(*row) for row in points[done : done + room]]
                     self.items.extend(chunk)
                     self.received += len(chunk)
                     done += len(chunk)
@@ -323,7 +321,7 @@ def test_a_dying_io_thread_crashes_the_actor(start_listener: Any, link: Any) -> 
     """An error in the I/O thread (here: the sink fails) crashes the actor."""
 
     class BrokenSink(FakeSink):
-        def offer_many(self, points: Sequence[DataPoint]) -> int:
+        def offer_many(self, points: Sequence[Row]) -> int:
             raise RuntimeError("sink exploded")
 
     proxy, _ = start_listener(BrokenSink(), link=link)

@@ -17,7 +17,20 @@ NOW = 1_750_000_000_000
 
 
 def parse(data: bytes, **kwargs: object) -> tuple[list[DataPoint], list[Reject], bytes]:
-    return GraphiteParser().parse_lines(data, now_ms=NOW, **kwargs)  # type: ignore[arg-type]
+    """Parse, and lift the parser's rows into DataPoints for readable assertions."""
+    rows, rejects, remainder = GraphiteParser().parse_lines(
+        data,
+        now_ms=NOW,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return [DataPoint(*row) for row in rows], rejects, remainder
+
+
+def test_the_parser_emits_plain_rows() -> None:
+    """Rows (metric, entity, value, timestamp) are what the pipeline carries."""
+    rows, _, _ = GraphiteParser().parse_lines(b"a.b 2 1700000000\n", now_ms=NOW)
+    assert rows == [("a.b", "graphite", 2.0, 1_700_000_000_000)]
+    assert type(rows[0]) is tuple
 
 
 def test_plain_lines_become_points_with_the_default_entity() -> None:
@@ -67,7 +80,7 @@ def test_default_entity_is_configurable_and_checked() -> None:
     points, _, _ = GraphiteParser(default_entity="edge-7").parse_lines(
         b"a 1 1700000000\n"
     )
-    assert points[0].entity == "edge-7"
+    assert points[0][1] == "edge-7"
     with pytest.raises(ValueError, match="default_entity"):
         GraphiteParser(default_entity="two words")
 
@@ -157,7 +170,7 @@ def test_line_stream_joins_chunks_split_anywhere() -> None:
     rejects: list[Reject] = []
     for index in range(len(data)):
         more, bad = stream.feed(data[index : index + 1])
-        points.extend(more)
+        points.extend(DataPoint(*row) for row in more)
         rejects.extend(bad)
     assert [p.metric for p in points] == ["a", "b", "c"]
     assert [r.reason for r in rejects] == ["fields"]
@@ -182,7 +195,7 @@ def test_line_stream_skips_an_overlong_line_without_buffering_it() -> None:
     _, rejects = stream.feed(b"z" * 10_000)
     assert rejects == []
     points, rejects = stream.feed(b"zz\nok 1 1700000000\n")
-    assert [p.metric for p in points] == ["ok"]
+    assert [p[0] for p in points] == ["ok"]
     assert rejects == []
     assert stream.close() is None
 
@@ -194,7 +207,7 @@ def test_module_level_parse_lines_uses_the_given_settings() -> None:
         default_entity="dflt",
         max_line_length=64,
     )
-    assert points == [DataPoint("a", "dflt", 1.0, 1_700_000_000_000)]
+    assert points == [("a", "dflt", 1.0, 1_700_000_000_000)]
     assert [r.reason for r in rejects] == ["too_long"]
     assert remainder == b""
 
@@ -206,4 +219,4 @@ def test_new_paths_after_many_distinct_ones_still_parse() -> None:
     points, rejects, _ = parser.parse_lines(data)
     assert len(points) == 100_005
     assert rejects == []
-    assert points[-1].metric == "m100004"
+    assert points[-1][0] == "m100004"

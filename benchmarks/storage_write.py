@@ -69,8 +69,10 @@ def main() -> None:
         "rows": batches_of(row_list, BATCH),
         "DataPoints": batches_of(point_list, BATCH),
     }
-    print(f"{args.points:,} points, {BATCH}-point batches, 1,000 series, "
-          f"median of {args.repeats}")
+    print(
+        f"{args.points:,} points, {BATCH}-point batches, 1,000 series, "
+        f"median of {args.repeats}"
+    )
     for name, batches in inputs.items():
         costs: dict[str, float] = {}
         for label, every in (("append only", None), ("with checkpoints", 500_000)):

@@ -40,7 +40,9 @@ VALUES_FLOAT_SHUFFLE: Final = 2
 VALUES_GENERIC: Final = 3
 
 WIDTHS: Final = ("b", "h", "i", "q")
-"""Width codes 0..3: signed integers of 1, 2, 4 and 8 bytes."""
+"""Width codes 0..3 of value columns: signed integers of 1, 2, 4 and 8 bytes."""
+GAP_WIDTHS: Final = ("B", "H", "I", "Q")
+"""Width codes 0..3 of timestamp gaps: unsigned integers of 1, 2, 4 and 8 bytes."""
 MAX_DIGITS: Final = 6
 """Most decimal digits tried for the decimal encoding of floats."""
 _SAMPLE: Final = 32
@@ -51,14 +53,16 @@ ZLIB_LEVEL: Final = 1
 """Fastest zlib level: 6 only saves about 3% on typical series, at twice the cost."""
 
 
-def _packed(column: list[int]) -> tuple[int, bytes] | None:
+def _packed(
+    column: list[int], widths: tuple[str, ...] = WIDTHS
+) -> tuple[int, bytes] | None:
     """``(width code, little-endian bytes)`` of ``column`` in the narrowest
-    integer width holding it, or None if even int64 does not.
+    of ``widths`` (array type codes) holding it, or None if none does.
 
     Tries the widths in turn (``array`` checks the range at C speed): usual
     columns fit the first or second, and a misfit mostly shows at once.
     """
-    for code, typecode in enumerate(WIDTHS):
+    for code, typecode in enumerate(widths):
         try:
             return code, le_bytes(array(typecode, column))
         except OverflowError:
@@ -104,9 +108,11 @@ def _deltas(column: list[int]) -> list[int]:
     return list(map(sub, column, chain((0,), column)))
 
 
-def _encode_value_column(values: list[Value]) -> tuple[int, int, bytes]:
-    """``(encoding, parameter, bytes)`` of a value column."""
-    kinds = set(map(type, values))
+def _encode_value_column(
+    values: list[Value], kind: type | None
+) -> tuple[int, int, bytes]:
+    """``(encoding, parameter, bytes)`` of a value column (all ``kind`` if given)."""
+    kinds = {kind} if kind is not None else set(map(type, values))
     if kinds == {int}:
         packed = _packed(_deltas(values))  # type: ignore[arg-type]
         if packed is not None:
@@ -122,12 +128,16 @@ def _encode_value_column(values: list[Value]) -> tuple[int, int, bytes]:
         # Byte-shuffle: all first bytes, then all second bytes... zlib then
         # finds the runs that the slowly varying sign/exponent bytes make.
         return VALUES_FLOAT_SHUFFLE, 0, b"".join(raw[i::8] for i in range(8))
-    kind, data = encode_values(values)
-    return VALUES_GENERIC, kind, data
+    value_kind, data = encode_values(values)
+    return VALUES_GENERIC, value_kind, data
 
 
 def encode_block(
-    metric: str, entity: str, timestamps: list[int], values: list[Value]
+    metric: str,
+    entity: str,
+    timestamps: list[int],
+    values: list[Value],
+    kind: type | None = None,
 ) -> tuple[bytes, int, int]:
     """One block holding the points of a series, sorted by time.
 
@@ -136,23 +146,27 @@ def encode_block(
         entity: the series' entity.
         timestamps: milliseconds, in arrival order (at least one).
         values: the values, in the same order.
+        kind: ``int`` or ``float`` when every value is known to be of that
+            exact type (saves checking), else None.
 
     Returns:
         The block, and its first and last timestamps.
     """
     count = len(timestamps)
     gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
-    if gaps and min(gaps) < 0:  # out of order: sort, stably (ties keep arrival)
+    # Unsigned widths: a negative gap fits none, so this also checks the order.
+    packed = _packed(gaps, GAP_WIDTHS)
+    if packed is None:  # out of order: sort, stably (ties keep arrival)
         order = sorted(range(count), key=timestamps.__getitem__)
         timestamps = list(map(timestamps.__getitem__, order))
         values = list(map(values.__getitem__, order))
         gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
+        packed = _packed(gaps, GAP_WIDTHS)
+        if packed is None:  # pragma: no cover - timestamps are bounded far below
+            raise ValueError("timestamps are too far apart to encode")
     first = timestamps[0]
-    packed = _packed(gaps)
-    if packed is None:  # pragma: no cover - timestamps are bounded far below
-        raise ValueError("timestamps are too far apart to encode")
     ts_code, ts_bytes = packed
-    encoding, parameter, value_bytes = _encode_value_column(values)
+    encoding, parameter, value_bytes = _encode_value_column(values, kind)
     payload = zlib.compress(ts_bytes + value_bytes, ZLIB_LEVEL)
     m = metric.encode("utf-8", "surrogatepass")
     e = entity.encode("utf-8", "surrogatepass")
@@ -209,8 +223,8 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
             "utf-8", "surrogatepass"
         )
         raw = zlib.decompress(data[names_end:])
-        ts_bytes = (count - 1) * struct.calcsize(WIDTHS[ts_code])
-        gaps = ints_from_le(WIDTHS[ts_code], raw[:ts_bytes])
+        ts_bytes = (count - 1) * struct.calcsize(GAP_WIDTHS[ts_code])
+        gaps = ints_from_le(GAP_WIDTHS[ts_code], raw[:ts_bytes])
         timestamps = list(accumulate(gaps, initial=first))
         values = _decode_value_column(encoding, parameter, raw[ts_bytes:], count)
     except (zlib.error, ValueError, IndexError, struct.error) as exc:

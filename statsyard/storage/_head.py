@@ -169,6 +169,13 @@ class Head:
         with self._lock:
             return {number for number, pos in enumerate(self._positions) if pos}
 
+    def value_kind(self) -> type | None:
+        """``float`` or ``int`` if every value is of that type, else None."""
+        column = self._values
+        if isinstance(column, list):
+            return None
+        return float if column.typecode == "d" else int
+
     def groups(self) -> list[tuple[int, list[int], list[Value]]]:
         """Every series' ``(number, timestamps, values)``, for a checkpoint.
 

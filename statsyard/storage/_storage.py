@@ -690,9 +690,14 @@ class Storage:
             getters: tuple[Callable[[Any], Any], ...] = _ROW_COLUMNS
         else:
             getters = _POINT_COLUMNS
-        metrics, entities, values, timestamps = [
-            list(map(getter, points)) for getter in getters
-        ]
+        try:
+            metrics, entities, values, timestamps = [
+                list(map(getter, points)) for getter in getters
+            ]
+        except IndexError:
+            raise ValueError(
+                "rows must be (metric, entity, value, timestamp), got a shorter one"
+            ) from None
         numbers = array("I", self._series_numbers(metrics, entities))
         stamps = array("q", timestamps)
         column = value_column(values)
@@ -794,9 +799,10 @@ class Storage:
         blocks: list[bytes] = []
         entries: list[tuple[str, str, int, int, int, int]] = []
         keys = self._keys
+        kind = head.value_kind()
         for number, timestamps, values in head.groups():
             metric, entity = keys[number]
-            block, low, high = encode_block(metric, entity, timestamps, values)
+            block, low, high = encode_block(metric, entity, timestamps, values, kind)
             blocks.append(block)
             entries.append((metric, entity, len(block), len(timestamps), low, high))
         data = b"".join(blocks)

@@ -130,7 +130,7 @@ def test_newest_log_with_empty_or_torn_header_is_repaired(
 
 def test_older_empty_log_is_a_counted_skip(tmp_path: Path) -> None:
     """An empty log that is not the newest is skipped and counted, nothing lost."""
-    (tmp_path / "STATSYARD").write_bytes(b"StatsYard data directory\nformat 1\n")
+    (tmp_path / "STATSYARD").write_bytes(b"StatsYard data directory\nformat 2\n")
     (tmp_path / "wal-0000000000000001.log").write_bytes(b"")
     (tmp_path / "wal-0000000000000002.log").write_bytes(b"")
     with Storage.open(tmp_path) as s:
@@ -240,7 +240,7 @@ def test_segment_files_of_a_checkpoint_cut_short_are_repaired(
         s.append(points("m", "e", [3], start=T0 + 5000))
     (tmp_path / "seg-0000000000000002.dat").write_bytes(b"SYARDSEG")
     (tmp_path / "seg-0000000000000002.idx").write_bytes(b"SYAR")
-    (tmp_path / "seg-0000000000000003.dat").write_bytes(b"SYARDSEG\x01\x00")
+    (tmp_path / "seg-0000000000000003.dat").write_bytes(b"SYARDSEG\x02\x00")
     with caplog.at_level(logging.WARNING), Storage.open(tmp_path) as s:
         assert [v for _, v in s.query("m")["e"]] == [1, 2, 3]
         s.checkpoint()

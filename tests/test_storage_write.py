@@ -232,3 +232,85 @@ def test_a_second_writer_is_refused_until_the_first_closes(tmp_path: Path) -> No
     Storage.open_readonly(tmp_path).close()
     first.close()
     Storage.open(tmp_path).close()
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_rows_and_datapoints_store_the_same(tmp_path: Path, checkpoint: bool) -> None:
+    """append() takes (metric, entity, value, timestamp) rows as well as DataPoints."""
+    batch = points("cpu.load", "h1", [1.5, 2, 3.25]) + points("cpu.load", "h2", [7])
+    rows = [(p.metric, p.entity, p.value, p.timestamp) for p in batch]
+    with Storage.open(tmp_path / "rows", checkpoint_points=None) as s:
+        assert s.append(rows) > 0
+        assert s.points_written == 4
+        if checkpoint:
+            s.checkpoint()
+        assert s.query("cpu.load") == expected(batch, "cpu.load")
+    with Storage.open(tmp_path / "rows") as s:
+        assert s.query("cpu.load") == expected(batch, "cpu.load")
+        assert s.series() == [("cpu.load", "h1"), ("cpu.load", "h2")]
+
+
+def test_a_malformed_row_is_refused_and_writes_nothing(storage: Storage) -> None:
+    """A row that is not a 4-tuple: ValueError, and the log gets nothing."""
+    with pytest.raises(ValueError, match="metric, entity, value, timestamp"):
+        storage.append([("m", "e", 1.0)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="metric, entity, value, timestamp"):
+        storage.append([("m", "e", 1.0, T0), ("m", "e", 2.0)])  # type: ignore[arg-type]
+    assert storage.bytes_written == 0
+    assert storage.query("m") == {}
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_value_types_may_change_from_batch_to_batch(
+    tmp_path: Path, checkpoint: bool
+) -> None:
+    """Float, int, mixed and huge-int batches in one head all keep their types."""
+    batches = [
+        points("m", "e", [0.5, 1.5]),
+        points("m", "e", [2, 3], start=T0 + 10_000),
+        points("m", "f", [4.0, 5], start=T0 + 20_000),
+        points("m", "e", [2**70], start=T0 + 30_000),
+        points("m", "f", [0.25], start=T0 + 40_000),
+    ]
+    every = [p for batch in batches for p in batch]
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        for batch in batches:
+            s.append(batch)
+        got = s.query("m")
+        if checkpoint:
+            s.checkpoint()
+            assert s.query("m") == got
+    assert got == expected(every, "m")
+    for entity, rows in got.items():
+        want = expected(every, "m")[entity]
+        assert [type(v) for _, v in rows] == [type(v) for _, v in want]
+    with Storage.open(tmp_path) as s:
+        assert s.query("m") == expected(every, "m")
+
+
+def test_out_of_order_points_come_back_sorted_ties_in_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """Late points are sorted into place; equal timestamps keep arrival order."""
+    rows = [
+        ("m", "e", 1.0, T0 + 3000),
+        ("m", "e", 2.0, T0 + 1000),
+        ("m", "e", 3.0, T0 + 3000),
+        ("m", "e", 4.0, T0 + 2000),
+        ("m", "e", 5.0, T0 + 1000),
+    ]
+    want = {
+        "e": [
+            (T0 + 1000, 2.0),
+            (T0 + 1000, 5.0),
+            (T0 + 2000, 4.0),
+            (T0 + 3000, 1.0),
+            (T0 + 3000, 3.0),
+        ]
+    }
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        s.append(rows[:3])
+        s.append(rows[3:])
+        assert s.query("m") == want
+        s.checkpoint()
+        assert s.query("m") == want

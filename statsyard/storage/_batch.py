@@ -14,16 +14,17 @@ import zlib
 from array import array
 from collections.abc import Sequence
 from itertools import compress
-from operator import attrgetter, not_
-from typing import Final
+from operator import not_
+from typing import Final, TypeAlias
 
 import attrs
 
 from statsyard.exceptions import CorruptRecordError
 
 Value = int | float
-Group = tuple[str, str, list[int], list[Value]]
-"""``(metric, entity, timestamps, values)`` of one series."""
+ValueColumn: TypeAlias = "array[float] | array[int] | list[Value]"
+"""A batch's values: an ``array("d")`` if all are floats, an ``array("q")``
+if all are ints within int64, else a list."""
 
 MAX_NAME_BYTES: Final = 65_535
 """Longest metric or entity name the format holds (validation allows far less)."""
@@ -42,9 +43,6 @@ _ENTRY = struct.Struct("<IHH")  # series number, metric length, entity length
 _U32 = struct.Struct("<I")
 _LITTLE: Final = sys.byteorder == "little"
 _FLOAT_FLAG: Final = {float: 1, int: 0}
-
-timestamps_of = attrgetter("timestamp")
-values_of = attrgetter("value")
 
 
 def le_bytes(column: array[int] | array[float]) -> bytes:
@@ -110,6 +108,27 @@ def encode_values(values: Sequence[Value]) -> tuple[int, bytes]:
     return VALUES_TEXT, _U32.pack(len(text)) + text
 
 
+def value_column(values: Sequence[Value]) -> ValueColumn:
+    """The values as the tightest :data:`ValueColumn` that keeps their types."""
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return array("d", values)
+    if kinds == {int}:
+        try:
+            return array("q", values)
+        except OverflowError:
+            pass  # beyond int64: kept as objects
+    return list(values)
+
+
+def encode_column(column: ValueColumn) -> tuple[int, bytes]:
+    """:func:`encode_values` of a :data:`ValueColumn`."""
+    if type(column) is array:
+        kind = VALUES_FLOAT64 if column.typecode == "d" else VALUES_INT64
+        return kind, le_bytes(column)
+    return encode_values(column)
+
+
 def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
     """Inverse of :func:`encode_values`; ``data`` must be exactly the column."""
     if kind in (VALUES_FLOAT64, VALUES_INT64):
@@ -137,6 +156,17 @@ def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
     raise ValueError(f"unknown value kind {kind}")
 
 
+@attrs.frozen
+class Batch:
+    """A decoded batch record: its series table and its columns."""
+
+    keys: dict[int, tuple[str, str]]
+    """Series number (within the record) -> ``(metric, entity)``."""
+    series_numbers: list[int]
+    timestamps: array[int]
+    values: ValueColumn
+
+
 @attrs.define
 class TableCache:
     """The last series table a storage compressed, and for which series numbers."""
@@ -158,16 +188,19 @@ def series_entry(number: int, metric: str, entity: str) -> bytes:
 
 
 def encode_batch(
-    points: Sequence[object],
-    series_numbers: Sequence[int],
+    series_numbers: array[int],
+    timestamps: array[int],
+    values: ValueColumn,
     entries: dict[int, bytes],
     cache: TableCache,
 ) -> bytes:
     """Pack a batch as columns.
 
     Args:
-        points: the points (objects with ``timestamp`` and ``value``).
-        series_numbers: for each point, the number of its series.
+        series_numbers: for each point, the number of its series
+            (an ``array("I")``).
+        timestamps: for each point, its timestamp (an ``array("q")``).
+        values: for each point, its value (see :func:`value_column`).
         entries: :func:`series_entry` of every number in ``series_numbers``.
         cache: the storage's :class:`TableCache` (saves compressing the same
             series table batch after batch).
@@ -178,20 +211,20 @@ def encode_batch(
     else:
         table = zlib.compress(b"".join(map(entries.__getitem__, numbers)), 1)
         cache.numbers, cache.table = numbers, table
-    kind, value_bytes = encode_values(list(map(values_of, points)))
+    kind, value_bytes = encode_column(values)
     return b"".join(
         [
             BATCH_HEADER.pack(len(numbers), len(series_numbers), kind, len(table)),
             table,
-            le_bytes(array("I", series_numbers)),
-            le_bytes(array("q", map(timestamps_of, points))),
+            le_bytes(series_numbers),
+            le_bytes(timestamps),
             value_bytes,
         ]
     )
 
 
-def decode_batch(payload: bytes) -> list[Group]:
-    """Unpack a batch payload into per-series groups (arrival order kept).
+def decode_batch(payload: bytes) -> Batch:
+    """Unpack a batch payload into its series table and columns.
 
     Raises:
         CorruptRecordError: the payload is malformed.
@@ -202,7 +235,7 @@ def decode_batch(payload: bytes) -> list[Group]:
         raise CorruptRecordError(f"malformed batch record: {exc}") from exc
 
 
-def _decode_batch(payload: bytes) -> list[Group]:
+def _decode_batch(payload: bytes) -> Batch:
     n_series, n_points, kind, table_len = BATCH_HEADER.unpack_from(payload, 0)
     pos = BATCH_HEADER.size
 
@@ -215,7 +248,7 @@ def _decode_batch(payload: bytes) -> list[Group]:
         return chunk
 
     table = zlib.decompress(take(table_len))
-    groups: dict[int, Group] = {}
+    keys: dict[int, tuple[str, str]] = {}
     at = 0
     for _ in range(n_series):
         number, m_len, e_len = _ENTRY.unpack_from(table, at)
@@ -223,16 +256,15 @@ def _decode_batch(payload: bytes) -> list[Group]:
         metric = table[at : at + m_len].decode("utf-8", "surrogatepass")
         entity = table[at + m_len : at + m_len + e_len].decode("utf-8", "surrogatepass")
         at += m_len + e_len
-        groups[number] = (metric, entity, [], [])
+        keys[number] = (metric, entity)
     if at != len(table):
         raise ValueError("series table has stray bytes")
     series_numbers = ints_from_le("I", take(4 * n_points))
-    timestamps = ints_from_le("q", take(8 * n_points))
-    values = decode_values(kind, payload[pos:], n_points)
-    for number, timestamp, value in zip(
-        series_numbers, timestamps, values, strict=True
-    ):
-        group = groups[number]
-        group[2].append(timestamp)
-        group[3].append(value)
-    return [group for group in groups.values() if group[2]]
+    timestamps = array("q")
+    timestamps.frombytes(take(8 * n_points))
+    if not _LITTLE:
+        timestamps.byteswap()
+    values = value_column(decode_values(kind, payload[pos:], n_points))
+    if not keys.keys() >= set(series_numbers):
+        raise ValueError("a point's series is not in the series table")
+    return Batch(keys, series_numbers, timestamps, values)

@@ -30,7 +30,7 @@ BLOCK_HEADER: Final = struct.Struct("<4sBBBBIHHqI")
 """marker, version, ts width, value encoding, value parameter, count,
 metric length, entity length, first timestamp, payload length (then a CRC)."""
 BLOCK_MARKER: Final = b"SYBK"
-BLOCK_VERSION: Final = 1
+BLOCK_VERSION: Final = 2
 BLOCK_HEADER_SIZE: Final = BLOCK_HEADER.size + 4  # 32 with the CRC
 _CRC = struct.Struct("<I")
 
@@ -40,25 +40,33 @@ VALUES_FLOAT_SHUFFLE: Final = 2
 VALUES_GENERIC: Final = 3
 
 WIDTHS: Final = ("b", "h", "i", "q")
-"""Width codes 0..3: signed integers of 1, 2, 4 and 8 bytes."""
-_LIMITS: Final = tuple(
-    (-(2 ** (8 * n - 1)), 2 ** (8 * n - 1) - 1) for n in (1, 2, 4, 8)
-)
+"""Width codes 0..3 of value columns: signed integers of 1, 2, 4 and 8 bytes."""
+GAP_WIDTHS: Final = ("B", "H", "I", "Q")
+"""Width codes 0..3 of timestamp gaps: unsigned integers of 1, 2, 4 and 8 bytes."""
 MAX_DIGITS: Final = 6
 """Most decimal digits tried for the decimal encoding of floats."""
 _SAMPLE: Final = 32
+_SCALES: Final = tuple(10.0**d for d in range(16))
+"""Powers of ten as floats (exact up to 10**22): the decimal encoding's divisors."""
+_HALVES: Final = repeat(0.5)
 ZLIB_LEVEL: Final = 1
 """Fastest zlib level: 6 only saves about 3% on typical series, at twice the cost."""
 
 
-def _width(column: list[int]) -> int | None:
-    """The narrowest width code holding every int of ``column``, or None."""
-    if not column:
-        return 0
-    low, high = min(column), max(column)
-    for code, (lo, hi) in enumerate(_LIMITS):
-        if lo <= low and high <= hi:
-            return code
+def _packed(
+    column: list[int], widths: tuple[str, ...] = WIDTHS
+) -> tuple[int, bytes] | None:
+    """``(width code, little-endian bytes)`` of ``column`` in the narrowest
+    of ``widths`` (array type codes) holding it, or None if none does.
+
+    Tries the widths in turn (``array`` checks the range at C speed): usual
+    columns fit the first or second, and a misfit mostly shows at once.
+    """
+    for code, typecode in enumerate(widths):
+        try:
+            return code, le_bytes(array(typecode, column))
+        except OverflowError:
+            continue
     return None
 
 
@@ -67,32 +75,32 @@ def is_sorted(column: list[int]) -> bool:
     return all(map(le, column, islice(column, 1, None)))
 
 
-def _nearest_ints(values: list[float], scale: int) -> list[int]:
-    """``floor(v * scale + 0.5)`` for each value: faster than ``round()``, and
-    any nearest-int rule will do, since the caller checks the result exactly."""
-    return list(map(math.floor, map(add, map(mul, values, repeat(scale)), repeat(0.5))))
-
-
 def _decimal_digits(values: list[float]) -> tuple[int, list[int]] | None:
-    """Smallest ``d`` such that every value equals ``round(v * 10**d) / 10**d``.
+    """Smallest ``d`` such that every value is ``float(s) / 10.0**d`` for an int ``s``.
 
-    Equality, not identity: a ``-0.0`` (which rounding a small negative value
-    produces) comes back as ``0.0``, the one difference this encoding allows.
+    Returns ``d`` and the ints (the nearest to ``v * 10**d``). Equality, not
+    identity: a ``-0.0`` (which rounding a small negative value produces)
+    comes back as ``0.0``, the one difference this encoding allows.
     """
     sample = values[:_SAMPLE]
-    digits = 0
-    while digits <= MAX_DIGITS:
-        scale = 10**digits
+    for digits in range(MAX_DIGITS + 1):
+        scale = _SCALES[digits]
         try:  # a value too big to scale (or not finite): no decimal form
             scaled = _nearest_ints(sample, scale)
-            if list(map(truediv, scaled, repeat(scale))) == sample:
-                scaled = _nearest_ints(values, scale)
-                if list(map(truediv, scaled, repeat(scale))) == values:
-                    return digits, scaled
+            if list(map(truediv, scaled, repeat(scale))) != sample:
+                continue
+            scaled = _nearest_ints(values, scale)
         except (OverflowError, ValueError):
             return None
-        digits += 1
+        if list(map(truediv, scaled, repeat(scale))) == values:
+            return digits, scaled
     return None
+
+
+def _nearest_ints(values: list[float], scale: float) -> list[int]:
+    """``floor(v * scale + 0.5)`` for each value: faster than ``round()``, and
+    any nearest-int rule will do, since the caller checks the result exactly."""
+    return list(map(math.floor, map(add, map(mul, values, repeat(scale)), _HALVES)))
 
 
 def _deltas(column: list[int]) -> list[int]:
@@ -100,53 +108,66 @@ def _deltas(column: list[int]) -> list[int]:
     return list(map(sub, column, chain((0,), column)))
 
 
-def _encode_value_column(values: list[Value]) -> tuple[int, int, bytes]:
-    """``(encoding, parameter, bytes)`` of a value column."""
-    kinds = set(map(type, values))
+def _encode_value_column(
+    values: list[Value], kind: type | None
+) -> tuple[int, int, bytes]:
+    """``(encoding, parameter, bytes)`` of a value column (all ``kind`` if given)."""
+    kinds = {kind} if kind is not None else set(map(type, values))
     if kinds == {int}:
-        deltas = _deltas(values)  # type: ignore[arg-type]
-        code = _width(deltas)
-        if code is not None:
-            return VALUES_INT_DELTA, code, le_bytes(array(WIDTHS[code], deltas))
+        packed = _packed(_deltas(values))  # type: ignore[arg-type]
+        if packed is not None:
+            return VALUES_INT_DELTA, packed[0], packed[1]
     elif kinds == {float}:
         found = _decimal_digits(values)
         if found is not None:
             digits, scaled = found
-            deltas = _deltas(scaled)
-            code = _width(deltas)
-            if code is not None:
-                raw = le_bytes(array(WIDTHS[code], deltas))
-                return VALUES_DECIMAL_DELTA, code | digits << 4, raw
+            packed = _packed(_deltas(scaled))
+            if packed is not None:
+                return VALUES_DECIMAL_DELTA, packed[0] | digits << 4, packed[1]
         raw = le_bytes(array("d", values))
         # Byte-shuffle: all first bytes, then all second bytes... zlib then
         # finds the runs that the slowly varying sign/exponent bytes make.
         return VALUES_FLOAT_SHUFFLE, 0, b"".join(raw[i::8] for i in range(8))
-    kind, data = encode_values(values)
-    return VALUES_GENERIC, kind, data
+    value_kind, data = encode_values(values)
+    return VALUES_GENERIC, value_kind, data
 
 
 def encode_block(
-    metric: str, entity: str, timestamps: list[int], values: list[Value]
-) -> bytes:
+    metric: str,
+    entity: str,
+    timestamps: list[int],
+    values: list[Value],
+    kind: type | None = None,
+) -> tuple[bytes, int, int]:
     """One block holding the points of a series, sorted by time.
 
     Args:
         metric: the series' metric.
         entity: the series' entity.
-        timestamps: milliseconds, in non-decreasing order.
+        timestamps: milliseconds, in arrival order (at least one).
         values: the values, in the same order.
+        kind: ``int`` or ``float`` when every value is known to be of that
+            exact type (saves checking), else None.
+
+    Returns:
+        The block, and its first and last timestamps.
     """
     count = len(timestamps)
-    first = timestamps[0]
     gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
-    dods = list(map(sub, gaps, chain((0,), gaps)))
-    ts_code = _width(dods)
-    if ts_code is None:  # pragma: no cover - timestamps are bounded far below
-        raise ValueError("timestamps are too far apart to encode")
-    encoding, parameter, value_bytes = _encode_value_column(values)
-    payload = zlib.compress(
-        le_bytes(array(WIDTHS[ts_code], dods)) + value_bytes, ZLIB_LEVEL
-    )
+    # Unsigned widths: a negative gap fits none, so this also checks the order.
+    packed = _packed(gaps, GAP_WIDTHS)
+    if packed is None:  # out of order: sort, stably (ties keep arrival)
+        order = sorted(range(count), key=timestamps.__getitem__)
+        timestamps = list(map(timestamps.__getitem__, order))
+        values = list(map(values.__getitem__, order))
+        gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
+        packed = _packed(gaps, GAP_WIDTHS)
+        if packed is None:  # pragma: no cover - timestamps are bounded far below
+            raise ValueError("timestamps are too far apart to encode")
+    first = timestamps[0]
+    ts_code, ts_bytes = packed
+    encoding, parameter, value_bytes = _encode_value_column(values, kind)
+    payload = zlib.compress(ts_bytes + value_bytes, ZLIB_LEVEL)
     m = metric.encode("utf-8", "surrogatepass")
     e = entity.encode("utf-8", "surrogatepass")
     header = BLOCK_HEADER.pack(
@@ -162,7 +183,7 @@ def encode_block(
         len(payload),
     )
     crc = zlib.crc32(payload, zlib.crc32(e, zlib.crc32(m, zlib.crc32(header))))
-    return b"".join([header, _CRC.pack(crc), m, e, payload])
+    return b"".join([header, _CRC.pack(crc), m, e, payload]), first, timestamps[-1]
 
 
 def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
@@ -202,9 +223,9 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
             "utf-8", "surrogatepass"
         )
         raw = zlib.decompress(data[names_end:])
-        ts_bytes = (count - 1) * struct.calcsize(WIDTHS[ts_code])
-        dods = ints_from_le(WIDTHS[ts_code], raw[:ts_bytes])
-        timestamps = list(accumulate(chain((first,), accumulate(dods))))
+        ts_bytes = (count - 1) * struct.calcsize(GAP_WIDTHS[ts_code])
+        gaps = ints_from_le(GAP_WIDTHS[ts_code], raw[:ts_bytes])
+        timestamps = list(accumulate(gaps, initial=first))
         values = _decode_value_column(encoding, parameter, raw[ts_bytes:], count)
     except (zlib.error, ValueError, IndexError, struct.error) as exc:
         raise CorruptRecordError(f"malformed block: {exc}") from exc
@@ -219,7 +240,7 @@ def _decode_value_column(
     if encoding == VALUES_INT_DELTA:
         return list(accumulate(ints_from_le(WIDTHS[parameter], data)))
     if encoding == VALUES_DECIMAL_DELTA:
-        scale = 10 ** (parameter >> 4)
+        scale = _SCALES[parameter >> 4]
         deltas = ints_from_le(WIDTHS[parameter & 0x0F], data)
         return list(map(truediv, accumulate(deltas), repeat(scale)))
     if encoding == VALUES_FLOAT_SHUFFLE:

@@ -13,7 +13,7 @@ from statsyard.exceptions import NotADataDirectoryError
 logger = logging.getLogger("statsyard.storage")
 
 MARKER_NAME: Final = "STATSYARD"
-MARKER_TEXT: Final = b"StatsYard data directory\nformat 1\n"
+MARKER_TEXT: Final = b"StatsYard data directory\nformat 2\n"
 
 WAL_PATTERN: Final = re.compile(r"^wal-(\d{16})\.log$")
 SEGMENT_PATTERN: Final = re.compile(r"^seg-(\d{16})\.dat$")

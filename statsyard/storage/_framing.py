@@ -22,7 +22,7 @@ FILE_HEADER: Final = struct.Struct("<8sHHI")
 """magic, format version, reserved (0), CRC-32 of the first 12 bytes."""
 FILE_HEADER_SIZE: Final = FILE_HEADER.size  # 16
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 
 WAL_MAGIC: Final = b"SYARDWAL"
 SEGMENT_MAGIC: Final = b"SYARDSEG"

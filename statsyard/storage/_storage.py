@@ -8,9 +8,11 @@ import logging
 import os
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -22,14 +24,15 @@ from statsyard.exceptions import (
 )
 from statsyard.storage._batch import (
     KIND_BATCH,
-    Group,
+    Batch,
     TableCache,
     Value,
     decode_batch,
     encode_batch,
     series_entry,
+    value_column,
 )
-from statsyard.storage._blocks import decode_block, encode_block, is_sorted
+from statsyard.storage._blocks import decode_block, encode_block
 from statsyard.storage._files import (
     INDEX_PATTERN,
     MARKER_NAME,
@@ -52,6 +55,7 @@ from statsyard.storage._framing import (
     pack_record,
     scan_records,
 )
+from statsyard.storage._head import Head
 from statsyard.storage._index import (
     KIND_CHECKPOINT,
     BlockRef,
@@ -68,15 +72,13 @@ from statsyard.storage._query import (
 )
 
 if TYPE_CHECKING:
-    from statsyard.datapoint import DataPoint
+    from statsyard.datapoint import DataPoint, Row
 
 logger = logging.getLogger("statsyard.storage")
 
 SeriesKey = tuple[str, str]
-HeadSeries = tuple[
-    Callable[[int], None], Callable[[Value], None], int, list[int], list[Value]
-]
-"""One series in the head: bound appends (speed), its number, timestamps, values."""
+_ROW_COLUMNS = tuple(map(itemgetter, range(4)))
+_POINT_COLUMNS = tuple(map(attrgetter, ("metric", "entity", "value", "timestamp")))
 
 QueryResult = dict[str, list[tuple[int, Value]]]
 """Entity -> ``(timestamp ms, value)`` points, by time."""
@@ -93,12 +95,13 @@ _LOAD_ATTEMPTS = 20
 
 _STATE = (
     "_head",
+    "_numbers",
+    "_keys",
     "_entries",
     "_table_cache",
     "_entities",
     "_index",
     "_segments",
-    "_head_points",
     "_covered",
     "_wal_seq",
     "_wal_seqs",
@@ -212,13 +215,14 @@ class Storage:
         self._pacer = _Pacer(self)
 
     def _reset_state(self) -> None:
-        self._head: dict[SeriesKey, HeadSeries] = {}
+        self._head = Head()
+        self._numbers: dict[SeriesKey, int] = {}
+        self._keys: list[SeriesKey] = []
         self._entries: dict[int, bytes] = {}
         self._table_cache = TableCache()
         self._entities: dict[str, dict[str, None]] = {}
         self._index: dict[SeriesKey, list[BlockRef]] = {}
         self._segments: dict[int, _Segment] = {}
-        self._head_points = 0
         self._covered = 0
         self._wal_seq = 0
         self._wal_seqs: list[int] = []
@@ -280,7 +284,7 @@ class Storage:
             "Opened data directory %s: %d points in the log, %d segments, "
             "%d damaged records skipped",
             directory,
-            storage._head_points,
+            storage.head_points,
             len(storage._segments),
             storage._skipped_records,
         )
@@ -536,11 +540,11 @@ class Storage:
             try:
                 if kind != KIND_BATCH:
                     raise CorruptRecordError(f"unknown record kind {kind}")
-                groups = decode_batch(payload)
+                batch = decode_batch(payload)
             except CorruptRecordError as exc:
                 self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 continue
-            self._add_groups(groups)
+            self._add_batch(batch)
         if scan.torn_bytes:
             if repair:
                 logger.warning(
@@ -606,27 +610,43 @@ class Storage:
 
     # -- the head -----------------------------------------------------------------
 
-    def _new_series(self, key: SeriesKey) -> HeadSeries:
-        """Create the head entry of a series (the writer's thread)."""
-        entry = series_entry(len(self._entries), *key)  # may raise: check first
-        timestamps: list[int] = []
-        values: list[Value] = []
-        number = len(self._entries)
-        series = (timestamps.append, values.append, number, timestamps, values)
-        with self._lock:  # queries iterate these dicts under the lock
-            self._head[key] = series
+    def _new_series(self, key: SeriesKey) -> int:
+        """Number a series never seen before (the writer's thread)."""
+        number = len(self._keys)
+        entry = series_entry(number, *key)  # may raise: check first
+        with self._lock:  # queries iterate these under the lock
+            self._numbers[key] = number
+            self._keys.append(key)
             self._entities.setdefault(key[0], {})[key[1]] = None
         self._entries[number] = entry
-        return series
+        return number
 
-    def _add_groups(self, groups: Sequence[Group]) -> None:
-        """Add decoded groups to the head (loading the log)."""
-        for metric, entity, timestamps, values in groups:
-            key = (metric, entity)
-            series = self._head.get(key) or self._new_series(key)
-            series[3].extend(timestamps)
-            series[4].extend(values)
-            self._head_points += len(timestamps)
+    def _series_numbers(
+        self, metrics: Sequence[str], entities: Sequence[str]
+    ) -> list[int]:
+        """The number of each point's series, numbering new series."""
+        number_of = self._numbers
+        try:  # C speed: the usual case, where every series is known
+            return list(map(number_of.__getitem__, zip(metrics, entities, strict=True)))
+        except KeyError:
+            pass
+        numbers: list[int] = []
+        for key in zip(metrics, entities, strict=True):
+            number = number_of.get(key)
+            numbers.append(self._new_series(key) if number is None else number)
+        return numbers
+
+    def _add_batch(self, batch: Batch) -> None:
+        """Add a decoded log record to the head (loading the log)."""
+        mapping: dict[int, int] = {}
+        for number, key in batch.keys.items():
+            known = self._numbers.get(key)
+            mapping[number] = self._new_series(key) if known is None else known
+        self._head.add(
+            array("I", map(mapping.__getitem__, batch.series_numbers)),
+            batch.timestamps,
+            batch.values,
+        )
 
     # -- writing ------------------------------------------------------------------
 
@@ -635,11 +655,15 @@ class Storage:
             state = "closed" if self._closed else "read-only"
             raise WriteError(f"storage of {self._dir} is {state}")
 
-    def append(self, points: Sequence[DataPoint]) -> int:
+    def append(self, points: Sequence[DataPoint] | Sequence[Row]) -> int:
         """Append a batch of (already validated) points to the log, without fsync.
 
         The batch becomes one checksummed record, written to the OS; call
         :meth:`sync` to make it durable. Queries see the points at once.
+
+        Args:
+            points: :class:`DataPoint` objects, or rows ``(metric, entity,
+                value, timestamp)`` (cheaper); one kind per batch.
 
         Returns:
             The number of bytes appended.
@@ -647,43 +671,47 @@ class Storage:
         Raises:
             WriteError: the write failed (e.g. disk full); the log is left as it
                 was before the call, so the same batch may be retried.
-            ValueError: a name is longer than the format holds (64 KiB).
+            ValueError: a name is longer than the format holds (64 KiB), or a
+                row is not a 4-tuple.
+            TypeError: a timestamp is not an int.
         """
         self._check_writable()
         if not points:
             return 0
         self._last_append = time.monotonic()
-        # No lock here: a series' timestamp and value lists only ever grow (or
-        # shrink, on a rollback) at the end, so each is a prefix of the series'
-        # points; query() copies both and cuts them to the shorter. The lock is
-        # only taken to add a series: ingest never waits for a query.
-        numbers: list[int] = []
-        add_number = numbers.append
-        get = self._head.get
+        # Whole columns at C speed, creating no container per point (that
+        # would set off the garbage collector): no per-point Python code.
+        first = points[0]
+        if type(first) is tuple:
+            if len(first) != 4:
+                raise ValueError(
+                    f"rows must be (metric, entity, value, timestamp), got {first!r}"
+                )
+            getters: tuple[Callable[[Any], Any], ...] = _ROW_COLUMNS
+        else:
+            getters = _POINT_COLUMNS
         try:
-            for point in points:  # plain attribute access: the fastest form
-                series = get((point.metric, point.entity))
-                if series is None:
-                    series = self._new_series((point.metric, point.entity))
-                series[0](point.timestamp)
-                series[1](point.value)
-                add_number(series[2])
-            record = pack_record(
-                KIND_BATCH,
-                encode_batch(points, numbers, self._entries, self._table_cache),
-            )
-            self._write(self._wal_fd, self._wal_size, record, "the log")
-        except BaseException:
-            # Undo exactly what the loop added: the head matches the log.
-            for point in points[: len(numbers)]:
-                series = self._head[(point.metric, point.entity)]
-                series[3].pop()
-                series[4].pop()
-            raise
+            metrics, entities, values, timestamps = [
+                list(map(getter, points)) for getter in getters
+            ]
+        except IndexError:
+            raise ValueError(
+                "rows must be (metric, entity, value, timestamp), got a shorter one"
+            ) from None
+        numbers = array("I", self._series_numbers(metrics, entities))
+        stamps = array("q", timestamps)
+        column = value_column(values)
+        record = pack_record(
+            KIND_BATCH,
+            encode_batch(numbers, stamps, column, self._entries, self._table_cache),
+        )
+        self._write(self._wal_fd, self._wal_size, record, "the log")
+        # In the log: now in the head too. No lock: the head only ever grows
+        # by whole batches, which a query either sees or does not.
+        self._head.add(numbers, stamps, column)
         self._wal_size += len(record)
         self._unsynced = True
-        self._head_points += len(points)
-        self._points_written += len(points)
+        self._points_written += len(numbers)
         self._bytes_written += len(record)
         self._maintain()
         return len(record)
@@ -697,13 +725,13 @@ class Storage:
         """
         due = self._next_checkpoint
         try:
-            if due is not None and self._head_points >= due:
+            if due is not None and self._head.points >= due:
                 self.checkpoint()
             elif self._wal_size >= self._segment_bytes:
                 self._rotate_wal()
         except WriteError as exc:
             if due is not None:
-                self._next_checkpoint = self._head_points + due // 10 + 1
+                self._next_checkpoint = self._head.points + due // 10 + 1
             logger.error("Checkpoint of %s failed, will retry: %s", self._dir, exc)
 
     def _write(self, fd: int, size: int, data: bytes, what: str) -> None:
@@ -760,7 +788,8 @@ class Storage:
                 files stay until a checkpoint succeeds).
         """
         self._check_writable()
-        if self._head_points == 0:
+        head = self._head
+        if head.points == 0:
             return
         self._rotate_wal()
         covered = self._wal_seq - 1
@@ -769,26 +798,13 @@ class Storage:
             segment = self._new_segment()
         blocks: list[bytes] = []
         entries: list[tuple[str, str, int, int, int, int]] = []
-        for (metric, entity), series in self._head.items():
-            timestamps, values = series[3], series[4]
-            if not timestamps:
-                continue
-            if not is_sorted(timestamps):
-                order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
-                timestamps = list(map(timestamps.__getitem__, order))
-                values = list(map(values.__getitem__, order))
-            block = encode_block(metric, entity, timestamps, values)
+        keys = self._keys
+        kind = head.value_kind()
+        for number, timestamps, values in head.groups():
+            metric, entity = keys[number]
+            block, low, high = encode_block(metric, entity, timestamps, values, kind)
             blocks.append(block)
-            entries.append(
-                (
-                    metric,
-                    entity,
-                    len(block),
-                    len(timestamps),
-                    timestamps[0],
-                    timestamps[-1],
-                )
-            )
+            entries.append((metric, entity, len(block), len(timestamps), low, high))
         data = b"".join(blocks)
         record = pack_record(
             KIND_CHECKPOINT, encode_checkpoint(covered, segment.dat_size, entries)
@@ -832,17 +848,7 @@ class Storage:
                 self._index.setdefault(key, []).append(ref)
                 segment.cover(low, high)
                 offset += length
-                old = self._head[key]
-                timestamps: list[int] = []
-                values: list[Value] = []
-                self._head[key] = (
-                    timestamps.append,
-                    values.append,
-                    old[2],
-                    timestamps,
-                    values,
-                )
-            self._head_points = 0
+            self._head = Head()
         segment.dat_size += data_size
         segment.idx_size += record_size
         self._next_checkpoint = self._checkpoint_points
@@ -970,7 +976,8 @@ class Storage:
         with self._lock:
             entities = self._entities.get(metric, {})
             wanted = list(entities) if entity is None else [entity]
-            snapshot: list[tuple[str, list[BlockRef], HeadSeries | None]] = []
+            head = self._head
+            snapshot: list[tuple[str, list[BlockRef], int | None]] = []
             for name in wanted:
                 key = (metric, name)
                 refs = [
@@ -979,23 +986,20 @@ class Storage:
                     if (start is None or ref.max_ts >= start)
                     and (end is None or ref.min_ts < end)
                 ]
-                series = self._head.get(key)
-                if refs or (series is not None and series[3]):
-                    snapshot.append((name, refs, series))
+                number = self._numbers.get(key)
+                if refs or number is not None:
+                    snapshot.append((name, refs, number))
         result: QueryResult = {}
         pace = self._pacer
         pace()
-        for name, refs, series in snapshot:
-            head: Piece = ([], [])
-            if series is not None:
-                # Both lists are prefixes of the same points (see append()):
-                # cut to the shorter, they pair up exactly.
-                values = series[4][:]
-                timestamps = series[3][:]
-                count = min(len(values), len(timestamps))
-                head = (timestamps[:count], values[:count])
+        for name, refs, number in snapshot:
+            # The head's batches only ever grow by whole batches: it holds
+            # every batch appended before the call (and maybe later ones).
+            recent: Piece = ([], [])
+            if number is not None:
+                recent = head.piece(number, pace)
                 pace()
-            piece = merge([*self._read_blocks(refs, pace), head])
+            piece = merge([*self._read_blocks(refs, pace), recent])
             pace()
             piece = select(piece, start, end)
             if not piece[0]:
@@ -1063,14 +1067,19 @@ class Storage:
         """
         regex = compile_glob(pattern)
         with self._lock:
-            found = [
-                (metric, entity)
+            head, numbers = self._head, self._numbers
+            candidates = [
+                (metric, entity, bool(self._index.get((metric, entity))))
                 for metric, entities in self._entities.items()
                 if regex.fullmatch(metric)
                 for entity in entities
-                if self._index.get((metric, entity))
-                or ((metric, entity) in self._head and self._head[(metric, entity)][3])
             ]
+        in_head = head.nonempty()
+        found = [
+            (metric, entity)
+            for metric, entity, compacted in candidates
+            if compacted or numbers.get((metric, entity)) in in_head
+        ]
         return sorted(found)
 
     # -- closing and figures ------------------------------------------------------
@@ -1129,4 +1138,4 @@ class Storage:
     @property
     def head_points(self) -> int:
         """Points in memory (and the log) not yet compacted by a checkpoint."""
-        return self._head_points
+        return self._head.points

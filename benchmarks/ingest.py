@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from statsyard import DataPoint, StatsYard, validate_batch
+from statsyard import DataPoint, StatsYard, validate_rows
 
 BASE_TS = 1_700_000_000_000
 
@@ -41,9 +41,9 @@ def bare_loop(n: int, batch_size: int) -> float:
     for point in generate(n):
         batch.append(point)
         if len(batch) >= batch_size:
-            validate_batch(batch)
+            validate_rows(batch)
             batch = []
-    validate_batch(batch)
+    validate_rows(batch)
     return time.perf_counter() - started
 
 

@@ -24,7 +24,7 @@ import pykka
 from statsyard._reply import Replied, TellReply
 from statsyard.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.child_actor import ChildActor, Link
-from statsyard.datapoint import validate_batch
+from statsyard.datapoint import validate_rows
 from statsyard.exceptions import WriteError
 from statsyard.ledger import Ledger
 from statsyard.timestamp_writer import WriteAck, WriteBatch
@@ -157,7 +157,7 @@ class IngestConsumer(ChildActor):
         skip = max(0, committed - delivery.start)
         candidates = delivery.points[skip:] if skip else delivery.points
         started = time.perf_counter()
-        valid, invalid = validate_batch(candidates)
+        valid, invalid = validate_rows(candidates)
         self._observer.validated(
             len(candidates), len(invalid), time.perf_counter() - started
         )

@@ -27,7 +27,7 @@ import pykka
 
 from statsyard._ticker import Ticker
 from statsyard.child_actor import ChildActor, Link
-from statsyard.datapoint import DataPoint, validate_batch
+from statsyard.datapoint import Row, validate_rows
 from statsyard.exceptions import NotRunningError, WriteError
 from statsyard.ledger import Ledger
 from statsyard.storage import Storage
@@ -71,7 +71,7 @@ class WriteBatch:
 
     start: int
     end: int
-    points: tuple[DataPoint, ...]
+    points: tuple[Row, ...]
     invalid: int
     reply: Any
 
@@ -240,7 +240,7 @@ class TimestampWriter(ChildActor):
             ValueError: some points are invalid (none is written).
             WriteError: the data directory refused the write.
         """
-        valid, invalid = validate_batch(points)
+        valid, invalid = validate_rows(points)
         if invalid:
             raise ValueError(
                 f"{len(invalid)} of {len(points)} points are invalid, "
@@ -271,7 +271,7 @@ class TimestampWriter(ChildActor):
             return None
         return super().on_receive(message)
 
-    def _append(self, points: Sequence[DataPoint]) -> None:
+    def _append(self, points: Sequence[Row]) -> None:
         if not points:
             return
         started = time.perf_counter()

@@ -5,8 +5,19 @@ from __future__ import annotations
 import logging
 
 from statsyard.app import StatsYard
-from statsyard.datapoint import DataPoint, Invalid, Valid, validate, validate_batch
+from statsyard.datapoint import (
+    DataPoint,
+    Invalid,
+    Row,
+    Valid,
+    validate,
+    validate_batch,
+    validate_rows,
+)
 from statsyard.exceptions import StatsYardError
+from statsyard.ledger import Counts
+from statsyard.metrics import Registry
+from statsyard.supervisor import SupervisorExit
 
 __all__ = [
     "Counts",

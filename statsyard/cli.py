@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from statsyard import query_cli
 from statsyard.config import (
     Config,
     flag_name,
@@ -98,16 +98,6 @@ def _settings_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def _query_cli() -> ModuleType | None:
-    """The storage side's query commands, imported lazily (None if absent)."""
-    try:
-        return importlib.import_module("statsyard.query_cli")
-    except ModuleNotFoundError as error:
-        if error.name != "statsyard.query_cli":
-            raise
-        return None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line parser."""
     parent = _settings_parent()
@@ -136,11 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="push N generated points through a full pipeline and report",
         )
     )
-    query_cli = _query_cli()
-    for name, what in (("query", "read points back"), ("series", "list stored series")):
-        sub = commands.add_parser(name, parents=[parent], help=what)
-        if query_cli is not None:
-            getattr(query_cli, f"add_{name}_arguments")(sub)
+    query_cli.add_query_arguments(
+        commands.add_parser("query", parents=[parent], help="read points back")
+    )
+    query_cli.add_series_arguments(
+        commands.add_parser("series", parents=[parent], help="list stored series")
+    )
     return parser
 
 
@@ -175,16 +166,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return run_stress(args, config)
     if command in ("query", "series"):
-        query_cli = _query_cli()
-        if query_cli is None:
-            print(
-                f"statsyard: '{command}' is not available: "
-                "statsyard.query_cli is missing",
-                file=sys.stderr,
-            )
-            return 2
-        run: Callable[[argparse.Namespace], int] = getattr(query_cli, f"run_{command}")
-        return run(args)
+        if args.data_dir is None:
+            # No --data-dir: read where the service writes (--config, env, flags).
+            args.data_dir = config.storage.data_dir
+        if command == "query":
+            return query_cli.run_query(args)
+        return query_cli.run_series(args)
     return run_service(config)
 
 

@@ -33,8 +33,8 @@ __all__ = [
     "run_series",
 ]
 
-DEFAULT_DATA_DIR: Final = "data"
-"""The data directory used when ``--data-dir`` is not given."""
+DEFAULT_DATA_DIR: Final = "./statsyard-data"
+"""The data directory used when ``--data-dir`` is not given (the service's default)."""
 
 _UNITS_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION: Final = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -101,8 +101,9 @@ def parse_step(text: str) -> int:
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"the StatsYard data directory (default: {DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"the StatsYard data directory (default: {DEFAULT_DATA_DIR}, or "
+        "storage.data_dir from the configuration under `statsyard`)",
     )
 
 
@@ -183,14 +184,15 @@ def run_query(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error("query", str(exc))
         return 2
-    storage = _open("query", args.data_dir)
+    data_dir = args.data_dir or DEFAULT_DATA_DIR
+    storage = _open("query", data_dir)
     if storage is None:
         return 2
     try:
         if args.metric not in storage.metrics():
             _error(
                 "query",
-                f"unknown metric {args.metric!r} in {args.data_dir} "
+                f"unknown metric {args.metric!r} in {data_dir} "
                 "(list them with: statsyard series)",
             )
             return 1
@@ -244,7 +246,7 @@ def _print_result(
 
 def run_series(args: argparse.Namespace) -> int:
     """Run ``series``: print ``metric<TAB>entity`` per matching series."""
-    storage = _open("series", args.data_dir)
+    storage = _open("series", args.data_dir or DEFAULT_DATA_DIR)
     if storage is None:
         return 2
     try:

@@ -58,17 +58,23 @@ def test_config_errors_exit_with_status_2_and_name_every_problem(
     assert "pipeline.queue_capacity (from --pipeline-queue-capacity)" in err
 
 
-def test_query_commands_report_when_unavailable_or_delegate(
-    capsys: pytest.CaptureFixture[str],
+def test_query_and_series_read_the_configured_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`query` and `series` go to statsyard.query_cli, or say it is missing."""
-    try:
-        import statsyard.query_cli  # noqa: F401
-    except ModuleNotFoundError:
-        assert main(["series"]) == 2
-        assert "statsyard.query_cli is missing" in capsys.readouterr().err
-    else:
-        pytest.skip("statsyard.query_cli is present: its own tests cover it")
+    """Without --data-dir, `series` and `query` read the configured data_dir."""
+    from statsyard import StatsYard
+
+    data_dir = tmp_path / "configured"
+    with StatsYard(data_dir, ship_metrics=False) as yard:
+        yard.push(("disk.free", "db-1", 42, 1_700_000_000_000))
+    assert main(["series", "--storage-data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.split() == ["disk.free", "db-1"]
+    status = main(
+        ["query", "disk.free", "--format", "csv", "--storage-data-dir", str(data_dir)]
+    )
+    assert status == 0
+    assert "disk.free,db-1,1700000000000" in capsys.readouterr().out
+    assert main(["series", "--data-dir", str(tmp_path / "elsewhere")]) == 2
 
 
 def test_second_signal_exits_at_once() -> None:

@@ -140,3 +140,11 @@ def test_validate_rows_passes_tuples_through_and_flattens_points() -> None:
     assert valid[1] == ("rows.metric", "e", 2, TS)
     assert valid[2][:3] == ("rows.metric", "e", 3)
     assert [i.candidate for i in invalid] == [("x y", "e", 1)]
+
+
+def test_the_package_exports_its_public_api() -> None:
+    """Everything in statsyard.__all__ can be imported."""
+    import statsyard
+
+    for name in statsyard.__all__:
+        assert hasattr(statsyard, name), name

@@ -216,7 +216,8 @@ def test_sigkilled_writer_loses_no_acknowledged_batch(tmp_path: Path) -> None:
         assert len(values) == len(set(values)), "a point was stored twice"
         by_batch: dict[int, int] = {}
         for value in values:
-            by_batch[value // 1_000_000] = by_batch.get(value // 1_000_000, 0) + 1
+            batch_id = int(value) // 1_000_000
+            by_batch[batch_id] = by_batch.get(batch_id, 0) + 1
         assert set(by_batch.values()) == {batch_size}, "a batch was stored in part"
         assert acked <= set(by_batch), (
             f"lost acknowledged batches {acked - set(by_batch)}"

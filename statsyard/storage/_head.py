@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from statsyard.storage._batch import Value, ValueColumn
 
-GROUP_CHUNK: Final = 8192
+GROUP_CHUNK: Final = 256
 """Points grouped (or picked, by a query) per step: between steps, a query
 releases the head's lock and may step aside for ingest."""
 

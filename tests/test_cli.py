@@ -154,3 +154,17 @@ def test_run_serves_graphite_and_drains_on_a_signal(
         summary.group(0) == "Summary: 3 points accepted, 3 written, 0 invalid, 0 lost"
     )
     assert any(re.search(r"INFO +statsyard\.cli: Received SIG", line) for line in seen)
+
+
+def test_ingest_commands_tune_the_collector_and_restore_it() -> None:
+    """run and stress collect less often while they ingest, then put it back."""
+    import gc
+
+    from statsyard.cli import tuned_gc_for_ingest
+
+    before = gc.get_threshold()
+    with tuned_gc_for_ingest():
+        assert gc.get_threshold()[0] == 50_000
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -56,10 +56,6 @@ class CorruptRecordError(StatsYardError, ValueError):
     """A record or file in the data directory failed its checksum or header check."""
 
 
-class SupervisorGaveUpError(StatsYardError):
-    """The supervisor exceeded its restart intensity and stopped its tree."""
-
-
 # --- Storage errors (issue 5) ----------------------------------------------------
 
 

@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import pykka
 
 from statsyard._reply import Replied, TellReply
@@ -29,21 +28,12 @@ from statsyard.exceptions import WriteError
 from statsyard.ledger import Ledger
 from statsyard.timestamp_writer import WriteAck, WriteBatch
 
-__all__ = ["ConsumerStats", "IngestConsumer", "IngestFanOut", "IngestObserver"]
+__all__ = ["IngestConsumer", "IngestFanOut", "IngestObserver"]
 
 logger = logging.getLogger(__name__)
 
 _DELIVERY = "delivery"
 _WRITTEN = "written"
-
-
-@attrs.frozen(slots=True)
-class ConsumerStats:
-    """What this consumer incarnation has done."""
-
-    batches: int
-    valid: int
-    invalid: int
 
 
 class IngestObserver:
@@ -100,18 +90,11 @@ class IngestConsumer(ChildActor):
         self._observer = observer if observer is not None else IngestObserver()
         self._writing = False
         self._ready: WriteBatch | None = None
-        self._batches = 0
-        self._valid = 0
-        self._invalid = 0
 
     def on_child_start(self) -> None:
         """Reclaim what a dead predecessor left in flight, then start draining."""
         self._tell(self._queue, RequeueInFlight())
         self._fetch()
-
-    def stats(self) -> ConsumerStats:
-        """Batches and points handled by this incarnation."""
-        return ConsumerStats(self._batches, self._valid, self._invalid)
 
     def on_receive(self, message: Any) -> Any:
         """Handle deliveries and write acknowledgements; crash on anything else."""
@@ -161,9 +144,6 @@ class IngestConsumer(ChildActor):
         self._observer.validated(
             len(candidates), len(invalid), time.perf_counter() - started
         )
-        self._batches += 1
-        self._valid += len(valid)
-        self._invalid += len(invalid)
         batch = WriteBatch(
             start=delivery.start + skip,
             end=delivery.end,

@@ -13,13 +13,14 @@ from statsyard.blocking_queue import (
     Ack,
     BlockingQueue,
     BlockingQueueClient,
+    Close,
     Delivery,
     Fetch,
     Pop,
     Push,
     RequeueInFlight,
 )
-from statsyard.exceptions import QueueTimeout, UnknownMessageError
+from statsyard.exceptions import QueueClosedError, QueueTimeout, UnknownMessageError
 from statsyard.ledger import Ledger, QueueContents
 from tests.conftest import RecordingLink
 
@@ -205,3 +206,15 @@ def test_offer_never_waits(queue: BlockingQueueClient) -> None:
     assert queue.offer_many(["a", "b", "c", "d", "e", "f"]) == 4
     assert queue.offer_many(["g"]) == 0
     assert queue.pop_many(10, timeout=WAIT) == ["a", "b", "c", "d"]
+
+
+def test_closing_fails_parked_callers_and_refuses_new_points(
+    queue_ref: pykka.ActorRef[BlockingQueue], queue: BlockingQueueClient
+) -> None:
+    """Close releases everyone waiting with QueueClosedError; pushes are refused."""
+    parked = queue_ref.ask(Pop(), timeout=WAIT)
+    queue_ref.ask(Close(), timeout=WAIT)
+    with pytest.raises(QueueClosedError):
+        parked.get(timeout=WAIT)
+    with pytest.raises(QueueClosedError):
+        queue.push("late")

@@ -307,6 +307,13 @@ class StatsYard:
         if self._supervisor_ref is not None:
             self._supervisor_ref.stop(block=True, timeout=timeout)
         self._settle_losses("stopped")
+        with self._stage_lock:
+            if self._pending is not None:  # failed by now if not queued
+                pending, self._pending = self._pending, None
+                try:
+                    self._await_push(pending)
+                except StatsYardError:
+                    pass  # counted as lost by _await_push
         stragglers = self._threads.join(timeout)
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
@@ -352,9 +359,7 @@ class StatsYard:
         contents.in_flight.clear()
         contents.closed = True
         fail_parked_callers(contents, QueueClosedError(f"StatsYard stopped: {reason}"))
-        if staged:
-            self.ledger.accept(len(staged))
-            lost += len(staged)
+        self._count_lost(len(staged), NotRunningError(reason))
         if lost:
             self.ledger.lose(lost)
             logger.error("Lost %d accepted points: %s", lost, reason)
@@ -413,24 +418,29 @@ class StatsYard:
         before the next one goes, which is where back-pressure bites.
         """
         batch, self._staged = self._staged, []
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._await_push(pending)
-        if batch:
-            try:
+        try:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                self._await_push(pending)
+            if batch:
                 self._pending = self.queue.submit(batch)
-            except NotRunningError:
-                self.ledger.accept(len(batch))
-                self.ledger.lose(len(batch))
-                logger.error("Lost %d points: the pipeline is not running", len(batch))
-                raise
+        except StatsYardError as exc:
+            self._count_lost(len(batch), exc)
+            raise
 
     def _await_push(self, pending: PendingPush) -> None:
         try:
             pending.wait()
         except (QueueClosedError, QueueTimeout, NotRunningError) as exc:
-            logger.error("A batch of pushed points was not queued: %s", exc)
+            self._count_lost(pending.size - getattr(exc, "accepted", 0), exc)
             raise
+
+    def _count_lost(self, points: int, reason: Exception) -> None:
+        """Points push() took that never reached the queue: count them as lost."""
+        if points > 0:
+            self.ledger.accept(points)
+            self.ledger.lose(points)
+            logger.error("Lost %d pushed points before the queue: %s", points, reason)
 
     def _linger_loop(self) -> None:
         while not self._linger_stop.wait(self.linger):

@@ -531,13 +531,16 @@ class BlockingQueue(ChildActor):
         return first, tuple(itertools.chain.from_iterable(parts))
 
 
-def fail_parked_callers(contents: QueueContents, error: Exception) -> None:
+def fail_parked_callers(contents: QueueContents, error: QueueClosedError) -> None:
     """Fail every parked pusher, popper and flusher (the tree is going away)."""
     for waiter in contents.pushers:
         accepted = waiter.accepted
         _fail(
             waiter.reply,
-            type(error)(f"{error} ({accepted} points were queued before it)"),
+            QueueClosedError(
+                f"{error} ({accepted} points were queued before it)",
+                accepted=accepted,
+            ),
         )
     for popper in contents.poppers:
         if popper.fetch:
@@ -572,6 +575,11 @@ class PendingPush:
         self._points = points
         self._deadline = deadline
         self._outer = client._send(Push(points, deadline), deadline)
+
+    @property
+    def size(self) -> int:
+        """Points in this push."""
+        return len(self._points)
 
     def wait(self) -> int:
         """Block until every point is queued; returns how many were.

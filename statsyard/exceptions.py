@@ -21,7 +21,15 @@ class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by t
 
 
 class QueueClosedError(StatsYardError):
-    """The queue was shut down while the caller waited, or before it asked."""
+    """The queue was shut down while the caller waited, or before it asked.
+
+    Attributes:
+        accepted: how many points of a waiting push were queued before it.
+    """
+
+    def __init__(self, message: str, *, accepted: int = 0) -> None:
+        super().__init__(message)
+        self.accepted = accepted
 
 
 class NotRunningError(StatsYardError, RuntimeError):

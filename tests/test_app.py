@@ -275,3 +275,21 @@ def test_queries_run_while_ingest_goes_on_and_survive_a_writer_restart(
         assert seen == (round_ + 1) * 500
         if round_ == 1:
             yard.child("writer").tell("crash")
+
+
+def test_accounting_balances_when_the_tree_gives_up_mid_stream(
+    make_yard: YardFactory,
+) -> None:
+    """Points queued, in flight or still staged when the tree stops by itself
+    are counted as lost: nothing disappears from the counts."""
+    yard = make_yard(max_restarts=0, queue_capacity=1000, batch_size=100)
+    yard.push_many(points(950))
+    yard.child("writer").tell("crash")  # no restart allowed: the tree stops
+    assert yard.wait_stopped(WAIT) is not None
+    with pytest.raises(NotRunningError):
+        yard.push_many(points(10, start=950))
+    counts = yard.stop(timeout=WAIT)
+    assert counts.pending == 0
+    assert counts.pushed == counts.written + counts.invalid + counts.lost
+    assert counts.written + counts.lost == 950
+    assert len(stored_points(yard.data_dir)) == counts.written

@@ -27,7 +27,6 @@ import errno
 import logging
 import math
 import socket
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
@@ -36,39 +35,18 @@ import pykka
 from datadog.dogstatsd.base import DogStatsd
 from pykka.typing import ActorMemberMixin, proxy_method
 
+from statsyard._ticker import Ticker
 from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import MetricError
 from statsyard.metrics import Registry, Sample, ShippableStats
 from statsyard.process_stats import ProcessStats
 
-__all__ = ["StatShipper", "StatShipperProxy", "next_due"]
+__all__ = ["StatShipper", "StatShipperProxy"]
 
 logger = logging.getLogger(__name__)
 
 TICKER_THREAD_NAME: Final = "statsyard-stat-shipper-ticker"
 """Name of the timer thread, to check none is left behind."""
-
-_JOIN_TIMEOUT: Final = 5.0
-
-
-def next_due(due: float, now: float, interval: float) -> tuple[float, int]:
-    """The next tick of a fixed grid, skipping the ticks already missed.
-
-    Args:
-        due: the tick just handled.
-        now: the current monotonic time.
-        interval: seconds between ticks.
-
-    Returns:
-        ``(next_due, missed)``: ``due + interval`` when on time; when ``now``
-        is already past that, the first grid point after ``now`` and how many
-        grid points were skipped to reach it.
-    """
-    following = due + interval
-    if now < following:
-        return following, 0
-    missed = int((now - following) // interval) + 1
-    return following + missed * interval, missed
 
 
 @attrs.frozen(slots=True)
@@ -76,46 +54,6 @@ class _Tick:
     """Private message from the timer thread: ship the interval ending at ``due``."""
 
     due: float
-
-
-class _Ticker(threading.Thread):
-    """Tells the actor a :class:`_Tick` on every point of a monotonic grid."""
-
-    def __init__(
-        self,
-        actor_ref: pykka.ActorRef[Any],
-        *,
-        interval: float,
-        clock: Callable[[], float],
-        on_missed: Callable[[int], None],
-    ) -> None:
-        super().__init__(name=TICKER_THREAD_NAME, daemon=True)
-        self._actor_ref = actor_ref
-        self._interval = interval
-        self._clock = clock
-        self._on_missed = on_missed
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        due = self._clock() + self._interval
-        while not self._stopping.wait(max(0.0, due - self._clock())):
-            try:
-                self._actor_ref.tell(_Tick(due))
-            except pykka.ActorDeadError:
-                return
-            due, missed = next_due(due, self._clock(), self._interval)
-            if missed:
-                self._on_missed(missed)
-
-    def stop(self) -> None:
-        """Stop ticking and wait for the thread to end."""
-        self._stopping.set()
-        if self is not threading.current_thread():
-            self.join(timeout=_JOIN_TIMEOUT)
-            if self.is_alive():
-                logger.error(
-                    "The StatShipper ticker did not stop in %ss", _JOIN_TIMEOUT
-                )
 
 
 class _CountingSocket:
@@ -216,7 +154,7 @@ class StatShipper(ChildActor):
         self._clock = registry.clock
         self._statsd: DogStatsd | None = None
         self._socket: _CountingSocket | None = None
-        self._ticker: _Ticker | None = None
+        self._ticker: Ticker | None = None
         self._logged_kinds: set[str] = set()
         self._lines_sent = 0
 
@@ -233,9 +171,11 @@ class StatShipper(ChildActor):
             track_instance=False,  # the socket is ours; no fork hooks
         )
         self._connect()
-        self._ticker = _Ticker(
+        self._ticker = Ticker(
             self.actor_ref,
-            interval=self._interval,
+            _Tick,
+            self._interval,
+            name=TICKER_THREAD_NAME,
             clock=self._clock,
             on_missed=self._registry.counter("shipper.ticks_missed").inc,
         )

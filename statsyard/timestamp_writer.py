@@ -177,10 +177,11 @@ class TimestampWriter(ChildActor):
         if self._fsync == "interval":
             self._ticker = Ticker(
                 self.actor_ref,
-                _SyncTick(),
+                lambda _due: _SyncTick(),
                 self._fsync_interval,
                 name="statsyard-fsync-ticker",
-            ).start()
+            )
+            self._ticker.start()
 
     def on_child_stop(self) -> None:
         """Fsync and close."""

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pykka
 import pytest
 
+from statsyard._ticker import next_due
 from statsyard.exceptions import MetricError, UnknownMessageError
 from statsyard.metrics import M1_ALPHA, Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
@@ -17,7 +18,6 @@ from statsyard.stat_shipper import (
     TICKER_THREAD_NAME,
     StatShipper,
     StatShipperProxy,
-    next_due,
 )
 from statsyard.testing import DogStatsdCapture, StatsdLine
 from tests.conftest import RecordingLink

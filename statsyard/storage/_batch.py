@@ -20,6 +20,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from statsyard.exceptions import CorruptRecordError
+from statsyard.storage._framing import Cursor
 
 Value = int | float
 ValueColumn: TypeAlias = "array[float] | array[int] | list[Value]"
@@ -237,17 +238,8 @@ def decode_batch(payload: bytes) -> Batch:
 
 def _decode_batch(payload: bytes) -> Batch:
     n_series, n_points, kind, table_len = BATCH_HEADER.unpack_from(payload, 0)
-    pos = BATCH_HEADER.size
-
-    def take(size: int) -> bytes:
-        nonlocal pos
-        if pos + size > len(payload):
-            raise ValueError("a column runs past the end of the record")
-        chunk = payload[pos : pos + size]
-        pos += size
-        return chunk
-
-    table = zlib.decompress(take(table_len))
+    cursor = Cursor(payload, BATCH_HEADER.size)
+    table = zlib.decompress(cursor.take(table_len))
     keys: dict[int, tuple[str, str]] = {}
     at = 0
     for _ in range(n_series):
@@ -259,12 +251,12 @@ def _decode_batch(payload: bytes) -> Batch:
         keys[number] = (metric, entity)
     if at != len(table):
         raise ValueError("series table has stray bytes")
-    series_numbers = ints_from_le("I", take(4 * n_points))
+    series_numbers = ints_from_le("I", cursor.take(4 * n_points))
     timestamps = array("q")
-    timestamps.frombytes(take(8 * n_points))
+    timestamps.frombytes(cursor.take(8 * n_points))
     if not _LITTLE:
         timestamps.byteswap()
-    values = value_column(decode_values(kind, payload[pos:], n_points))
+    values = value_column(decode_values(kind, cursor.rest(), n_points))
     if not keys.keys() >= set(series_numbers):
         raise ValueError("a point's series is not in the series table")
     return Batch(keys, series_numbers, timestamps, values)

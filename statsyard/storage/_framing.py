@@ -97,6 +97,35 @@ class ScanResult:
     """Bytes after ``valid_end`` that hold no good record: a torn tail."""
 
 
+class Cursor:
+    """Reads consecutive fields of a payload, refusing to run past its end."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes.
+
+        Raises:
+            ValueError: fewer than ``size`` bytes are left.
+        """
+        end = self.pos + size
+        if end > len(self.data):
+            raise ValueError("a column runs past the end of the record")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def rest(self) -> bytes:
+        """Everything not taken yet."""
+        chunk = self.data[self.pos :]
+        self.pos = len(self.data)
+        return chunk
+
+
 def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
     """The ``(kind, payload)`` of a good record starting at ``pos``, else None."""
     end = len(data)

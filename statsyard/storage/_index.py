@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import ints_from_le, le_bytes
+from statsyard.storage._framing import Cursor
 
 KIND_CHECKPOINT: Final = 2
 """Record kind of a checkpoint in a segment index file."""
@@ -91,16 +92,8 @@ def decode_checkpoint(segment: int, payload: bytes) -> Checkpoint:
     """
     try:
         covered, first_offset, dat_end, n = CHECKPOINT_HEADER.unpack_from(payload)
-        body = zlib.decompress(payload[CHECKPOINT_HEADER.size :])
-        pos = 0
-
-        def take(size: int) -> bytes:
-            nonlocal pos
-            if pos + size > len(body):
-                raise ValueError("a column runs past the end of the record")
-            chunk = body[pos : pos + size]
-            pos += size
-            return chunk
+        body = Cursor(zlib.decompress(payload[CHECKPOINT_HEADER.size :]))
+        take = body.take
 
         m_lens = ints_from_le("H", take(2 * n))
         e_lens = ints_from_le("H", take(2 * n))
@@ -113,7 +106,7 @@ def decode_checkpoint(segment: int, payload: bytes) -> Checkpoint:
     except (struct.error, zlib.error, ValueError, UnicodeDecodeError) as exc:
         raise CorruptRecordError(f"malformed checkpoint record: {exc}") from exc
     offsets = list(accumulate(chain((first_offset,), lengths)))
-    if pos != len(body) or offsets[-1] != dat_end:
+    if body.pos != len(body.data) or offsets[-1] != dat_end:
         raise CorruptRecordError("checkpoint record is inconsistent")
     blocks = [
         (m, e, BlockRef(segment, offset, length, count, low, high))

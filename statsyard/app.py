@@ -36,6 +36,7 @@ from statsyard.exceptions import (
     QueueTimeout,
     StatsYardError,
 )
+from statsyard.forward import Cursor, Forwarding, ForwardSettings
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
 from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
 from statsyard.ledger import Counts, Ledger, QueueContents
@@ -103,6 +104,12 @@ class StatsYard:
         process_stats: also ship ``vm.*`` process statistics.
         ingest_observer: extra per-batch validation hooks (the stress run's).
         on_exit: called (from the supervisor's thread) if the tree stops by itself.
+        forward: destinations to forward acknowledged points to
+            (:class:`~statsyard.forward.ForwardSettings` or mappings of the
+            ``[[forward]]`` keys; see docs/forwarding.md).
+
+    Raises:
+        ConfigError: a ``forward`` destination is malformed.
     """
 
     def __init__(
@@ -130,6 +137,7 @@ class StatsYard:
         process_stats: bool = True,
         ingest_observer: IngestObserver | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
+        forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
     ) -> None:
         if queue_capacity < 1:
             raise ValueError(f"queue_capacity must be at least 1, got {queue_capacity}")
@@ -149,6 +157,16 @@ class StatsYard:
         self._extra_children = tuple(extra_children)
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
+        # -- forwarding (statsyard.forward) --
+        self.forwarding = Forwarding(
+            forward, data_dir=self.data_dir, registry=self.registry
+        )
+        """The forwarders: settings, progress (see :meth:`wait_forwarded`)."""
+        if self.forwarding.retention is not None:
+            self._storage_options = {
+                **self._storage_options,
+                "log_retention": self.forwarding.retention,
+            }
         self._instruments = PipelineInstruments(self.registry) if instrument else None
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
@@ -240,6 +258,7 @@ class StatsYard:
             ChildSpec(WRITER, start_writer),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
+            *self.forwarding.specs(self._storage_handle),
         ]
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
@@ -501,6 +520,15 @@ class StatsYard:
     def series(self, pattern: str = "*") -> list[tuple[str, str]]:
         """Stored (metric, entity) pairs whose metric matches a Graphite glob."""
         return self._storage_handle.get(timeout=10.0).series(pattern)
+
+    def wait_forwarded(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every forwarder delivered all that was acknowledged before.
+
+        Points dropped and counted (a batch refused for good) count as done.
+        Returns False if that did not happen within ``timeout`` seconds.
+        """
+        end = self._storage_handle.get(timeout=timeout).log_end
+        return self.forwarding.wait_delivered(Cursor(end.seq, end.size), timeout)
 
     def counts(self) -> Counts:
         """Where pushed points ended: ``pushed == written+invalid+lost+pending``."""

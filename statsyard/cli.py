@@ -264,6 +264,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "metrics_tags": config.metrics.tags,
         "ship_interval": config.metrics.interval,
         "process_stats": config.metrics.process_stats,
+        "forward": config.forward,
     }
     options.update(overrides)
     data_dir = options.pop("data_dir", config.storage.data_dir)

@@ -220,8 +220,9 @@ class LogReader:
         if (
             self._records_seq == cursor.seq
             and self._next < len(records)
-            and records[self._next][0] == cursor.offset
-        ):
+            and records[self._next][0] >= cursor.offset
+            and (self._next == 0 or records[self._next - 1][1] <= cursor.offset)
+        ):  # read ahead already (a gap before it is damage, counted then)
             offset, stop, payload = records[self._next]
             self._next += 1
             self._record_offset = offset

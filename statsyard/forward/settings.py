@@ -123,7 +123,9 @@ class ForwardSettings:
         return f"forward.{self.name}"
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any], label: str = "forward") -> Any:
+    def from_mapping(
+        cls, table: Mapping[str, Any], label: str = "forward"
+    ) -> ForwardSettings:
         """Check one table and build the settings.
 
         Raises:
@@ -210,8 +212,9 @@ def _parse(
     for key in ("timeout", "min_backoff", "max_backoff", "cursor_sync_interval"):
         if key in values and not (_is_number(values[key]) and values[key] > 0):
             bad(key, "a number of seconds > 0")
-    lo = values.get("min_backoff", ForwardSettings.min_backoff)
-    hi = values.get("max_backoff", ForwardSettings.max_backoff)
+    defaults = attrs.fields(ForwardSettings)
+    lo: Any = values.get("min_backoff", defaults.min_backoff.default)
+    hi: Any = values.get("max_backoff", defaults.max_backoff.default)
     if _is_number(lo) and _is_number(hi) and lo > hi:
         problems.append(f"{label}: min_backoff ({lo}) is above max_backoff ({hi})")
     for key in ("username", "password_file", "bearer_token_file", "tls_ca_file"):

@@ -159,7 +159,10 @@ class StatsYard:
         """The metrics registry (record your own metrics here too)."""
         # -- forwarding (statsyard.forward) --
         self.forwarding = Forwarding(
-            forward, data_dir=self.data_dir, registry=self.registry
+            forward,
+            data_dir=self.data_dir,
+            registry=self.registry,
+            ingest_busy=lambda: self._contents.size * 2 >= self.queue_capacity,
         )
         """The forwarders: settings, progress (see :meth:`wait_forwarded`)."""
         if self.forwarding.retention is not None:

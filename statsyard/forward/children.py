@@ -10,7 +10,7 @@ storage its log retention hook, and makes one child spec per forwarder.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Forwarding:
         forward: settings, or mappings of them (a ``[[forward]]`` array).
         data_dir: the data directory.
         registry: where the forwarders' metrics go.
+        ingest_busy: True while ingest is saturated (forwarders then yield).
 
     Raises:
         ConfigError: a setting is malformed (every problem listed).
@@ -51,11 +52,13 @@ class Forwarding:
         *,
         data_dir: str | os.PathLike[str],
         registry: Registry,
+        ingest_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         settings, problems = parse_forward_tables(forward, "forward")
         if problems:
             raise ConfigError(problems)
         self._dir = Path(data_dir)
+        self._ingest_busy = ingest_busy
         self._forwarders = {
             s.name: (s, ForwardProgress(s.name), ForwardInstruments(registry, s.name))
             for s in settings
@@ -98,6 +101,7 @@ class Forwarding:
                     storage=storage,
                     progress=progress,
                     instruments=instruments,
+                    ingest_busy=self._ingest_busy,
                     link=ctx.link,
                 )
 

@@ -17,6 +17,12 @@ the connection). The delivery thread, in a loop:
    fsynced at ``cursor_sync_interval``), so a crash, a restart or a kill -9
    resends at most the batch that was in flight.
 
+Ingest comes first: while ``ingest_busy()`` says the pipeline is saturated
+(the queue at least half full), the thread pauses after each batch for
+``INGEST_FIRST_FACTOR`` times as long as the batch took, so forwarding takes at
+most a tenth of the interpreter from ingest; the backlog waits in the log and
+drains as soon as ingest eases.
+
 An unexpected error in the thread is told to the actor, which crashes with it:
 the supervisor restarts the forwarder, which resumes from its saved cursor.
 """
@@ -28,6 +34,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -54,6 +61,10 @@ POLL_INTERVAL: Final = 0.05
 """Seconds the delivery thread waits when there is nothing new to send."""
 GAUGE_INTERVAL: Final = 0.5
 """Seconds between updates of the pending and lag gauges."""
+INGEST_FIRST_FACTOR: Final = 9.0
+"""While ingest is saturated: pause this many times a batch's duration after it."""
+MAX_PAUSE: Final = 0.2
+"""Longest such pause, in seconds."""
 LOG_INTERVAL: Final = 10.0
 """A repeated delivery problem is logged at most once per this many seconds."""
 
@@ -125,8 +136,10 @@ class _Delivery(threading.Thread):
         sender: Sender,
         actor: pykka.ActorRef[Any],
         poll_interval: float,
+        ingest_busy: Callable[[], bool],
     ) -> None:
         super().__init__(name=f"statsyard-forward-{settings.name}", daemon=True)
+        self._ingest_busy = ingest_busy
         self._settings = settings
         self._dir = data_dir
         self._storage = storage
@@ -238,6 +251,7 @@ class _Delivery(threading.Thread):
                 )
                 cursor = Cursor(end.seq, end.size)
                 self._save(cursor, sync=True)
+            began = time.monotonic()
             chunk, moved = self._reader.read(
                 cursor,
                 end,
@@ -256,6 +270,7 @@ class _Delivery(threading.Thread):
                 continue
             if not self._deliver(chunk):
                 return
+            self._yield_to_ingest(began)
             self._learn_density(cursor, chunk)
             cursor = chunk.end
             self._last_sent_ts = chunk.last_timestamp
@@ -263,6 +278,12 @@ class _Delivery(threading.Thread):
                 self._save(cursor)
             self._progress.delivered(cursor)
             self._update_gauges(cursor, end, caught_up=False)
+
+    def _yield_to_ingest(self, began: float) -> None:
+        """Pause while ingest is saturated, so that it keeps the interpreter."""
+        if self._ingest_busy():
+            took = time.monotonic() - began
+            self._stopping.wait(min(MAX_PAUSE, took * INGEST_FIRST_FACTOR))
 
     def _save(self, cursor: Cursor, *, sync: bool = False) -> None:
         self._file.save(cursor, sync=sync)
@@ -356,6 +377,7 @@ class Forwarder(ChildActor):
         instruments: its metrics.
         sender: a sender to use instead of the one the settings make (tests).
         poll_interval: seconds between looks at the log when idle.
+        ingest_busy: True while ingest is saturated (forwarding then yields).
         link: the supervisor's link.
     """
 
@@ -369,6 +391,7 @@ class Forwarder(ChildActor):
         instruments: ForwardInstruments,
         sender: Sender | None = None,
         poll_interval: float = POLL_INTERVAL,
+        ingest_busy: Callable[[], bool] = lambda: False,
         link: Link | None = None,
     ) -> None:
         super().__init__(link=link)
@@ -379,6 +402,7 @@ class Forwarder(ChildActor):
         self._instruments = instruments
         self._sender = sender
         self._poll = poll_interval
+        self._ingest_busy = ingest_busy
         self._delivery: _Delivery | None = None
 
     def on_child_start(self) -> None:
@@ -395,6 +419,7 @@ class Forwarder(ChildActor):
             sender=sender,
             actor=self.actor_ref,
             poll_interval=self._poll,
+            ingest_busy=self._ingest_busy,
         )
         self._delivery.start()
         logger.info(

@@ -299,7 +299,9 @@ class RecordingReceiver:
                     number = len(receiver.statuses) + 1
                     status = receiver.answers.get(number, receiver.default_status)
                     receiver.statuses.append(status)
-                    receiver.headers.append(dict(self.headers))
+                    receiver.headers.append(
+                        {k.lower(): v for k, v in self.headers.items()}
+                    )
                     if status < 300:
                         receiver.requests.append(samples)
                     receiver.arrived.notify_all()

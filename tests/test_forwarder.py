@@ -106,7 +106,19 @@ def test_500s_then_200s_deliver_everything_in_order(
 ) -> None:
     """Answers 500 are retried with backoff until accepted; order is kept."""
     receiver.answers = {1: 500, 2: 503, 3: 500}
-    yard = start(yards, tmp_path / "data", forward=[forward(receiver.url)])
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    yard = start(
+        yards,
+        tmp_path / "data",
+        forward=[
+            forward(
+                receiver.url,
+                headers={"X-Scope-OrgID": "tenant-1"},
+                bearer_token_file=str(token),
+            )
+        ],
+    )
     points = rows(1000)
     yard.push_many(points)
     yard.flush(timeout=WAIT)
@@ -118,9 +130,11 @@ def test_500s_then_200s_deliver_everything_in_order(
     assert counter(yard, "forward.retries") == 3
     assert counter(yard, "forward.samples_sent") == 1000
     headers = receiver.headers[-1]
-    assert headers["Content-Encoding"] == "snappy"
-    assert headers["Content-Type"] == "application/x-protobuf"
-    assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
+    assert headers["content-encoding"] == "snappy"
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["x-prometheus-remote-write-version"] == "0.1.0"
+    assert headers["x-scope-orgid"] == "tenant-1"
+    assert headers["authorization"] == "Bearer s3cret"
 
 
 def test_a_batch_refused_with_400_is_dropped_counted_and_the_rest_goes_on(
@@ -131,7 +145,13 @@ def test_a_batch_refused_with_400_is_dropped_counted_and_the_rest_goes_on(
 ) -> None:
     """A 400 drops that one batch (counted, logged); later batches are delivered."""
     receiver.answers = {2: 400}
-    yard = start(yards, tmp_path / "data", forward=[forward(receiver.url)])
+    password = tmp_path / "password"
+    password.write_text("pa:ss\n")
+    yard = start(
+        yards,
+        tmp_path / "data",
+        forward=[forward(receiver.url, username="me", password_file=str(password))],
+    )
     points = rows(1000)
     yard.push_many(points)
     yard.flush(timeout=WAIT)
@@ -142,6 +162,7 @@ def test_a_batch_refused_with_400_is_dropped_counted_and_the_rest_goes_on(
     assert by_series(receiver.accepted()) == by_series(expected[:200] + expected[400:])
     assert counter(yard, "forward.batches_failed", reason="http_400") == 1
     assert "refused a batch of 200 samples for good (http_400)" in caplog.text
+    assert receiver.headers[0]["authorization"] == "Basic bWU6cGE6c3M="  # me:pa:ss
 
 
 def test_a_forwarder_crashed_50_times_mid_stream_loses_nothing(

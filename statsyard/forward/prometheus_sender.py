@@ -85,8 +85,8 @@ class PrometheusSender:
         return self._encoder.cost(metric, entity)
 
     def _headers(self) -> dict[str, str]:
-        headers = dict(CONTENT_HEADERS)
-        headers["User-Agent"] = "statsyard-forwarder"
+        headers = {"User-Agent": "statsyard-forwarder", **self._settings.headers}
+        headers.update(CONTENT_HEADERS)
         settings = self._settings
         if settings.bearer_token_file:
             token = Path(settings.bearer_token_file).read_text().strip()

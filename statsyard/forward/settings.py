@@ -55,6 +55,7 @@ _ONLY: Final[Mapping[str, tuple[str, ...]]] = {
         "url",
         "entity_label",
         "extra_labels",
+        "headers",
         "username",
         "password_file",
         "bearer_token_file",
@@ -86,6 +87,8 @@ class ForwardSettings:
     """prometheus: the label that carries the entity (e.g. ``instance``)."""
     extra_labels: Mapping[str, str] = attrs.field(factory=dict)
     """prometheus: labels added to every series."""
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    """prometheus: extra HTTP headers (e.g. the tenant: ``X-Scope-OrgID``)."""
     entity_as: str = "tag"
     """graphite: ``tag`` (``metric;entity=E``), ``prefix``, ``suffix`` or ``drop``."""
     entity_tag: str = "entity"
@@ -231,8 +234,9 @@ def _parse(
     for key in ("timeout", "min_backoff", "max_backoff", "cursor_sync_interval"):
         if key in values:
             values[key] = float(values[key])
-    if "extra_labels" in values:
-        values["extra_labels"] = dict(sorted(values["extra_labels"].items()))
+    for key in ("extra_labels", "headers"):
+        if key in values:
+            values[key] = dict(sorted(values[key].items()))
     return ForwardSettings(**values), []
 
 
@@ -275,6 +279,23 @@ def _check_prometheus(
     elif entity_label in extra:
         problems.append(
             f"{label}.extra_labels: must not set the entity label {entity_label!r}"
+        )
+    headers = values.get("headers", {})
+    reserved = {"authorization", "content-encoding", "content-type", "content-length"}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str)
+        and re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", k)
+        and k.lower() not in reserved
+        and not k.lower().startswith("x-prometheus-remote-write")
+        and isinstance(v, str)
+        and "\n" not in v
+        and "\r" not in v
+        for k, v in headers.items()
+    ):
+        bad(
+            "headers",
+            "a table of header names to one-line strings (not Authorization, "
+            "Content-* or X-Prometheus-Remote-Write-*)",
         )
     if bool(values.get("username")) != bool(values.get("password_file")):
         problems.append(f"{label}: username and password_file go together")

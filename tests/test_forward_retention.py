@@ -122,4 +122,4 @@ def test_the_storage_asks_the_hook_at_checkpoints_and_at_open(tmp_path: Path) ->
         assert wal_seqs(data_dir) == [3, 4]  # a failing hook keeps them
     with Storage.open(data_dir) as store:
         assert wal_seqs(data_dir) == [4]  # no hook: deleted as before
-        assert store.log_end == (4, 16, None)
+        assert store.log_end == store.opened_log_end == (4, 16, None)

@@ -198,6 +198,12 @@ class _Delivery(threading.Thread):
         except NotRunningError:
             return None  # the writer is (re)starting
 
+    def _opened_end(self) -> LogEnd | None:
+        try:
+            return self._storage.get(timeout=0).opened_log_end
+        except NotRunningError:
+            return None
+
     def _wait_log_end(self) -> LogEnd | None:
         while not self._stopping.is_set():
             end = self._log_end()
@@ -223,8 +229,9 @@ class _Delivery(threading.Thread):
             cursor = Cursor(first if first is not None else end.seq, FILE_HEADER_SIZE)
             where = "the oldest log kept"
         else:
-            cursor = Cursor(end.seq, end.size)
-            where = "now (start = 'now')"
+            opened = self._opened_end() or end
+            cursor = Cursor(opened.seq, opened.size)
+            where = "now (start = 'now': where the log ended when it was opened)"
         logger.info("Forwarder %s starts from %s", name, where)
         self._save(cursor, sync=True)
         return cursor

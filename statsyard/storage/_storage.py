@@ -219,6 +219,7 @@ class Storage:
         self._log_retention = log_retention
         self._kept_logs: list[int] = []
         self._log_end = LogEnd(0, 0, None)
+        self._opened_log_end = self._log_end
 
     def _reset_state(self) -> None:
         self._head = Head()
@@ -286,6 +287,7 @@ class Storage:
         try:
             storage._load(repair=True)
             storage._start_writing()
+            storage._opened_log_end = storage._log_end
             storage._apply_retention()
         except BaseException:
             storage._release_files()
@@ -1155,6 +1157,11 @@ class Storage:
     def log_end(self) -> LogEnd:
         """Where the acknowledged log ends; any thread may read it (see LogEnd)."""
         return self._log_end
+
+    @property
+    def opened_log_end(self) -> LogEnd:
+        """Where the log ended when this storage was opened (before any append)."""
+        return self._opened_log_end
 
     @property
     def points_written(self) -> int:

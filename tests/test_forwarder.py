@@ -313,6 +313,7 @@ def test_statsyard_killed_with_sigkill_mid_stream_resumes_from_its_cursor(
 ) -> None:
     """After kill -9, a restart sends every stored point; at most a batch twice."""
     data_dir = tmp_path / "data"
+    receiver.delay = 0.02  # the child ingests faster than it forwards
     child = subprocess.Popen(
         [sys.executable, "-c", KILLED_CHILD, str(data_dir), receiver.url],
         cwd=Path(__file__).parent.parent,
@@ -326,6 +327,7 @@ def test_statsyard_killed_with_sigkill_mid_stream_resumes_from_its_cursor(
     assert child.returncode == -signal.SIGKILL
     sent_before = len(receiver.accepted())
 
+    receiver.delay = 0.0
     yard = start(yards, data_dir, forward=[forward(receiver.url)])
     stored = yard.query("cpu.load")
     assert yard.wait_forwarded(timeout=WAIT)

@@ -341,3 +341,48 @@ def test_statsyard_killed_with_sigkill_mid_stream_resumes_from_its_cursor(
     assert set(received) == expected
     duplicates = sum(n - 1 for n in Counter(received).values())
     assert duplicates <= 200  # the batch in flight when killed
+
+
+def test_a_cursor_that_cannot_be_saved_is_logged_and_delivery_goes_on(
+    receiver: RecordingReceiver,
+    tmp_path: Path,
+    yards: list[StatsYard],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No room for the cursor file: delivery continues, the problem is logged."""
+    data_dir = tmp_path / "data"
+    blocked = data_dir / "forward"
+    data_dir.mkdir()
+    (data_dir / "STATSYARD").write_bytes(b"StatsYard data directory\nformat 2\n")
+    blocked.write_text("a file where the cursor directory should be")
+    yard = start(yards, data_dir, forward=[forward(receiver.url)])
+    yard.push_many(rows(500))
+    yard.flush(timeout=WAIT)
+    assert yard.wait_forwarded(timeout=WAIT)
+    assert by_series(receiver.accepted()) == by_series(as_samples(rows(500)))
+    assert "cannot save its cursor" in caplog.text
+
+
+def test_a_damaged_cursor_means_resending_from_the_oldest_log_not_skipping(
+    receiver: RecordingReceiver,
+    tmp_path: Path,
+    yards: list[StatsYard],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Even with start = 'now', a cursor that fails its checksum is not trusted."""
+    data_dir = tmp_path / "data"
+    first = start(yards, data_dir, forward=[forward(receiver.url, start="now")])
+    first.push_many(rows(300))
+    first.flush(timeout=WAIT)
+    assert first.wait_forwarded(timeout=WAIT)
+    first.stop(timeout=WAIT)
+    cursor = data_dir / "forward" / f"{NAME}.cursor"
+    cursor.write_bytes(cursor.read_bytes().replace(b" 1 ", b" 7 ", 1))
+    second = start(yards, data_dir, forward=[forward(receiver.url, start="now")])
+    second.push_many(rows(100, first=300))
+    second.flush(timeout=WAIT)
+    assert second.wait_forwarded(timeout=WAIT)
+    received = Counter(receiver.accepted())
+    assert set(received) == set(as_samples(rows(400)))
+    assert all(received[s] == 2 for s in as_samples(rows(300)))  # resent, not lost
+    assert "Ignoring damaged cursor file" in caplog.text

@@ -12,8 +12,8 @@ one after every acknowledged batch, so a crashed or killed process resends at
 most the batch in flight. It fsyncs the file and the directory only every
 ``sync_interval`` seconds: after a power loss the cursor may be older, and
 more is resent, never less. A cursor file that is missing its CRC or fails it
-is reported and ignored (the forwarder then starts from the oldest log kept:
-resending beats skipping).
+(or cannot be read) is reported and ignored: the forwarder then starts from
+the oldest log kept, since resending beats skipping.
 """
 
 from __future__ import annotations
@@ -104,16 +104,28 @@ class CursorFile:
         self._clock = clock
         self._last_sync = -float("inf")
         self._unsynced = False
+        self.damaged = False
+        """The last :meth:`load` found a cursor file it could not use."""
 
     def load(self) -> Cursor | None:
-        """The saved cursor; None if there is none or it is damaged (logged)."""
+        """The saved cursor; None if there is none, or it is damaged or unreadable.
+
+        A damaged or unreadable one is logged and sets :attr:`damaged`: the
+        caller should then resend from the oldest log kept rather than skip.
+        """
+        self.damaged = False
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            self.damaged = True
+            logger.warning("Cannot read cursor file %s: %s", self.path, exc)
+            return None
         try:
             return decode_cursor(data)
         except (ValueError, UnicodeDecodeError) as exc:
+            self.damaged = True
             logger.warning("Ignoring damaged cursor file %s: %s", self.path, exc)
             return None
 
@@ -122,6 +134,9 @@ class CursorFile:
 
         Returns:
             True when this save was fsynced (file and directory).
+
+        Raises:
+            OSError: the file could not be written.
         """
         directory = self.path.parent
         directory.mkdir(exist_ok=True)

@@ -224,10 +224,12 @@ class _Delivery(threading.Thread):
             )
             self._progress.saved(saved)
             return saved
-        if self._settings.start == "beginning":
+        if self._settings.start == "beginning" or self._file.damaged:
             first = oldest_log(self._dir)
             cursor = Cursor(first if first is not None else end.seq, FILE_HEADER_SIZE)
-            where = "the oldest log kept"
+            where = "the oldest log kept" + (
+                " (its cursor file is unusable)" if self._file.damaged else ""
+            )
         else:
             opened = self._opened_end() or end
             cursor = Cursor(opened.seq, opened.size)
@@ -293,7 +295,23 @@ class _Delivery(threading.Thread):
             self._stopping.wait(min(MAX_PAUSE, took * INGEST_FIRST_FACTOR))
 
     def _save(self, cursor: Cursor, *, sync: bool = False) -> None:
-        self._file.save(cursor, sync=sync)
+        """Save the cursor; a failure (disk full) is logged and retried next time.
+
+        The cursor on disk then stays older: a restart would resend more, never
+        skip anything.
+        """
+        try:
+            self._file.save(cursor, sync=sync)
+        except OSError as error:
+            self._log.warning(
+                "cursor",
+                "Forwarder %s: cannot save its cursor to %s: %s (a restart would "
+                "resend from the last one saved)",
+                self._settings.name,
+                self._file.path,
+                error,
+            )
+            return
         self._progress.saved(cursor)
 
     def _deliver(self, chunk: Chunk) -> bool:

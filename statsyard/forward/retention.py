@@ -51,20 +51,23 @@ class ForwardRetention:
 
     def _saved(
         self, settings: ForwardSettings, progress: ForwardProgress
-    ) -> Cursor | None:
+    ) -> tuple[Cursor | None, bool]:
+        """The saved cursor, and whether the forwarder resends from the oldest log."""
         known, cursor = progress.saved_cursor()
-        if not known:
-            cursor = CursorFile(cursor_path(self._dir, settings.name)).load()
-            if cursor is not None:
-                progress.saved(cursor)
-        return cursor
+        if known:
+            return cursor, False
+        file = CursorFile(cursor_path(self._dir, settings.name))
+        cursor = file.load()
+        if cursor is not None:
+            progress.saved(cursor)
+        return cursor, file.damaged
 
     def keep(self, logs: Sequence[tuple[int, int]]) -> Collection[int]:
         """Of the covered logs ``(seq, size)``, those a forwarder has not sent."""
         keep: set[int] = set()
         for settings, progress, instruments in self._forwarders.values():
-            cursor = self._saved(settings, progress)
-            if cursor is None and settings.start == "now":
+            cursor, damaged = self._saved(settings, progress)
+            if cursor is None and settings.start == "now" and not damaged:
                 continue
             first = 0 if cursor is None else cursor.seq
             needed = [(seq, size) for seq, size in logs if seq >= first]

@@ -324,6 +324,9 @@ class StatsYard:
         if self._exit is None and self._supervisor_ref is not None:
             try:
                 self._flush(timeout)
+                if self.forwarding:  # let forwarders deliver within their deadline
+                    end = self._storage_handle.get(timeout=0).log_end
+                    self.forwarding.drain(Cursor(end.seq, end.size))
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:

@@ -205,7 +205,7 @@ def test_statsyard_stopped_and_restarted_resumes_from_its_cursor(
     """Points not yet sent at stop are sent after the restart; at most a batch twice."""
     data_dir = tmp_path / "data"
     receiver.delay = 0.01  # slow enough to stop mid-stream
-    first = start(yards, data_dir, forward=[forward(receiver.url)])
+    first = start(yards, data_dir, forward=[forward(receiver.url, flush_deadline=0)])
     first.push_many(rows(5000))
     first.flush(timeout=WAIT)
     receiver.wait_requests(3, WAIT)
@@ -386,3 +386,14 @@ def test_a_damaged_cursor_means_resending_from_the_oldest_log_not_skipping(
     assert set(received) == set(as_samples(rows(400)))
     assert all(received[s] == 2 for s in as_samples(rows(300)))  # resent, not lost
     assert "Ignoring damaged cursor file" in caplog.text
+
+
+def test_stop_lets_forwarders_deliver_what_is_left_within_their_deadline(
+    receiver: RecordingReceiver, tmp_path: Path, yards: list[StatsYard]
+) -> None:
+    """A slow destination still gets everything flushed before stop() returns."""
+    receiver.delay = 0.005
+    yard = start(yards, tmp_path / "data", forward=[forward(receiver.url)])
+    yard.push_many(rows(3000))
+    yard.stop(timeout=WAIT)
+    assert by_series(receiver.accepted()) == by_series(as_samples(rows(3000)))

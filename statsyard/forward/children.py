@@ -9,6 +9,7 @@ storage its log retention hook, and makes one child spec per forwarder.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from statsyard.supervisor import ChildSpec, StartContext
 from statsyard.timestamp_writer import StorageHandle
 
 __all__ = ["Forwarding"]
+
+logger = logging.getLogger(__name__)
 
 SHUTDOWN_MARGIN = 5.0
 """Seconds a forwarder's shutdown deadline adds to its network timeout."""
@@ -113,6 +116,24 @@ class Forwarding:
                 )
             )
         return specs
+
+    def drain(self, target: Cursor) -> None:
+        """At stop: let each forwarder deliver up to ``target`` within its deadline.
+
+        A forwarder whose destination is failing is not waited for; what is
+        left goes after the next start (logged).
+        """
+        for settings, progress, _instruments in self._forwarders.values():
+            if settings.flush_deadline <= 0:
+                continue
+            if not progress.wait_for(
+                target, settings.flush_deadline, unless_failing=True
+            ):
+                logger.warning(
+                    "Forwarder %s has not delivered everything at stop; the rest "
+                    "goes after the next start",
+                    settings.name,
+                )
 
     def wait_delivered(self, target: Cursor, timeout: float | None) -> bool:
         """Wait until every forwarder delivered up to ``target``; False on timeout."""

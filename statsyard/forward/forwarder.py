@@ -324,6 +324,7 @@ class _Delivery(threading.Thread):
                     self._sender.send(chunk.pieces)
             except RetryableSendError as error:
                 instruments.failed(error.reason)
+                self._progress.failing(True)
                 if self._stopping.is_set():
                     return False
                 instruments.retries.inc()
@@ -357,6 +358,7 @@ class _Delivery(threading.Thread):
                 return True
             instruments.samples_sent.inc(chunk.samples)
             instruments.batches_sent.inc()
+            self._progress.failing(False)
             if self._backoff.attempts:
                 logger.info(
                     "Forwarder %s: delivering to %s again after %d failed attempts",

@@ -24,11 +24,18 @@ class ForwardProgress:
         self._sent: Cursor | None = None
         self._saved: Cursor | None = None
         self._loaded = False
+        self._failing = False
 
     def delivered(self, cursor: Cursor) -> None:
         """Everything before ``cursor`` is delivered (or dropped and counted)."""
         with self._cond:
             self._sent = cursor
+            self._cond.notify_all()
+
+    def failing(self, failing: bool) -> None:
+        """The last delivery attempt failed (True) or succeeded (False)."""
+        with self._cond:
+            self._failing = failing
             self._cond.notify_all()
 
     def saved(self, cursor: Cursor) -> None:
@@ -47,9 +54,20 @@ class ForwardProgress:
         """Where delivery stands (None before the forwarder first started)."""
         return self._sent
 
-    def wait_for(self, target: Cursor, timeout: float | None) -> bool:
-        """Wait until delivery reaches ``target``; False on timeout."""
+    def wait_for(
+        self, target: Cursor, timeout: float | None, *, unless_failing: bool = False
+    ) -> bool:
+        """Wait until delivery reaches ``target``; False on timeout.
+
+        With ``unless_failing``, also give up (False) as soon as a delivery
+        attempt fails: the destination is down, waiting longer is pointless.
+        """
+
+        def done() -> bool:
+            return self._sent is not None and self._sent >= target
+
         with self._cond:
-            return self._cond.wait_for(
-                lambda: self._sent is not None and self._sent >= target, timeout
+            self._cond.wait_for(
+                lambda: done() or (unless_failing and self._failing), timeout
             )
+            return done()

@@ -49,6 +49,7 @@ _COMMON: Final = (
     "max_backoff",
     "backlog_max_bytes",
     "cursor_sync_interval",
+    "flush_deadline",
 )
 _ONLY: Final[Mapping[str, tuple[str, ...]]] = {
     "prometheus": (
@@ -109,6 +110,9 @@ class ForwardSettings:
     """Compacted log bytes kept for this forwarder; older unsent ones are dropped."""
     cursor_sync_interval: float = 1.0
     """Seconds between fsyncs of the cursor (it is written after every batch)."""
+    flush_deadline: float = 5.0
+    """At stop, seconds to let it deliver what is left (0: none; a failing one
+    is not waited for); the rest goes after the next start."""
     username: str = ""
     """prometheus: basic auth user (with ``password_file``)."""
     password_file: str = ""
@@ -215,6 +219,10 @@ def _parse(
     for key in ("timeout", "min_backoff", "max_backoff", "cursor_sync_interval"):
         if key in values and not (_is_number(values[key]) and values[key] > 0):
             bad(key, "a number of seconds > 0")
+    if "flush_deadline" in values and not (
+        _is_number(values["flush_deadline"]) and values["flush_deadline"] >= 0
+    ):
+        bad("flush_deadline", "a number of seconds >= 0")
     defaults = attrs.fields(ForwardSettings)
     lo: Any = values.get("min_backoff", defaults.min_backoff.default)
     hi: Any = values.get("max_backoff", defaults.max_backoff.default)
@@ -231,7 +239,13 @@ def _parse(
         _check_graphite(values, label, problems, bad)
     if problems:
         return None, problems
-    for key in ("timeout", "min_backoff", "max_backoff", "cursor_sync_interval"):
+    for key in (
+        "timeout",
+        "min_backoff",
+        "max_backoff",
+        "cursor_sync_interval",
+        "flush_deadline",
+    ):
         if key in values:
             values[key] = float(values[key])
     for key in ("extra_labels", "headers"):

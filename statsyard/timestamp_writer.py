@@ -14,6 +14,7 @@ under the fsync policy:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -65,7 +66,9 @@ class WriteBatch:
     """The consumer's write: valid ``points`` covering indices [start, end).
 
     ``invalid`` rejected points in that range are committed with it, so that
-    every point is accounted for exactly once. ``reply`` gets a
+    every point is accounted for exactly once; ``invalid_at`` are their
+    pipeline indices (ascending), which lets the writer trim a batch that
+    overlaps what is already committed (None: not known). ``reply`` gets a
     :class:`WriteAck` or the error.
     """
 
@@ -74,6 +77,7 @@ class WriteBatch:
     points: tuple[Row, ...]
     invalid: int
     reply: Any
+    invalid_at: tuple[int, ...] | None = None
 
 
 @attrs.frozen(slots=True)
@@ -280,10 +284,65 @@ class TimestampWriter(ChildActor):
         self._dirty = True
         self._observer.wrote(len(points), time.perf_counter() - started)
 
+    def _above_committed(self, batch: WriteBatch) -> WriteBatch | None:
+        """The part of ``batch`` not committed yet; None when all of it is.
+
+        The ledger, not the sender, decides: a restarted consumer may have
+        trimmed its delivery against a committed index that a write still
+        pending here has since moved past.
+
+        Raises:
+            ValueError: the batch overlaps the committed index but does not
+                say where its rejected points are, so it cannot be cut exactly.
+        """
+        committed = self._ledger.committed_upto
+        if batch.end <= committed:
+            return None
+        if batch.start >= committed:
+            return batch
+        rejected_below = 0
+        if batch.invalid:
+            if batch.invalid_at is None or len(batch.invalid_at) != batch.invalid:
+                raise ValueError(
+                    f"batch [{batch.start}, {batch.end}) overlaps the committed "
+                    f"index {committed} but does not give the indices of its "
+                    f"{batch.invalid} rejected points; resend it from {committed}"
+                )
+            rejected_below = bisect.bisect_left(batch.invalid_at, committed)
+        drop = committed - batch.start - rejected_below
+        if not 0 <= drop <= len(batch.points):
+            raise ValueError(
+                f"batch [{batch.start}, {batch.end}) holds {len(batch.points)} "
+                f"points and {batch.invalid} rejections: inconsistent"
+            )
+        logger.info(
+            "Trimmed batch [%d, %d) to [%d, %d): the rest is already committed",
+            batch.start,
+            batch.end,
+            committed,
+            batch.end,
+        )
+        return attrs.evolve(
+            batch,
+            start=committed,
+            points=batch.points[drop:],
+            invalid=batch.invalid - rejected_below,
+            invalid_at=(
+                None if batch.invalid_at is None else batch.invalid_at[rejected_below:]
+            ),
+        )
+
     def _on_write_batch(self, batch: WriteBatch) -> None:
-        if batch.end <= self._ledger.committed_upto:
+        try:
+            trimmed = self._above_committed(batch)
+        except ValueError as exc:
+            logger.error("Refused a write: %s", exc)
+            self._reply_error(batch, exc)
+            return
+        if trimmed is None:
             self._reply(batch, WriteAck(batch.end, 0, synced=False, duplicate=True))
             return
+        batch = trimmed
         try:
             self._append(batch.points)
         except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)

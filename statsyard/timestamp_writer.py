@@ -170,6 +170,7 @@ class TimestampWriter(ChildActor):
         self._storage: Storage | None = None
         self._ticker: Ticker | None = None
         self._dirty = False
+        self._sync_failure: WriteError | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -254,15 +255,42 @@ class TimestampWriter(ChildActor):
         self._append(valid)
         synced = self._fsync == "always"
         if synced:
-            self.sync()
+            try:
+                self._fsync_now()
+            except WriteError as exc:
+                raise _not_durable(len(valid), exc) from exc
         return WriteAck(end=0, written=len(valid), synced=synced)
 
     def sync(self) -> None:
-        """Fsync everything written so far, whatever the policy."""
+        """Fsync everything written so far, whatever the policy.
+
+        Raises:
+            WriteError: this fsync failed, or an earlier one did since the
+                last ``sync()`` (an fsync after a pipeline write, or a timer's
+                under ``interval``). The points concerned are in the log and
+                committed, and are never written again, but are not known to
+                have reached the disk: a later successful fsync does not prove
+                that they did (the kernel may have dropped the failed pages).
+                Each failure is reported once.
+        """
+        failure, self._sync_failure = self._sync_failure, None
+        self._fsync_now()
+        if failure is not None:
+            raise failure
+
+    def _fsync_now(self) -> None:
         started = time.perf_counter()
         self.storage.sync()
         self._dirty = False
         self._observer.synced(time.perf_counter() - started)
+
+    def _fsync_failed(self, points: int, error: WriteError) -> None:
+        """Remember a failed fsync of committed points for the next ``sync()``."""
+        logger.error(
+            "fsync failed; %d committed points not known durable: %s", points, error
+        )
+        if self._sync_failure is None:
+            self._sync_failure = _not_durable(points, error)
 
     # -- messages -----------------------------------------------------------
 
@@ -272,7 +300,10 @@ class TimestampWriter(ChildActor):
             return self._on_write_batch(message)
         if isinstance(message, _SyncTick):
             if self._dirty:
-                self.sync()
+                try:
+                    self._fsync_now()
+                except WriteError as exc:
+                    self._fsync_failed(0, exc)  # retried at the next tick
             return None
         return super().on_receive(message)
 
@@ -352,15 +383,15 @@ class TimestampWriter(ChildActor):
         # Written to the file: commit before anything else can fail, so a
         # redelivery never writes these points twice.
         self._ledger.commit(batch.end, written=len(batch.points), invalid=batch.invalid)
+        # From here on the batch is committed: whatever fails must not make
+        # anyone write it again, so the consumer is always acknowledged.
         synced = False
         if self._fsync == "always" and batch.points:
             try:
-                self.sync()
+                self._fsync_now()
                 synced = True
-            except Exception as exc:  # noqa: BLE001 (deliberate: reported as for a write)
-                logger.error("fsync failed: %s", exc)
-                self._reply_error(batch, exc)
-                return
+            except WriteError as exc:
+                self._fsync_failed(len(batch.points), exc)
         self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
 
     @staticmethod
@@ -374,3 +405,13 @@ class TimestampWriter(ChildActor):
     def _reply_error(batch: WriteBatch, error: Exception) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
             batch.reply.set_exception((type(error), error, None))
+
+
+def _not_durable(points: int, error: WriteError) -> WriteError:
+    """The error for points in the log whose fsync failed."""
+    what = f"{points} points were" if points else "points were"
+    return WriteError(
+        error.errno,
+        f"{what} written to the log and committed (they will not be written "
+        f"again) but are not known to be durable: {error.strerror or error}",
+    )

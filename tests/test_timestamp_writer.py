@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -14,7 +15,7 @@ import pytest
 
 from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import UnknownMessageError
+from statsyard.exceptions import UnknownMessageError, WriteError
 from statsyard.ingest_consumer import IngestObserver
 from statsyard.ledger import Ledger
 from statsyard.storage import Storage
@@ -263,3 +264,102 @@ def test_a_consumer_restart_during_a_slow_write_writes_nothing_twice(
     assert stored_points(tmp_path / "data") == [
         ("m", "e", TS + i, i) for i in range(15) if i not in rejected
     ]
+
+
+def test_a_failed_automatic_checkpoint_writes_no_batch_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE while a checkpoint opens its segment: logged, nothing stored twice.
+
+    Issue 8's defect 5 (300 pushed, 400 stored): the error escaped append
+    after the batch was in the log, and the redelivery appended it again.
+    """
+    real_open = os.open
+
+    def no_more_files(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "seg-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=100,
+        fsync="never",
+        ship_metrics=False,
+        storage_options={"checkpoint_points": 100},
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(300))
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+        assert yard.child("consumer") is consumer  # never crashed
+    finally:
+        yard.stop(timeout=WAIT)
+        monkeypatch.undo()
+    assert (counts.pushed, counts.written, counts.pending) == (300, 300, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(300)
+    ]
+
+
+def test_an_fsync_failure_after_commit_reaches_flush_not_a_redelivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync="always": a failed fsync of a committed batch is flush()'s error, once.
+
+    The batch stays committed (the consumer is acknowledged, nothing is
+    redelivered or written twice); the next flush() reports that those points
+    are not known to be durable; the one after succeeds.
+    """
+    real_fsync = os.fsync
+    failures = {"left": 0}
+
+    def failing_fsync(fd: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    yard = StatsYard(
+        tmp_path / "data", batch_size=10, fsync="always", ship_metrics=False
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(10))
+        yard.flush(timeout=WAIT)
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        failures["left"] = 1
+        yard.push_many(("m", "e", i, TS + i) for i in range(10, 20))
+        with pytest.raises(WriteError, match="not known to be durable") as caught:
+            yard.flush(timeout=WAIT)
+        assert caught.value.errno == errno.EIO
+        yard.flush(timeout=WAIT)  # reported once; later fsyncs succeed
+        assert yard.child("consumer") is consumer  # no crash, no redelivery
+        counts = yard.counts()
+    finally:
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.pending) == (20, 20, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(20)
+    ]
+
+
+def test_write_points_reports_an_fsync_failure_as_not_durable(
+    writer: pykka.ActorProxy[TimestampWriter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside the pipeline the asker gets the error itself, saying what happened."""
+    writer.sync().get(timeout=WAIT)  # started: its data directory is open
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WriteError, match="1 points were written to the log"):
+        writer.write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    monkeypatch.undo()
+    writer.sync().get(timeout=WAIT)  # already reported: not raised again
+    assert stored_points(tmp_path / "data") == [("m", "e", TS, 1)]

@@ -208,18 +208,27 @@ class TimestampWriter(ChildActor):
     # -- lifecycle ----------------------------------------------------------
 
     def on_child_start(self) -> None:
-        """Open (and recover) the data directory; start the fsync timer."""
-        self._storage = Storage.open(self._data_dir, **self._storage_options)
-        if self._handle is not None:
-            self._handle.publish(self._storage)
-        if self._fsync == "interval":
-            self._ticker = Ticker(
-                self.actor_ref,
-                lambda _due: _SyncTick(),
-                self._fsync_interval,
-                name="statsyard-fsync-ticker",
-            )
-            self._ticker.start()
+        """Open (and recover) the data directory; start the fsync timer.
+
+        If anything fails after the directory is open, it is closed again
+        (Pykka calls no ``on_failure`` when ``on_start`` raises), so that a
+        restart does not find the directory locked by this dead writer.
+        """
+        try:
+            self._storage = Storage.open(self._data_dir, **self._storage_options)
+            if self._handle is not None:
+                self._handle.publish(self._storage)
+            if self._fsync == "interval":
+                self._ticker = Ticker(
+                    self.actor_ref,
+                    lambda _due: _SyncTick(),
+                    self._fsync_interval,
+                    name="statsyard-fsync-ticker",
+                )
+                self._ticker.start()
+        except BaseException:
+            self._close()
+            raise
 
     def on_child_stop(self) -> None:
         """Fsync and close."""

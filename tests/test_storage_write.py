@@ -381,3 +381,26 @@ def test_out_of_order_points_come_back_sorted_ties_in_arrival_order(
         assert s.query("m") == want
         s.checkpoint()
         assert s.query("m") == want
+
+
+def test_an_open_failing_midway_releases_the_lock_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage.open failing after taking the lock lets the next open succeed."""
+    with Storage.open(tmp_path) as s:
+        s.append(points("m", "e", [1]))
+    real_open = os.open
+    before = len(os.listdir("/proc/self/fd"))
+
+    def no_more_files(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "wal-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    with pytest.raises(OSError, match="Too many open files"):
+        Storage.open(tmp_path)
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
+    with Storage.open(tmp_path) as again:
+        assert [v for _, v in again.query("m")["e"]] == [1]

@@ -18,11 +18,16 @@ import pytest
 from statsyard import timestamp_writer
 from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import UnknownMessageError, WriteError
+from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
 from statsyard.ingest_consumer import IngestObserver
 from statsyard.ledger import Ledger
 from statsyard.storage import Storage
-from statsyard.timestamp_writer import TimestampWriter, WriteAck, WriteBatch
+from statsyard.timestamp_writer import (
+    StorageHandle,
+    TimestampWriter,
+    WriteAck,
+    WriteBatch,
+)
 from tests._stored import stored_points
 from tests.conftest import RecordingLink
 
@@ -565,3 +570,30 @@ def test_a_really_full_filesystem_holds_ingest_and_resumes_when_space_is_freed(
         0,
     )
     assert stored_points(data_dir) == [("m", "e", TS + i, i) for i in range(2000)]
+
+
+def test_a_writer_whose_start_fails_releases_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: RecordingLink
+) -> None:
+    """A start failing after the directory lock is taken leaves it free again.
+
+    Issue 8's defect 10: the dead writer kept the lock, so every restart
+    failed with "already open for writing".
+    """
+    real_start = timestamp_writer.Ticker.start
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(timestamp_writer.Ticker, "start", no_thread)
+    handle = StorageHandle()
+    TimestampWriter.start(data_dir=tmp_path / "d", handle=handle, link=link)
+    assert link.exited_event.wait(WAIT)
+    assert link.exits[0][0]  # crashed
+    monkeypatch.setattr(timestamp_writer.Ticker, "start", real_start)
+    with pytest.raises(NotRunningError):
+        handle.get(timeout=0)  # the failed writer's storage is not left published
+    again = TimestampWriter.start(data_dir=tmp_path / "d", handle=handle)
+    again.proxy().write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    again.stop(block=True, timeout=WAIT)
+    assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]

@@ -404,3 +404,26 @@ def test_an_open_failing_midway_releases_the_lock_and_files(
     assert len(os.listdir("/proc/self/fd")) == before
     with Storage.open(tmp_path) as again:
         assert [v for _, v in again.query("m")["e"]] == [1]
+
+
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EBADF]
+)
+def test_append_turns_every_os_failure_into_write_error_with_its_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Whatever the OS says, append raises WriteError carrying the errno, log intact."""
+    s = Storage.open(tmp_path)
+    s.append(points("m", "e", [1]))
+
+    def refuse(fd: int, data: bytes) -> int:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "write", refuse)
+    with pytest.raises(WriteError) as caught:
+        s.append(points("m", "e", [2], start=T0 + 1000))
+    monkeypatch.undo()
+    assert caught.value.errno == code
+    s.close()
+    with Storage.open(tmp_path) as again:
+        assert [v for _, v in again.query("m")["e"]] == [1]

@@ -10,6 +10,12 @@ under the fsync policy:
 - ``always``: fsync before every acknowledgement;
 - ``interval`` (default): fsync every ``fsync_interval`` seconds and on ``sync()``;
 - ``never``: leave it to the operating system (``sync()`` still fsyncs).
+
+The ledger, not the sender, says what is new: only the part of a batch above
+the committed index is written. An fsync that fails after a batch is
+committed is reported by the next ``sync()`` (the batch is never written
+again). A full disk holds the batch and retries it on a timer, so ingest
+waits instead of the writer crashing (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -246,8 +246,9 @@ class TimestampWriter(ChildActor):
 
     def _close(self) -> None:
         if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
+            timer, self._retry_timer = self._retry_timer, None
+            timer.cancel()
+            timer.join(timeout=1.0)  # it only tells: done at once, no thread left
         # A held batch was never committed: the queue still has its points
         # in flight and redelivers them to the next writer.
         self._held = None

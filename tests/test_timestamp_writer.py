@@ -597,3 +597,50 @@ def test_a_writer_whose_start_fails_releases_the_data_directory(
     again.proxy().write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
     again.stop(block=True, timeout=WAIT)
     assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]
+
+
+def test_a_writer_stopped_while_holding_a_batch_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer_log: _LogWatch
+) -> None:
+    """A held batch is never committed: restarted mid-stall, it is redelivered.
+
+    The successor writer holds it again (the disk is still full), and once
+    space is back every point is written exactly once.
+    """
+    monkeypatch.setattr(timestamp_writer, "RETRY_INITIAL_S", 0.005)
+    monkeypatch.setattr(timestamp_writer, "RETRY_MAX_S", 0.02)
+    real_write = os.write
+    full = threading.Event()
+
+    def write(fd: int, data: Any) -> int:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    yard = _disk_full_yard(tmp_path / "data")
+    try:
+        yard.flush(timeout=WAIT)
+        monkeypatch.setattr(os, "write", write)
+        full.set()
+        yard.queue.push_many([("m", "e", i, TS + i) for i in range(120)], timeout=WAIT)
+        assert writer_log.seen["Cannot write to"].wait(WAIT)
+        first = yard.child("writer")
+        writer_log.seen["Cannot write to"].clear()
+        yard.supervisor.restart_child("writer").get(timeout=WAIT)
+        assert writer_log.seen["Cannot write to"].wait(WAIT)  # held again
+        assert yard.child("writer") is not first
+        full.clear()
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+    finally:
+        full.clear()
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        120,
+        120,
+        0,
+        0,
+    )
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(120)
+    ]

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
 
+from statsyard import timestamp_writer
+from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import UnknownMessageError
+from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
+from statsyard.ingest_consumer import IngestObserver
 from statsyard.ledger import Ledger
-from statsyard.timestamp_writer import TimestampWriter, WriteAck, WriteBatch
+from statsyard.storage import Storage
+from statsyard.timestamp_writer import (
+    StorageHandle,
+    TimestampWriter,
+    WriteAck,
+    WriteBatch,
+)
 from tests._stored import stored_points
 from tests.conftest import RecordingLink
 
@@ -129,3 +143,504 @@ def test_an_unknown_message_crashes_the_writer_and_keeps_what_was_written(
     assert isinstance(error, UnknownMessageError)
     assert any("Unhandled exception" in r.getMessage() for r in caplog.records)
     assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]
+
+
+def test_a_batch_straddling_the_committed_index_is_trimmed_not_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Only the part above ``committed_upto`` is written, whatever the sender thought.
+
+    The second batch overlaps the first (as a restarted consumer's can): its
+    valid points below index 6 and its rejected point at index 2 are dropped,
+    the rest is written and counted once; a batch wholly below is only acked.
+    """
+    ledger = Ledger()
+    ledger.accept(10)
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", ledger=ledger, fsync="never")
+
+    def rows(indices: list[int]) -> tuple[tuple[str, str, int, int], ...]:
+        return tuple(("m", "e", i, TS + i) for i in indices)
+
+    first: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(0, 6, rows([0, 1, 3, 4, 5]), 1, first, invalid_at=(2,)))
+    assert first.get(timeout=WAIT) == WriteAck(6, 5, synced=False)
+    overlapping: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(
+        WriteBatch(
+            1, 10, rows([1, 3, 4, 5, 6, 8, 9]), 2, overlapping, invalid_at=(2, 7)
+        )
+    )
+    assert overlapping.get(timeout=WAIT) == WriteAck(10, 3, synced=False)
+    below: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(3, 8, rows([3, 4, 5, 6]), 1, below, invalid_at=(7,)))
+    assert below.get(timeout=WAIT) == WriteAck(8, 0, synced=False, duplicate=True)
+
+    counts = ledger.counts()
+    assert (counts.written, counts.invalid, counts.pending) == (8, 2, 0)
+    ref.stop(block=True, timeout=WAIT)
+    assert stored_points(tmp_path / "d") == [
+        ("m", "e", TS + i, i) for i in (0, 1, 3, 4, 5, 6, 8, 9)
+    ]
+
+
+def test_a_straddling_batch_whose_rejections_are_unplaced_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Without the indices of its rejected points a batch cannot be trimmed exactly.
+
+    The writer then refuses it (the sender retries from the committed index)
+    rather than guess which points are already written.
+    """
+    ledger = Ledger()
+    ledger.accept(6)
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", ledger=ledger, fsync="never")
+    first: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(0, 3, (("m", "e", 0, TS),) * 3, 0, first))
+    first.get(timeout=WAIT)
+    unplaced: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(2, 6, (("m", "e", 1, TS + 1),) * 3, 1, unplaced))
+    with pytest.raises(ValueError, match="rejected points"):
+        unplaced.get(timeout=WAIT)
+    assert ledger.committed_upto == 3
+    assert ref.is_alive()
+
+
+class _ConsumerWatch(IngestObserver):
+    """Signals when a consumer other than the first one validates a batch."""
+
+    def __init__(self) -> None:
+        self.first: threading.Thread | None = None
+        self.successor_validated = threading.Event()
+
+    def validated(self, points: int, invalid: int, seconds: float) -> None:
+        if self.first is None:
+            self.first = threading.current_thread()
+        elif threading.current_thread() is not self.first:
+            self.successor_validated.set()
+
+
+def test_a_consumer_restart_during_a_slow_write_writes_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reproduction of issue 8's defect 1, through the whole pipeline.
+
+    The consumer dies while its write of [0, 5) is held up in the writer (a
+    slow checkpoint); its successor gets those points back merged with later
+    chunks (chunks of 5, batches of 7), trims them against a committed index
+    that has not moved yet, and sends [0, 7). The writer must write only
+    [5, 7) of it. Points 3 and 6 are invalid: each is counted once too.
+    """
+    rejected = {3, 6}
+
+    def point(i: int) -> tuple[str, str, float, int]:
+        return ("m", "e", float("nan") if i in rejected else i, TS + i)
+
+    gate, entered = threading.Event(), threading.Event()
+    real_append = Storage.append
+
+    def slow_append(self: Storage, points: Any) -> int:
+        if not gate.is_set():
+            entered.set()
+            assert gate.wait(WAIT)
+        return real_append(self, points)
+
+    monkeypatch.setattr(Storage, "append", slow_append)
+    watch = _ConsumerWatch()
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=7,
+        fsync="never",
+        ship_metrics=False,
+        ingest_observer=watch,
+    ).start()
+    try:
+        chunks = [[point(i) for i in range(s, s + 5)] for s in (0, 5, 10)]
+        yard.queue.push_many(chunks[0], timeout=WAIT)
+        assert entered.wait(WAIT)  # the write of [0, 5) is pending in the writer
+        for chunk in chunks[1:]:
+            yard.queue.push_many(chunk, timeout=WAIT)
+        yard.child("consumer").tell("crash")
+        assert watch.successor_validated.wait(WAIT)
+        gate.set()
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+    finally:
+        gate.set()
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.invalid) == (15, 13, 2)
+    assert counts.pending == 0
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(15) if i not in rejected
+    ]
+
+
+def test_a_failed_automatic_checkpoint_writes_no_batch_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE while a checkpoint opens its segment: logged, nothing stored twice.
+
+    Issue 8's defect 5 (300 pushed, 400 stored): the error escaped append
+    after the batch was in the log, and the redelivery appended it again.
+    """
+    real_open = os.open
+
+    def no_more_files(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "seg-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=100,
+        fsync="never",
+        ship_metrics=False,
+        storage_options={"checkpoint_points": 100},
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(300))
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+        assert yard.child("consumer") is consumer  # never crashed
+    finally:
+        yard.stop(timeout=WAIT)
+        monkeypatch.undo()
+    assert (counts.pushed, counts.written, counts.pending) == (300, 300, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(300)
+    ]
+
+
+def test_an_fsync_failure_after_commit_reaches_flush_not_a_redelivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync="always": a failed fsync of a committed batch is flush()'s error, once.
+
+    The batch stays committed (the consumer is acknowledged, nothing is
+    redelivered or written twice); the next flush() reports that those points
+    are not known to be durable; the one after succeeds.
+    """
+    real_fsync = os.fsync
+    failures = {"left": 0}
+
+    def failing_fsync(fd: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    yard = StatsYard(
+        tmp_path / "data", batch_size=10, fsync="always", ship_metrics=False
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(10))
+        yard.flush(timeout=WAIT)
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        failures["left"] = 1
+        yard.push_many(("m", "e", i, TS + i) for i in range(10, 20))
+        with pytest.raises(WriteError, match="not known to be durable") as caught:
+            yard.flush(timeout=WAIT)
+        assert caught.value.errno == errno.EIO
+        yard.flush(timeout=WAIT)  # reported once; later fsyncs succeed
+        assert yard.child("consumer") is consumer  # no crash, no redelivery
+        counts = yard.counts()
+    finally:
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.pending) == (20, 20, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(20)
+    ]
+
+
+def test_write_points_reports_an_fsync_failure_as_not_durable(
+    writer: pykka.ActorProxy[TimestampWriter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside the pipeline the asker gets the error itself, saying what happened."""
+    writer.sync().get(timeout=WAIT)  # started: its data directory is open
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WriteError, match="1 points were written to the log"):
+        writer.write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    monkeypatch.undo()
+    writer.sync().get(timeout=WAIT)  # already reported: not raised again
+    assert stored_points(tmp_path / "data") == [("m", "e", TS, 1)]
+
+
+class _LogWatch(logging.Handler):
+    """Sets an event for each watched phrase once a record containing it arrives."""
+
+    def __init__(self, *phrases: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen = {phrase: threading.Event() for phrase in phrases}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        for phrase, event in self.seen.items():
+            if phrase in message:
+                event.set()
+
+
+@pytest.fixture
+def writer_log() -> Iterator[_LogWatch]:
+    """Watches the writer's log for the disk-full and resume lines."""
+    watch = _LogWatch("Cannot write to", "Still cannot write", "resumed after")
+    log = logging.getLogger("statsyard.timestamp_writer")
+    log.addHandler(watch)
+    yield watch
+    log.removeHandler(watch)
+
+
+def _disk_full_yard(data_dir: Path) -> StatsYard:
+    return StatsYard(
+        data_dir,
+        batch_size=50,
+        queue_capacity=200,
+        fsync="interval",
+        fsync_interval=0.05,
+        ship_metrics=False,
+    ).start()
+
+
+def test_a_full_disk_holds_ingest_and_resumes_by_itself(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    writer_log: _LogWatch,
+) -> None:
+    """ENOSPC at the file layer: the writer holds, pushers wait, nothing is lost.
+
+    Issue 8's defect 6: the writer used to crash on ENOSPC until the tree
+    gave up. Now it keeps the batch, retries with capped backoff (logged once,
+    then periodically with counts), shows ``writer.write_stalled``, and once
+    the disk takes writes again every point is written exactly once, without
+    the writer ever being restarted.
+    """
+    monkeypatch.setattr(timestamp_writer, "RETRY_INITIAL_S", 0.005, raising=False)
+    monkeypatch.setattr(timestamp_writer, "RETRY_MAX_S", 0.02, raising=False)
+    monkeypatch.setattr(timestamp_writer, "STALL_LOG_INTERVAL_S", 0.05, raising=False)
+    real_write, real_fsync = os.write, os.fsync
+    full = threading.Event()
+    refused = {"writes": 0}
+
+    def write(fd: int, data: Any) -> int:
+        if full.is_set():
+            refused["writes"] += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    yard = _disk_full_yard(tmp_path / "data")
+    try:
+        yard.flush(timeout=WAIT)  # the writer has its data directory open
+        writer = yard.child("writer")
+        stalled = yard.registry.gauge("writer.write_stalled")
+        retries = yard.registry.counter("writer.write_retries")
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "fsync", fsync)
+        full.set()
+        outcome: list[object] = []
+
+        def push() -> None:
+            try:
+                points = [("m", "e", i, TS + i) for i in range(1000)]
+                outcome.append(yard.queue.push_many(points, timeout=WAIT))
+            except Exception as exc:  # noqa: BLE001 (reported by the assertion)
+                outcome.append(exc)
+
+        pusher = threading.Thread(target=push)
+        with caplog.at_level(logging.INFO, logger="statsyard"):
+            pusher.start()
+            assert writer_log.seen["Still cannot write"].wait(WAIT)
+            assert stalled.value == 1
+            pusher.join(timeout=0.2)
+            assert pusher.is_alive()  # back-pressure: the queue is full, push waits
+            full.clear()
+            pusher.join(timeout=WAIT)
+            assert outcome == [1000]
+            assert writer_log.seen["resumed after"].wait(WAIT)
+            yard.flush(timeout=WAIT)
+        assert stalled.value == 0
+        assert retries.value >= 1
+        assert refused["writes"] > retries.value  # the first refusal is no retry
+        assert yard.child("writer") is writer  # held, never restarted
+        counts = yard.counts()
+    finally:
+        full.clear()
+        yard.stop(timeout=WAIT)
+    starts = [r for r in caplog.records if "Cannot write to" in r.getMessage()]
+    assert len(starts) == 1 and starts[0].levelno == logging.ERROR
+    assert "restarting" not in caplog.text
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        1000,
+        1000,
+        0,
+        0,
+    )
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(1000)
+    ]
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 512 KiB tmpfs, mounted for the test (needs root and mount rights)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the filesystem is full (bounded by its 512 KiB)."""
+    chunk = b"\0" * 65536
+    with open(path, "wb", buffering=0) as f:
+        for _ in range(64):
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                return
+    raise AssertionError("the small filesystem never filled up")
+
+
+def test_a_really_full_filesystem_holds_ingest_and_resumes_when_space_is_freed(
+    small_filesystem: Path, writer_log: _LogWatch
+) -> None:
+    """On a real full tmpfs: ingest waits, then every point lands exactly once."""
+    data_dir = small_filesystem / "data"
+    filler = small_filesystem / "filler"
+    yard = _disk_full_yard(data_dir)
+    try:
+        yard.flush(timeout=WAIT)  # the data directory exists and is open
+        writer = yard.child("writer")
+        stalled = yard.registry.gauge("writer.write_stalled")
+        _fill(filler)
+        outcome: list[object] = []
+
+        def push() -> None:
+            try:
+                points = [("m", "e", i, TS + i) for i in range(2000)]
+                outcome.append(yard.queue.push_many(points, timeout=WAIT))
+            except Exception as exc:  # noqa: BLE001 (reported by the assertion)
+                outcome.append(exc)
+
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        assert writer_log.seen["Cannot write to"].wait(WAIT)
+        assert stalled.value == 1
+        pusher.join(timeout=0.2)
+        assert pusher.is_alive()  # back-pressure
+        filler.unlink()
+        pusher.join(timeout=WAIT)
+        assert outcome == [2000]
+        assert writer_log.seen["resumed after"].wait(WAIT)
+        yard.flush(timeout=WAIT)
+        assert stalled.value == 0
+        assert yard.child("writer") is writer
+        counts = yard.counts()
+    finally:
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        2000,
+        2000,
+        0,
+        0,
+    )
+    assert stored_points(data_dir) == [("m", "e", TS + i, i) for i in range(2000)]
+
+
+def test_a_writer_whose_start_fails_releases_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: RecordingLink
+) -> None:
+    """A start failing after the directory lock is taken leaves it free again.
+
+    Issue 8's defect 10: the dead writer kept the lock, so every restart
+    failed with "already open for writing".
+    """
+    real_start = timestamp_writer.Ticker.start
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(timestamp_writer.Ticker, "start", no_thread)
+    handle = StorageHandle()
+    TimestampWriter.start(data_dir=tmp_path / "d", handle=handle, link=link)
+    assert link.exited_event.wait(WAIT)
+    assert link.exits[0][0]  # crashed
+    monkeypatch.setattr(timestamp_writer.Ticker, "start", real_start)
+    with pytest.raises(NotRunningError):
+        handle.get(timeout=0)  # the failed writer's storage is not left published
+    again = TimestampWriter.start(data_dir=tmp_path / "d", handle=handle)
+    again.proxy().write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    again.stop(block=True, timeout=WAIT)
+    assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]
+
+
+def test_a_writer_stopped_while_holding_a_batch_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer_log: _LogWatch
+) -> None:
+    """A held batch is never committed: restarted mid-stall, it is redelivered.
+
+    The successor writer holds it again (the disk is still full), and once
+    space is back every point is written exactly once.
+    """
+    monkeypatch.setattr(timestamp_writer, "RETRY_INITIAL_S", 0.005)
+    monkeypatch.setattr(timestamp_writer, "RETRY_MAX_S", 0.02)
+    real_write = os.write
+    full = threading.Event()
+
+    def write(fd: int, data: Any) -> int:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    yard = _disk_full_yard(tmp_path / "data")
+    try:
+        yard.flush(timeout=WAIT)
+        monkeypatch.setattr(os, "write", write)
+        full.set()
+        yard.queue.push_many([("m", "e", i, TS + i) for i in range(120)], timeout=WAIT)
+        assert writer_log.seen["Cannot write to"].wait(WAIT)
+        first = yard.child("writer")
+        writer_log.seen["Cannot write to"].clear()
+        yard.supervisor.restart_child("writer").get(timeout=WAIT)
+        assert writer_log.seen["Cannot write to"].wait(WAIT)  # held again
+        assert yard.child("writer") is not first
+        full.clear()
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+    finally:
+        full.clear()
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        120,
+        120,
+        0,
+        0,
+    )
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(120)
+    ]

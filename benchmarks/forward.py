@@ -8,9 +8,10 @@ Three measurements, in one run (medians over ``--repeat``):
    the forwarding rate (samples/s), Prometheus' own ingestion included.
 2. **carbon drain**: the same with a Graphite forwarder to carbon-cache
    (fewer points: carbon's Python line receiver is the slow side).
-3. **Ingest with forwarding on vs off**: push + flush N points into a fresh
-   StatsYard without a forwarder, then into one forwarding to Prometheus
-   while ingesting; ratio of the two ingest rates (alternating, same run).
+3. **Ingest with forwarding on vs off**: push + flush ``--ingest-points``
+   into a fresh StatsYard without a forwarder, then into one forwarding to
+   Prometheus while ingesting; the median ratio over ``--pairs`` pairs, run
+   first while Prometheus is idle.
 4. **Keeping up**: points pushed at a steady ``--rate`` (default 200,000/s)
    for ``--seconds`` into a StatsYard forwarding to Prometheus; the ingest
    rate reached, and how long after the last flush forwarding was done.
@@ -19,6 +20,7 @@ Prometheus and carbon-cache are Debian's (``prometheus``, ``graphite-carbon``),
 started here on free ports with temporary storage.
 
     python benchmarks/forward.py [--points N] [--carbon-points N] [--repeat R]
+        [--pairs P] [--ingest-points N] [--rate R] [--seconds S]
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--carbon-points", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--ingest-points", type=int, default=400_000)
     parser.add_argument("--max-samples", type=int, default=5000)
     parser.add_argument("--rate", type=int, default=200_000)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -135,20 +139,31 @@ def main() -> None:
             steady_rates: list[float] = []
             behind: list[float] = []
             run = 0
+            live = {
+                "name": "prom",
+                "kind": "prometheus",
+                "url": prometheus.write_url,
+                "max_samples": args.max_samples,
+                "flush_deadline": 0,
+            }
+            for pair in range(args.pairs):  # first, while Prometheus is fresh
+                run += 1
+                off = ingest(work / f"off{pair}", args.ingest_points, run)
+                run += 1
+                on = ingest(work / f"on{pair}", args.ingest_points, run, forward=[live])
+                off_rates.append(args.ingest_points / off)
+                on_rates.append(args.ingest_points / on)
+                ratios.append(off / on)
+                print(
+                    f"pair {pair + 1}: ingest off {off_rates[-1]:,.0f}/s, "
+                    f"on {on_rates[-1]:,.0f}/s ({ratios[-1]:.1%})",
+                    flush=True,
+                )
             for repeat in range(args.repeat):
                 run += 1
                 data = work / f"prom{repeat}"
                 ingest(data, args.points, run, storage_options=KEEP_LOGS)
-                seconds, sent = drain(
-                    data,
-                    {
-                        "name": "prom",
-                        "kind": "prometheus",
-                        "url": prometheus.write_url,
-                        "start": "beginning",
-                        "max_samples": args.max_samples,
-                    },
-                )
+                seconds, sent = drain(data, {**live, "start": "beginning"})
                 assert sent == args.points, sent
                 prom_rates.append(sent / seconds)
 
@@ -169,43 +184,14 @@ def main() -> None:
                 carbon_rates.append(sent / seconds)
 
                 run += 1
-                off = ingest(work / f"off{repeat}", args.points, run)
-                run += 1
-                on = ingest(
-                    work / f"on{repeat}",
-                    args.points,
-                    run,
-                    forward=[
-                        {
-                            "name": "prom",
-                            "kind": "prometheus",
-                            "url": prometheus.write_url,
-                            "max_samples": args.max_samples,
-                        }
-                    ],
-                )
-                run += 1
                 reached, after, _lag = steady(
-                    work / f"steady{repeat}",
-                    args.rate,
-                    args.seconds,
-                    run,
-                    {
-                        "name": "prom",
-                        "kind": "prometheus",
-                        "url": prometheus.write_url,
-                        "max_samples": args.max_samples,
-                    },
+                    work / f"steady{repeat}", args.rate, args.seconds, run, live
                 )
                 steady_rates.append(reached)
                 behind.append(after)
-                off_rates.append(args.points / off)
-                on_rates.append(args.points / on)
-                ratios.append(off / on)
                 print(
                     f"repeat {repeat + 1}: prometheus {prom_rates[-1]:,.0f}/s, "
-                    f"carbon {carbon_rates[-1]:,.0f}/s, ingest off "
-                    f"{off_rates[-1]:,.0f}/s on {on_rates[-1]:,.0f}/s, steady "
+                    f"carbon {carbon_rates[-1]:,.0f}/s, steady "
                     f"{steady_rates[-1]:,.0f}/s done {behind[-1]:.2f}s after",
                     flush=True,
                 )
@@ -220,6 +206,7 @@ def main() -> None:
         f"forward -> carbon-cache   {median(carbon_rates):,.0f} samples/s "
         f"({args.carbon_points:,} points)"
     )
+    print(f"ingest points             {args.ingest_points:,} x {args.pairs} pairs")
     print(f"ingest, forwarding off    {median(off_rates):,.0f} points/s")
     print(f"ingest, forwarding on     {median(on_rates):,.0f} points/s")
     print(f"ingest on / off           {median(ratios):.1%}")

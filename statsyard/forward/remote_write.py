@@ -96,6 +96,7 @@ def _build_messages() -> dict[str, Any]:
 _MESSAGES: Final = _build_messages()
 WriteRequest: Final[Any] = _MESSAGES["prometheus.WriteRequest"]
 """The ``prometheus.WriteRequest`` message class (also for decoding, in tests)."""
+_TimeSeries: Final[Any] = _MESSAGES["prometheus.TimeSeries"]
 
 
 def sanitize_metric_name(metric: str) -> str:
@@ -132,24 +133,29 @@ class RemoteWriteEncoder:
         self._entity_label = entity_label
         self._extra = [(k, _utf8(v)) for k, v in extra_labels.items()]
         self._extra_bytes = sum(len(k) + len(v) + 6 for k, v in self._extra)
-        self._labels: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._templates: dict[tuple[str, str], Any] = {}
 
     def labels(self, metric: str, entity: str) -> list[tuple[str, str]]:
         """The sorted label pairs of series ``(metric, entity)``."""
-        key = (metric, entity)
-        found = self._labels.get(key)
-        if found is None:
-            if len(self._labels) >= _CACHE_LIMIT:
-                self._labels.clear()
-            found = sorted(
-                [
-                    ("__name__", sanitize_metric_name(metric)),
-                    (self._entity_label, _utf8(entity)),
-                    *self._extra,
-                ]
-            )
-            self._labels[key] = found
-        return found
+        return sorted(
+            [
+                ("__name__", sanitize_metric_name(metric)),
+                (self._entity_label, _utf8(entity)),
+                *self._extra,
+            ]
+        )
+
+    def _template(self, key: tuple[str, str]) -> Any:
+        """A ``TimeSeries`` holding just the series' labels (merged in: one C call)."""
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= _CACHE_LIMIT:
+                self._templates.clear()
+            template = self._templates[key] = _TimeSeries()
+            add_label = template.labels.add
+            for name, value in self.labels(*key):
+                add_label(name=name, value=value)
+        return template
 
     def cost(self, metric: str, entity: str) -> tuple[int, int]:
         """Upper bounds of the request bytes of a sample and of a series' labels."""
@@ -177,9 +183,7 @@ class RemoteWriteEncoder:
         add_series = request.timeseries.add
         for key, (stamps, values) in groups.items():
             series = add_series()
-            add_label = series.labels.add
-            for label_name, label_value in self.labels(*key):
-                add_label(name=label_name, value=label_value)
+            series.MergeFrom(self._template(key))
             pairs: Any = zip(stamps, values, strict=True)
             if any(b < a for a, b in pairwise(stamps)):
                 pairs = sorted(pairs, key=lambda pair: pair[0])  # stable

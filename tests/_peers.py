@@ -267,6 +267,7 @@ class RecordingReceiver:
 
     def __init__(self) -> None:
         self.requests: list[list[Sample]] = []
+        self.refused: list[list[Sample]] = []
         self.statuses: list[int] = []
         self.headers: list[dict[str, str]] = []
         self.answers: dict[int, int] = {}
@@ -304,6 +305,8 @@ class RecordingReceiver:
                     )
                     if status < 300:
                         receiver.requests.append(samples)
+                    else:
+                        receiver.refused.append(samples)
                     receiver.arrived.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -7,8 +7,16 @@ class StatsYardError(Exception):
     """Base class of all StatsYard errors."""
 
 
-class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by the spec)
-    """A blocked push or pop waited longer than its timeout.
+class StatsYardTimeoutError(StatsYardError, TimeoutError):
+    """A StatsYard call gave up waiting; the subclass says what that means."""
+
+
+class QueueTimeout(StatsYardTimeoutError):  # noqa: N818 (name fixed by the spec)
+    """A blocked push or pop waited longer than its timeout: the queue says so.
+
+    Only the queue raises it, so it is final: the points it does not count
+    as ``accepted`` were not queued and never will be (for a pop, nothing
+    was taken).
 
     Attributes:
         accepted: how many points of a ``push_many`` were queued before the
@@ -18,6 +26,14 @@ class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by t
     def __init__(self, message: str, *, accepted: int = 0) -> None:
         super().__init__(message)
         self.accepted = accepted
+
+
+class FlushTimeout(StatsYardTimeoutError):  # noqa: N818 (pairs with QueueTimeout)
+    """``flush()`` (or ``await_committed()``) did not finish within its timeout.
+
+    Nothing is lost or given up by it: the points are still on their way and
+    a later ``flush()`` waits for them again.
+    """
 
 
 class QueueClosedError(StatsYardError):

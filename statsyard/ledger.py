@@ -59,6 +59,12 @@ class Ledger:
             self._pushed += n
             return first
 
+    def lose_unqueued(self, n: int) -> None:
+        """Record ``n`` pushed points that were lost before the queue took them."""
+        with self._lock:
+            self._pushed += n
+            self._lost += n
+
     def commit(self, end: int, *, written: int, invalid: int) -> None:
         """Record that every point before index ``end`` is written or rejected."""
         with self._lock:
@@ -83,7 +89,12 @@ class Ledger:
 
     @property
     def pushed(self) -> int:
-        """Points accepted by the queue so far."""
+        """Points pushed so far (queued, or lost before the queue)."""
+        return self._pushed
+
+    @property
+    def next_index(self) -> int:
+        """Index the queue gives the next point it accepts."""
         return self._pushed
 
     def counts(self) -> Counts:

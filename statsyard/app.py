@@ -379,7 +379,9 @@ class StatsYard:
     def _close_contents(self, reason: str) -> None:
         """Fail every parked caller, then count what the queue held as lost."""
         lost = close_contents(
-            self._contents, QueueClosedError(f"StatsYard stopped: {reason}")
+            self._contents,
+            QueueClosedError(f"StatsYard stopped: {reason}"),
+            committed=self.ledger.committed_upto,
         )
         if lost:
             self.ledger.lose(lost)

@@ -561,21 +561,37 @@ def fail_parked_callers(contents: QueueContents, error: QueueClosedError) -> Non
     contents.flushers.clear()
 
 
-def close_contents(contents: QueueContents, error: QueueClosedError) -> int:
+def close_contents(
+    contents: QueueContents, error: QueueClosedError, *, committed: int
+) -> int:
     """Close the queue's contents for good: the tree is going away.
 
     Fails every parked caller first (so threads blocked on the queue are
     released before anything else happens), then drops the queued and
-    in-flight points. Returns how many of those are lost. Idempotent.
+    in-flight points. Returns how many of those are lost: only those at or
+    above index ``committed``, since the writer may have committed points
+    whose acknowledgement never reached the queue. Idempotent.
     """
     contents.closed = True
     fail_parked_callers(contents, error)
-    lost = contents.size + contents.in_flight_size
+    lost = 0
+    for start, points in contents.chunks:
+        lost += _above(start, len(points), committed)
+    if contents.head_offset and contents.chunks:
+        start, _ = contents.chunks[0]
+        lost -= _above(start, contents.head_offset, committed)
+    for start, points in contents.in_flight.items():
+        lost += _above(start, len(points), committed)
     contents.chunks.clear()
     contents.head_offset = 0
     contents.size = 0
     contents.in_flight.clear()
     return lost
+
+
+def _above(start: int, count: int, committed: int) -> int:
+    """How many of the indices ``start`` to ``start + count`` are >= ``committed``."""
+    return max(0, start + count - max(start, committed))
 
 
 # -- the client ---------------------------------------------------------------

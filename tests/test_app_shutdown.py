@@ -10,6 +10,7 @@ import pykka
 import pytest
 
 from statsyard import StatsYard, StatsYardError
+from statsyard.ingest_consumer import IngestObserver
 from statsyard.supervisor import SupervisorExit
 
 WAIT = 10.0
@@ -97,3 +98,50 @@ def test_giving_up_while_pushers_block_on_a_full_queue_releases_them_all(
     assert set(threading.enumerate()) - before == set()
     assert pykka.ActorRegistry.get_all() == [bystander]
     assert bystander.ask("ping", timeout=1.0) is None
+
+
+class GatedObserver(IngestObserver):
+    """Holds the consumer inside its second validation until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def validated(self, points: int, invalid: int, seconds: float) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self.entered.set()
+            self.gate.wait(WAIT)
+
+
+def test_points_committed_but_not_acknowledged_are_not_counted_lost(
+    tmp_path: Path,
+) -> None:
+    """The tree gives up after the writer committed batches whose acks never
+    reached the queue: those points are written, so none of them is lost."""
+    observer = GatedObserver()
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=100,
+        max_restarts=0,
+        ship_metrics=False,
+        ingest_observer=observer,
+    ).start()
+    try:
+        yard.push_many(("m", "e", i, TS + i) for i in range(200))
+        assert observer.entered.wait(WAIT)  # batch 2 in validation, write 1 sent
+        yard.child("writer").proxy().sync().get(timeout=WAIT)  # write 1 committed
+        queue = yard.child("queue")
+        queue.tell("crash")  # the ack of write 1 will find no queue
+        assert queue.actor_stopped.wait(WAIT)
+        observer.gate.set()
+        assert yard.wait_stopped(WAIT) is not None
+        counts = yard.counts()
+        # write 1 was committed before the crash; the consumer still sends
+        # write 2 (its ack finds no queue either) before it is stopped
+        assert (counts.pushed, counts.written, counts.lost) == (200, 200, 0)
+        assert counts.pending == 0
+    finally:
+        observer.gate.set()
+        yard.stop(timeout=WAIT)

@@ -66,16 +66,35 @@ SHIPPER = "shipper"
 
 
 class _HostLink:
-    """The supervisor's own link: records its thread and its exit."""
+    """The supervisor's own link: records its thread, its start and its exit.
+
+    The supervisor's exit is reported to the host through ``on_exit``; a
+    failed start is reported here, as the supervisor's crash in ``on_start``.
+    """
 
     def __init__(self, threads: ThreadTracker) -> None:
         self._threads = threads
+        self._ready = threading.Event()
+        self.start_error: BaseException | None = None
 
     def adopt(self, thread: threading.Thread) -> None:
         self._threads.add(thread)
 
+    def started(self) -> None:
+        self._ready.set()
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        """The supervisor's exit is reported through ``on_exit`` instead."""
+        if not self._ready.is_set():
+            self.start_error = error
+            self._ready.set()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait for the supervisor's start to succeed or fail; False if neither."""
+        return self._ready.wait(timeout)
+
+
+_START_TIMEOUT = 60.0
+"""Seconds to wait for the whole tree to start (each child has its own bound)."""
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -272,12 +291,20 @@ class StatsYard:
     def start(self) -> StatsYard:
         """Start the supervision tree; returns ``self``.
 
+        Children start in order, each once the one before is up. If one
+        fails, the start fails at once with no restarts (OTP's rule): the
+        children already started stop in reverse order and the child's error
+        is raised, e.g. :class:`~statsyard.exceptions.DataDirectoryInUseError`
+        naming the directory, or :class:`~statsyard.exceptions.ChildStartError`
+        (``__cause__``: the child's own error, e.g. a busy port's OSError).
+
         Raises:
             StatsYardError: already started, or a child could not start.
         """
         if self._supervisor_ref is not None:
             raise NotRunningError("this StatsYard was already started")
         register_pipeline_gauges(self.registry, self.ledger, self._contents)
+        link = _HostLink(self._threads)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
             max_restarts=self.max_restarts,
@@ -286,17 +313,25 @@ class StatsYard:
             threads=self._threads,
             on_exit=self._on_tree_exit,
             on_restart=self._count_restart,
-            link=_HostLink(self._threads),
+            link=link,
         )
-        # The supervisor answers only once on_start has started every child;
-        # if a child could not start, the supervisor is dead and this fails.
-        try:
-            self._supervisor_ref.proxy().which_children().get(timeout=30.0)
-        except pykka.ActorDeadError as exc:
-            self._threads.join(5.0)
+        # The supervisor starts every child in order, each after the one
+        # before is up; a child that fails then fails the whole start (OTP).
+        if not link.wait_started(_START_TIMEOUT):
+            self._supervisor_ref.stop(block=False)
             raise NotRunningError(
-                "StatsYard could not start its children (see the log)"
-            ) from exc
+                f"StatsYard did not start within {_START_TIMEOUT:g} s"
+            )
+        if link.start_error is not None:
+            self._stopping = True
+            self._threads.join(_START_TIMEOUT)
+            error = link.start_error
+            cause = error.__cause__
+            if isinstance(cause, StatsYardError):
+                raise cause from None  # it names the directory, port, ...
+            if isinstance(error, StatsYardError):
+                raise error
+            raise NotRunningError(f"StatsYard could not start: {error}") from error
         self._linger_thread = threading.Thread(
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )

@@ -72,6 +72,33 @@ class ChildCrashError(StatsYardError):
     """
 
 
+class ChildStartError(StatsYardError):
+    """A supervised child could not start; ``__cause__`` is its own error.
+
+    Attributes:
+        child_id: the child that failed.
+    """
+
+    def __init__(self, message: str, *, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class ChildStopError(StatsYardError):
+    """A supervised child did not stop within its shutdown deadline.
+
+    Python cannot kill a thread, so the child may still be running: the
+    supervisor starts no second incarnation beside it and stops the tree.
+
+    Attributes:
+        child_id: the child that would not stop.
+    """
+
+    def __init__(self, message: str, *, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
 class WriteError(StatsYardError, OSError):
     """A batch could not be written to the data directory."""
 

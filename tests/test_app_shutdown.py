@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
 
 from statsyard import StatsYard, StatsYardError
+from statsyard.child_actor import ChildActor, Link
+from statsyard.exceptions import (
+    ChildStartError,
+    DataDirectoryInUseError,
+    NotADataDirectoryError,
+)
 from statsyard.ingest_consumer import IngestObserver
-from statsyard.supervisor import SupervisorExit
+from statsyard.storage import Storage
+from statsyard.supervisor import ChildSpec, StartContext, SupervisorExit
 
 WAIT = 10.0
 TS = 1_700_000_000_000
@@ -145,3 +157,98 @@ def test_points_committed_but_not_acknowledged_are_not_counted_lost(
     finally:
         observer.gate.set()
         yard.stop(timeout=WAIT)
+
+
+def start_fails_promptly(
+    yard: StatsYard, caplog: pytest.LogCaptureFixture
+) -> StatsYardError:
+    """Start ``yard``, expecting it to fail; check no restart and no thread left."""
+    before = set(threading.enumerate())
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG), pytest.raises(StatsYardError) as excinfo:
+        yard.start()
+    assert time.monotonic() - started < 5.0
+    assert not [r for r in caplog.records if "restarting" in r.getMessage()]
+    assert set(threading.enumerate()) - before == set()
+    return excinfo.value
+
+
+def test_a_data_directory_locked_by_another_writer_fails_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTP's rule: a child failing while the tree starts fails the start at
+    once with its own error, naming the directory; nothing is restarted."""
+    storage = Storage.open(tmp_path / "data")
+    try:
+        error = start_fails_promptly(
+            StatsYard(tmp_path / "data", ship_metrics=False), caplog
+        )
+    finally:
+        storage.close()
+    assert isinstance(error, DataDirectoryInUseError)
+    assert str(tmp_path / "data") in str(error)
+
+
+def test_a_data_directory_that_is_a_file_fails_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file where the data directory should be: the start fails, naming it."""
+    (tmp_path / "data").write_text("not a directory")
+    error = start_fails_promptly(
+        StatsYard(tmp_path / "data", ship_metrics=False), caplog
+    )
+    assert isinstance(error, NotADataDirectoryError)
+    assert str(tmp_path / "data") in str(error)
+
+
+class PortHolder(ChildActor):
+    """A test child that listens on a TCP port, like the Graphite listener."""
+
+    def __init__(self, *, port: int, link: Link) -> None:
+        super().__init__(link=link)
+        self._port = port
+        self._sock: socket.socket | None = None
+
+    def on_child_start(self) -> None:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", self._port))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+
+    def on_child_stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+def test_a_child_on_a_busy_port_fails_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A busy port: ChildStartError names the child, its cause is the OSError,
+    and the children already started are stopped in reverse order."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+
+        def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+            return PortHolder.start(port=port, link=ctx.link)
+
+        yard = StatsYard(
+            tmp_path / "data",
+            extra_children=[ChildSpec("listener", start)],
+            max_restarts=100,
+        )
+        error = start_fails_promptly(yard, caplog)
+    assert isinstance(error, ChildStartError)
+    assert error.child_id == "listener"
+    assert isinstance(error.__cause__, OSError)
+    assert error.__cause__.errno == errno.EADDRINUSE
+    assert "listener could not start" in str(error)
+    stopped = [
+        r.getMessage().split()[1]
+        for r in caplog.records
+        if r.name == "pykka" and r.getMessage().startswith("Stopped ")
+    ]
+    assert stopped[:3] == ["IngestConsumer", "TimestampWriter", "BlockingQueue"]

@@ -252,3 +252,41 @@ def test_a_child_on_a_busy_port_fails_the_start(
         if r.name == "pykka" and r.getMessage().startswith("Stopped ")
     ]
     assert stopped[:3] == ["IngestConsumer", "TimestampWriter", "BlockingQueue"]
+
+
+def test_the_host_hears_of_the_exit_only_once_every_point_is_settled(
+    tmp_path: Path,
+) -> None:
+    """on_exit and wait_stopped() come after the accounting is final: nothing
+    is pending any more when the host is told."""
+    seen: list[tuple[int, SupervisorExit | None]] = []
+
+    def on_exit(exit_: SupervisorExit) -> None:
+        seen.append((yard.counts().pending, yard.wait_stopped(0)))
+
+    yard = StatsYard(
+        tmp_path / "data", batch_size=100, ship_metrics=False, on_exit=on_exit
+    ).start()
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
+    yard.push_many(("m", "e", i, TS + i) for i in range(250))  # 200 queued, 50 staged
+    counts = yard.stop(timeout=0.5)
+    assert (counts.pushed, counts.lost, counts.pending) == (250, 250, 0)
+    assert len(seen) == 1
+    pending, exit_ = seen[0]
+    assert pending == 0
+    assert exit_ is not None
+    assert not exit_.gave_up
+
+
+def test_an_idle_statsyard_does_not_wake_up(tmp_path: Path) -> None:
+    """The linger thread sleeps while nothing is staged: no polling."""
+    yard = StatsYard(tmp_path / "data", ship_metrics=False, linger=0.01).start()
+    try:
+        yard.push(("m", "e", 1, TS))  # goes out after the linger, on its own
+        assert yard.queue.await_committed(1, timeout=WAIT) >= 1
+        wakeups = yard._linger_wakeups
+        threading.Event().wait(0.3)  # an idle window: 30 lingers long
+        assert yard._linger_wakeups == wakeups
+        assert wakeups <= 3
+    finally:
+        yard.stop(timeout=WAIT)

@@ -51,16 +51,23 @@ class Ledger:
         self._lost = 0
         self._taken = 0
         self._committed_upto = 0
+        self._next_index = 0
 
     def accept(self, n: int) -> int:
         """Record ``n`` points accepted by the queue; return the first one's index."""
         with self._lock:
-            first = self._pushed
+            first = self._next_index
+            self._next_index += n
             self._pushed += n
             return first
 
     def lose_unqueued(self, n: int) -> None:
-        """Record ``n`` pushed points that were lost before the queue took them."""
+        """Record ``n`` pushed points that were lost before the queue took them.
+
+        They take no queue index: only queued points are ever committed, so
+        an index given to a lost point would never be passed and a flush
+        waiting for it would wait for ever.
+        """
         with self._lock:
             self._pushed += n
             self._lost += n
@@ -94,8 +101,8 @@ class Ledger:
 
     @property
     def next_index(self) -> int:
-        """Index the queue gives the next point it accepts."""
-        return self._pushed
+        """Index the queue gives the next point it accepts (flush waits for it)."""
+        return self._next_index
 
     def counts(self) -> Counts:
         """A consistent snapshot of all counters."""

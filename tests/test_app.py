@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from statsyard import DataPoint, StatsYard
-from statsyard.exceptions import NotRunningError
+from statsyard.blocking_queue import Close
+from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.supervisor import SupervisorExit
 from tests._stored import stored_points
 
@@ -293,3 +294,26 @@ def test_accounting_balances_when_the_tree_gives_up_mid_stream(
     assert counts.pushed == counts.written + counts.invalid + counts.lost
     assert counts.written + counts.lost == 950
     assert len(stored_points(yard.data_dir)) == counts.written
+
+
+def test_points_lost_before_the_queue_do_not_make_flush_wait_for_ever(
+    make_yard: YardFactory,
+) -> None:
+    """Points refused before reaching the queue take no queue index, so a later
+    flush() waits only for what was queued."""
+    yard = make_yard(ship_metrics=False)
+    yard.push_many(points(50))
+    yard.flush(timeout=WAIT)
+    yard.child("queue").ask(Close(), timeout=WAIT)  # refuses every new point
+    yard.push_many(points(10, start=50))
+    with pytest.raises(StatsYardError):
+        yard.flush(timeout=WAIT)  # the 10 staged points are refused: lost
+    assert yard.counts().lost == 10
+    yard.flush(timeout=1.0)  # nothing queued is left to wait for
+    counts = yard.counts()
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        60,
+        50,
+        10,
+        0,
+    )

@@ -1,4 +1,15 @@
-"""Every error StatsYard raises derives from :class:`StatsYardError`."""
+"""Every error StatsYard raises derives from :class:`StatsYardError`.
+
+What an embedding caller catches:
+
+- :class:`NotRunningError` (and its :class:`QueueClosedError`): the yard is
+  not running; points not yet queued are counted as lost.
+- :class:`StatsYardTimeoutError`, a :class:`TimeoutError`: a wait ran out.
+  :class:`QueueTimeout` is final ("not queued"), :class:`FlushTimeout` is not
+  ("not durable yet"; nothing is given up).
+- :class:`ChildStartError`, :class:`DataDirectoryInUseError`,
+  :class:`NotADataDirectoryError`: ``StatsYard.start()`` failed.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +47,18 @@ class FlushTimeout(StatsYardTimeoutError):  # noqa: N818 (pairs with QueueTimeou
     """
 
 
-class QueueClosedError(StatsYardError):
+class NotRunningError(StatsYardError, RuntimeError):
+    """The StatsYard instance is not started, or its supervision tree has stopped.
+
+    What a caller of ``push()``, ``flush()`` or ``query()`` catches to learn
+    that the yard is not running, whatever part of it noticed first.
+    """
+
+
+class QueueClosedError(NotRunningError):
     """The queue was shut down while the caller waited, or before it asked.
+
+    A kind of :class:`NotRunningError`: a closed queue takes no more points.
 
     Attributes:
         accepted: how many points of a waiting push were queued before it.
@@ -46,10 +67,6 @@ class QueueClosedError(StatsYardError):
     def __init__(self, message: str, *, accepted: int = 0) -> None:
         super().__init__(message)
         self.accepted = accepted
-
-
-class NotRunningError(StatsYardError, RuntimeError):
-    """The StatsYard instance is not started, or its supervision tree has stopped."""
 
 
 class UnknownMessageError(StatsYardError, TypeError):

@@ -317,3 +317,44 @@ def test_points_lost_before_the_queue_do_not_make_flush_wait_for_ever(
         10,
         0,
     )
+
+
+def test_the_errors_a_caller_catches_are_exported_and_say_what_they_mean() -> None:
+    """Everything derives from StatsYardError; a closed queue is a kind of
+    "not running"; timeouts are TimeoutErrors."""
+    import statsyard
+
+    for name in (
+        "ChildStartError",
+        "DataDirectoryInUseError",
+        "FlushTimeout",
+        "NotADataDirectoryError",
+        "NotRunningError",
+        "QueueClosedError",
+        "QueueTimeout",
+        "StatsYardTimeoutError",
+    ):
+        assert name in statsyard.__all__
+        assert issubclass(getattr(statsyard, name), statsyard.StatsYardError)
+    assert issubclass(statsyard.QueueClosedError, statsyard.NotRunningError)
+    assert issubclass(statsyard.QueueTimeout, statsyard.StatsYardTimeoutError)
+    assert issubclass(statsyard.FlushTimeout, statsyard.StatsYardTimeoutError)
+    assert issubclass(statsyard.StatsYardTimeoutError, TimeoutError)
+
+
+def test_flush_raises_what_its_docstring_promises(make_yard: YardFactory) -> None:
+    """NotRunningError when the queue refuses points; FlushTimeout (a
+    TimeoutError) when they are not durable in time, with nothing lost."""
+    import statsyard
+
+    yard = make_yard(ship_metrics=False)
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)
+    yard.push_many(points(10))
+    with pytest.raises(statsyard.FlushTimeout):
+        yard.flush(timeout=0.1)
+    assert yard.counts().lost == 0
+    yard.child("queue").ask(Close(), timeout=WAIT)
+    yard.push_many(points(10, start=10))
+    with pytest.raises(NotRunningError):
+        yard.flush(timeout=WAIT)
+    yard.stop(timeout=0.5)  # the 10 queued points cannot drain: no consumer

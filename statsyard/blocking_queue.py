@@ -35,7 +35,7 @@ from statsyard.exceptions import (
     QueueClosedError,
     QueueTimeout,
 )
-from statsyard.ledger import Ledger, QueueContents
+from statsyard.ledger import Ledger, QueueContents, QueueSnapshot
 
 __all__ = [
     "Ack",
@@ -160,15 +160,8 @@ class _Expire:
     """Timer tick: fail parked callers whose deadline has passed."""
 
 
-@attrs.frozen(slots=True)
-class QueueStats:
-    """What the queue holds and who waits on it."""
-
-    size: int
-    capacity: int
-    in_flight: int
-    blocked_pushers: int
-    blocked_poppers: int
+QueueStats = QueueSnapshot
+"""What the queue holds and who waits on it (see :class:`QueueSnapshot`)."""
 
 
 # -- parked callers ---------------------------------------------------------
@@ -265,9 +258,10 @@ class BlockingQueue(ChildActor):
 
     def on_child_start(self) -> None:
         """Adopt parked callers left by a predecessor and re-arm their deadlines."""
-        for waiter in itertools.chain(self._c.pushers, self._c.poppers):
-            self._timer.arm(waiter.deadline)
-        self._serve()
+        with self._c.lock:
+            for waiter in itertools.chain(self._c.pushers, self._c.poppers):
+                self._timer.arm(waiter.deadline)
+            self._serve()
         logger.debug("BlockingQueue started with %d points queued", self._c.size)
 
     def on_child_stop(self) -> None:
@@ -290,13 +284,13 @@ class BlockingQueue(ChildActor):
 
     def stats(self) -> QueueStats:
         """Size, capacity, in-flight points and parked callers."""
-        return QueueStats(
-            size=self._c.size,
-            capacity=self._c.capacity,
-            in_flight=self._c.in_flight_size,
-            blocked_pushers=len(self._c.pushers),
-            blocked_poppers=sum(1 for w in self._c.poppers if not w.fetch),
-        )
+        return self._c.snapshot()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # Every message, proxy calls included, reads and changes the
+        # contents under their lock: the host reads them from other threads.
+        with self._c.lock:
+            return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch queue messages; anything else crashes the actor."""
@@ -572,21 +566,22 @@ def close_contents(
     above index ``committed``, since the writer may have committed points
     whose acknowledgement never reached the queue. Idempotent.
     """
-    contents.closed = True
-    fail_parked_callers(contents, error)
-    lost = 0
-    for start, points in contents.chunks:
-        lost += _above(start, len(points), committed)
-    if contents.head_offset and contents.chunks:
-        start, _ = contents.chunks[0]
-        lost -= _above(start, contents.head_offset, committed)
-    for start, points in contents.in_flight.items():
-        lost += _above(start, len(points), committed)
-    contents.chunks.clear()
-    contents.head_offset = 0
-    contents.size = 0
-    contents.in_flight.clear()
-    return lost
+    with contents.lock:
+        contents.closed = True
+        fail_parked_callers(contents, error)
+        lost = 0
+        for start, points in contents.chunks:
+            lost += _above(start, len(points), committed)
+        if contents.head_offset and contents.chunks:
+            start, _ = contents.chunks[0]
+            lost -= _above(start, contents.head_offset, committed)
+        for start, points in contents.in_flight.items():
+            lost += _above(start, len(points), committed)
+        contents.chunks.clear()
+        contents.head_offset = 0
+        contents.size = 0
+        contents.in_flight.clear()
+        return lost
 
 
 def _above(start: int, count: int, committed: int) -> int:

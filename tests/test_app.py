@@ -358,3 +358,39 @@ def test_flush_raises_what_its_docstring_promises(make_yard: YardFactory) -> Non
     with pytest.raises(NotRunningError):
         yard.flush(timeout=WAIT)
     yard.stop(timeout=0.5)  # the 10 queued points cannot drain: no consumer
+
+
+def test_queue_gauges_read_from_other_threads_are_never_skipped_or_torn(
+    make_yard: YardFactory,
+) -> None:
+    """The queue's contents change in the queue's thread while the shipper
+    and the host read them: reads are consistent and never fail."""
+    yard = make_yard(batch_size=7, queue_capacity=50, ship_metrics=False)
+    done = threading.Event()
+    samples: list[dict[str, float]] = []
+
+    def read() -> None:
+        while not done.is_set():
+            samples.append(
+                {s.name: s.value for s in yard.registry.collect() if "queue" in s.name}
+            )
+
+    def push(n: int) -> None:
+        yard.push_many(points(1500, start=n * 1500))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    pushers = [threading.Thread(target=push, args=(n,)) for n in range(3)]
+    for thread in pushers:
+        thread.start()
+    for thread in pushers:
+        thread.join(WAIT)
+    yard.flush(timeout=WAIT)
+    done.set()
+    reader.join(WAIT)
+    errors = [s for s in yard.registry.collect() if s.name == "metrics.gauge_errors"]
+    assert errors == []
+    assert len(samples) > 10
+    for sample in samples:
+        assert 0 <= sample["queue.size"] <= 50
+        assert sample["queue.in_flight"] >= 0

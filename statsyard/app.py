@@ -32,6 +32,7 @@ from statsyard.blocking_queue import (
     PendingPush,
     close_contents,
 )
+from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
     FlushTimeout,
     NotRunningError,
@@ -91,6 +92,30 @@ class _HostLink:
     def wait_started(self, timeout: float) -> bool:
         """Wait for the supervisor's start to succeed or fail; False if neither."""
         return self._ready.wait(timeout)
+
+
+def _stamped(points: list[Any], now: int) -> list[Any]:
+    """``points`` with ``now`` (ms) given to each tuple or dict lacking a timestamp.
+
+    Only plain tuples and dicts are looked at; anything else is left to
+    validation, as is every point that already has a timestamp. A batch of
+    DataPoints or 4-tuples is recognised at C speed and returned as it is.
+    """
+    kinds = set(map(type, points))
+    if kinds <= _COMPLETE or (kinds == _TUPLE and 3 not in map(len, points)):
+        return points
+    return [
+        (*p, now)
+        if type(p) is tuple and len(p) == 3
+        else {**p, "timestamp": now}
+        if type(p) is dict and p.get("timestamp") is None
+        else p
+        for p in points
+    ]
+
+
+_COMPLETE: frozenset[type] = frozenset({DataPoint})
+_TUPLE: frozenset[type] = frozenset({tuple})
 
 
 _START_TIMEOUT = 60.0
@@ -488,10 +513,20 @@ class StatsYard:
     def push(self, point: Any) -> None:
         """Accept one point (anything ``validate`` accepts); waits while full.
 
+        A ``(metric, entity, value)`` tuple, or a dict without a timestamp,
+        is stamped now, in the caller's thread: the time it was pushed, kept
+        however long it then waits in the queue or is redelivered.
+
         Raises:
             NotRunningError: the tree is not running (the point is not taken).
         """
         self._check_running()
+        kind = type(point)
+        if kind is tuple:
+            if len(point) == 3:
+                point = (*point, now_ms())
+        elif kind is dict and point.get("timestamp") is None:
+            point = {**point, "timestamp": now_ms()}
         with self._stage_lock:
             staged = self._staged
             if not staged:
@@ -502,6 +537,9 @@ class StatsYard:
 
     def push_many(self, points: Iterable[Any]) -> None:
         """Accept many points, in order; waits while the queue is full.
+
+        Points without a timestamp are stamped as they are taken, one clock
+        reading per batch (see :meth:`push`).
 
         Raises:
             NotRunningError: the tree is not running; points already taken
@@ -514,8 +552,8 @@ class StatsYard:
             while True:
                 if not self._staged:
                     self._first_staged()
-                # islice fills the batch at C speed; no Python step per point.
-                self._staged.extend(islice(remaining, size - len(self._staged)))
+                chunk = list(islice(remaining, size - len(self._staged)))
+                self._staged.extend(_stamped(chunk, now_ms()))
                 if len(self._staged) < size:
                     return
                 self._send_staged()

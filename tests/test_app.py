@@ -14,6 +14,7 @@ import pytest
 
 from statsyard import DataPoint, StatsYard
 from statsyard.blocking_queue import Close
+from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.supervisor import SupervisorExit
 from tests._stored import stored_points
@@ -394,3 +395,25 @@ def test_queue_gauges_read_from_other_threads_are_never_skipped_or_torn(
     for sample in samples:
         assert 0 <= sample["queue.size"] <= 50
         assert sample["queue.in_flight"] >= 0
+
+
+def test_points_without_a_timestamp_are_stamped_when_pushed(
+    make_yard: YardFactory,
+) -> None:
+    """Not when validated: a point that waits in the queue (or is redelivered
+    after a crash) keeps the time push() took it."""
+    yard = make_yard(ship_metrics=False)
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # held in queue
+    before = now_ms()
+    yard.push(("one.by.one", "e", 1))
+    yard.push_many(
+        [("in.bulk", "e", 2), {"metric": "mapping", "entity": "e", "value": 3}]
+    )
+    after = now_ms()
+    threading.Event().wait(0.2)  # let the clock move on while the points wait
+    yard.supervisor.restart_child("consumer").get(timeout=WAIT)
+    yard.child("consumer").tell("crash")  # and a redelivery on top
+    yard.flush(timeout=WAIT)
+    for metric in ("one.by.one", "in.bulk", "mapping"):
+        [(stamp, _)] = yard.query(metric)["e"]
+        assert before <= stamp <= after, metric

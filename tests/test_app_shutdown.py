@@ -290,3 +290,40 @@ def test_an_idle_statsyard_does_not_wake_up(tmp_path: Path) -> None:
         assert wakeups <= 3
     finally:
         yard.stop(timeout=WAIT)
+
+
+class StuckOnStop(ChildActor):
+    """A test child whose stop blocks until ``release`` is set."""
+
+    def __init__(self, *, release: threading.Event, link: Link) -> None:
+        super().__init__(link=link)
+        self._release = release
+
+    def on_child_stop(self) -> None:
+        self._release.wait(WAIT)
+
+
+def test_stop_honours_its_timeout_in_total_even_when_a_child_will_not_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One deadline for every step of stop(): it returns in time and says
+    which threads were still running, instead of waiting on each in turn."""
+    release = threading.Event()
+
+    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return StuckOnStop.start(release=release, link=ctx.link)
+
+    yard = StatsYard(
+        tmp_path / "data",
+        ship_metrics=False,
+        extra_children=[ChildSpec("stuck", start, shutdown=5.0)],
+    ).start()
+    try:
+        yard.push_many(("m", "e", i, TS + i) for i in range(100))
+        started = time.monotonic()
+        counts = yard.stop(timeout=0.5)
+        assert time.monotonic() - started < 1.5
+        assert counts.pushed == 100
+        assert "Threads still running after stop" in caplog.text
+    finally:
+        release.set()

@@ -660,14 +660,19 @@ class StatsYard:
         except NoAnswerYet as exc:
             raise FlushTimeout("the queue did not take the points in time") from exc
         target = self.ledger.next_index
-        self.queue.await_committed(target, timeout=_remaining(deadline))
-        writer = self._table.get(WRITER, _remaining(deadline))
         try:
+            self.queue.await_committed(target, timeout=_remaining(deadline))
+            writer = self._table.get(WRITER, _remaining(deadline))
             writer.proxy().sync().get(timeout=_remaining(deadline))
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc
         except pykka.ActorDeadError as exc:
             raise NotRunningError("the writer stopped during flush") from exc
+        except NotRunningError as exc:
+            if self._table.closed:
+                raise
+            # No living queue or writer in time: a restart took too long.
+            raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
 
     # -- reading back -----------------------------------------------------------
 

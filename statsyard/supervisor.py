@@ -134,6 +134,12 @@ class ChildTable:
             self._refs.clear()
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        """True once the tree has stopped."""
+        with self._cond:
+            return self._closed is not None
+
     def mailboxes(self) -> dict[str, int]:
         """Messages waiting in each living child's mailbox, by child id."""
         with self._cond:

@@ -651,14 +651,19 @@ class StatsYard:
         self._flush(None if timeout is None else time.monotonic() + timeout)
 
     def _flush(self, deadline: float | None) -> None:
+        # A pusher may hold the stage lock while it waits for room: wait for
+        # it no longer than the deadline.
+        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+            raise FlushTimeout("a pusher still waits for room in the queue")
         try:
-            with self._stage_lock:
-                self._send_staged(deadline)
-                if self._pending is not None:
-                    pending, self._pending = self._pending, None
-                    self._await_push(pending, deadline)
+            self._send_staged(deadline)
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                self._await_push(pending, deadline)
         except NoAnswerYet as exc:
             raise FlushTimeout("the queue did not take the points in time") from exc
+        finally:
+            self._stage_lock.release()
         target = self.ledger.next_index
         try:
             self.queue.await_committed(target, timeout=_remaining(deadline))

@@ -327,3 +327,36 @@ def test_stop_honours_its_timeout_in_total_even_when_a_child_will_not_stop(
         assert "Threads still running after stop" in caplog.text
     finally:
         release.set()
+
+
+def test_stop_returns_in_time_while_a_pusher_waits_on_a_full_queue(
+    tmp_path: Path,
+) -> None:
+    """A pusher holds the staging lock while it waits for room that never
+    comes: stop(timeout) still returns in time, and the pusher is released."""
+    yard = StatsYard(
+        tmp_path / "data", queue_capacity=10, batch_size=10, ship_metrics=False
+    ).start()
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
+    errors: list[BaseException] = []
+
+    def pusher() -> None:
+        try:
+            yard.push_many(("m", "e", i, TS + i) for i in range(40))
+        except StatsYardError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=pusher, daemon=True)
+    thread.start()
+    for _ in range(1000):  # until the pusher waits for room
+        if yard.queue.stats().blocked_pushers:
+            break
+    started = time.monotonic()
+    assert call_with_deadline(lambda: yard.stop(timeout=1.0), 3.0), "stop() hung"
+    assert time.monotonic() - started < 2.0
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    counts = yard.counts()
+    assert counts.pending == 0
+    assert counts.pushed == counts.written + counts.invalid + counts.lost

@@ -377,17 +377,18 @@ class StatsYard:
         would not stop are logged at ERROR. Safe to call more than once, and
         from an ``on_exit`` callback.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        # Draining gets three quarters of the time, so that a pipeline that
+        # cannot drain still leaves time to stop the tree and settle.
+        drain_deadline = None if timeout is None else now + timeout * 0.75
         if self._stopping:
             return self.counts()
         self._stopping = True
-        self._wake.set()
-        linger = self._linger_thread
-        if linger is not None and linger is not threading.current_thread():
-            linger.join(_remaining(deadline))
+        self._wake.set()  # the linger thread returns once it is not sending
         if self._exit is None and self._supervisor_ref is not None:
             try:
-                self._flush(deadline)
+                self._flush(drain_deadline)
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
@@ -396,6 +397,11 @@ class StatsYard:
             except pykka.Timeout:
                 logger.error("The supervision tree did not stop within %s s", timeout)
         self._settle(SupervisorExit("stopped", gave_up=False), deadline)
+        linger = self._linger_thread
+        if linger is not None and linger is not threading.current_thread():
+            linger.join(_remaining(deadline))
+            if linger.is_alive():
+                logger.error("The linger thread is still running after stop")
         stragglers = self._threads.join(_remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
+from statsyard._ratelimit import RateLimitedLogger
 from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import ListenerError, QueueTimeout
 from statsyard.graphite_protocol import REASONS, GraphiteParser, LineStream, Reject
@@ -51,7 +52,6 @@ _UDP_SIZE: Final = 65_535
 _UDP_BURST: Final = 64
 _ACCEPT_BURST: Final = 64
 _RETRY_SECONDS: Final = 0.005
-_LOG_EVERY: Final = 1.0
 
 
 class PointSink(Protocol):
@@ -99,27 +99,6 @@ class _IoFailed:
     """Message from the I/O thread: it died; the actor must crash."""
 
     error: BaseException
-
-
-class _RateLimitedLog:
-    """At most one WARNING per key per interval; counts what it held back."""
-
-    def __init__(self, interval: float = _LOG_EVERY) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self._interval) < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        self._last[key] = now
-        held = self._held.pop(key, 0)
-        if held:
-            logger.warning(message + " (%d more suppressed)", *args, held)
-        else:
-            logger.warning(message, *args)
 
 
 class _Connection:
@@ -220,7 +199,7 @@ class GraphiteListener(ChildActor):
         self._wake_w: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLogger(logger)
         # Counters: written by the I/O thread, read by stats(), both under _lock.
         self._lock = threading.Lock()
         self._accepted = 0

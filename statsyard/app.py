@@ -39,7 +39,11 @@ from statsyard.exceptions import (
 )
 from statsyard.graphite_listener import GraphiteListener
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
-from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
+from statsyard.instrumentation import (
+    ListenerInstruments,
+    PipelineInstruments,
+    register_pipeline_gauges,
+)
 from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.metrics import Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
@@ -160,6 +164,11 @@ class StatsYard:
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         self._instruments = PipelineInstruments(self.registry) if instrument else None
+        self._listener_instruments = (
+            ListenerInstruments(self.registry)
+            if instrument and self._graphite is not None
+            else None
+        )
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
             observers[0]
@@ -222,6 +231,7 @@ class StatsYard:
                 max_line_length=settings.max_line_length,
                 max_connections=settings.max_connections,
                 drain_timeout=_GRAPHITE_DRAIN,
+                observer=self._listener_instruments,
                 link=ctx.link,
             )
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -78,6 +79,9 @@ class ListenerObserver:
     is called after the listener's own counters (:meth:`GraphiteListener.stats`)
     are updated, so a test woken by one sees consistent stats.
     """
+
+    def listening(self, udp_inode: int | None) -> None:
+        """The listener bound its sockets (``udp_inode``: its UDP socket's inode)."""
 
     def queued(self, points: int) -> None:
         """``points`` read lines were queued (one push served)."""
@@ -311,6 +315,11 @@ class GraphiteListener(ChildActor):
         except OSError:
             self._close_sockets()
             raise
+        try:
+            inode: int | None = os.fstat(self._udp.fileno()).st_ino
+        except OSError:
+            inode = None
+        self._observer.listening(inode)
         self._thread = threading.Thread(
             target=self._serve, name="statsyard-graphite-io", daemon=True
         )
@@ -415,8 +424,11 @@ class GraphiteListener(ChildActor):
         except Exception as error:  # deliberate: the thread's boundary
             lost = self._held_points(connections)
             logger.exception("The Graphite I/O thread failed (%d points lost)", lost)
-            for connection in connections.values():
-                self._drop_connection(connection)
+            with contextlib.suppress(Exception):  # deliberate: the observer may fail
+                self._count_lost(lost)
+            for connection in list(connections.values()):
+                with contextlib.suppress(Exception):  # deliberate: closing goes on
+                    self._finish(connections, connection)
             if not self._stopping.is_set():
                 self.actor_ref.tell(_IoFailed(error))
         else:
@@ -674,10 +686,6 @@ class GraphiteListener(ChildActor):
             self._open -= 1
         self._observer.connection_closed()
         logger.debug("Graphite connection from %s closed", connection.peer)
-
-    def _drop_connection(self, connection: _Connection) -> None:
-        with contextlib.suppress(OSError):
-            connection.sock.close()
 
     def _drain_at_stop(self, connections: dict[socket.socket, _Connection]) -> None:
         """Stop accepting, then queue what was already read, within drain_timeout.

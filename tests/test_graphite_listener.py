@@ -12,9 +12,9 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard.blocking_queue import BlockingQueue, BlockingQueueClient
+from statsyard.blocking_queue import BlockingQueue, BlockingQueueClient, Close, Push
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import ListenerError
+from statsyard.exceptions import ListenerError, QueueClosedError
 from statsyard.graphite_listener import (
     GraphiteListener,
     ListenerObserver,
@@ -378,3 +378,46 @@ def test_a_taken_port_crashes_the_start(start_listener: Any, link: Any) -> None:
     crashed, error = link.exits[0]
     assert crashed is True
     assert isinstance(error, OSError)
+
+
+class ToldReply:
+    """A reply slot like the listener's: records the answer, sets an event."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any = None) -> None:
+        self.value = value
+        self.done.set()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        self.error = exc_info[1]
+        self.done.set()
+
+
+def test_a_told_push_is_answered_through_its_reply_once_there_is_room() -> None:
+    """Push(reply=...) parks like an asked push and is answered, never blocking."""
+    sink = QueueSink(capacity=2)
+    reply = ToldReply()
+    sink.ref.tell(Push(("a", "b", "c"), reply=reply))
+    assert sink.wait_full()
+    assert not reply.done.is_set()  # one point waits for room
+    assert sink.client.pop_many(2, timeout=TIMEOUT) == ["a", "b"]
+    assert reply.done.wait(TIMEOUT)
+    assert reply.value == 3
+    assert sink.client.pop(timeout=TIMEOUT) == "c"
+    sink.ref.stop()
+
+
+def test_a_told_push_to_a_closed_queue_fails_its_reply_not_the_queue() -> None:
+    """A closed queue fails the reply; raising would have crashed the queue."""
+    sink = QueueSink()
+    sink.ref.ask(Close())
+    reply = ToldReply()
+    sink.ref.tell(Push(("a",), reply=reply))
+    assert reply.done.wait(TIMEOUT)
+    assert isinstance(reply.error, QueueClosedError)
+    assert sink.ref.is_alive()
+    sink.ref.stop()

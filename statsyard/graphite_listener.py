@@ -95,6 +95,9 @@ class ListenerObserver:
     def lost(self, points: int) -> None:
         """``points`` read were not queued (closed queue, stop, queue gone)."""
 
+    def unconfirmed(self, points: int) -> None:
+        """At stop, ``points`` were handed to the queue with no answer seen."""
+
     def connection_opened(self) -> None:
         """A TCP connection was accepted."""
 
@@ -126,8 +129,12 @@ class ListenerStats:
     connections_refused: int
     """TCP connections closed at once because ``max_connections`` were open."""
     points_lost_at_stop: int
-    """Points read but not known to be queued: not queued before the stop's
-    drain timeout, refused by a closed queue, or held when the queue died."""
+    """Points read but not queued: refused by a closed queue or by the stop's
+    drain timeout, or still held by the listener when its queue died."""
+    points_unconfirmed: int
+    """Points of the push in flight at stop whose answer never came: queued
+    later if the queue had parked it (its contents outlive it), lost if the
+    push was still in a dead queue's mailbox."""
     pushes: int
     """Push messages sent to the queue (at most one in flight)."""
 
@@ -291,6 +298,7 @@ class GraphiteListener(ChildActor):
         self._total = 0
         self._refused = 0
         self._lost = 0
+        self._unconfirmed = 0
         self._pushes = 0
 
     # -- actor hooks (actor thread) -----------------------------------------
@@ -383,6 +391,7 @@ class GraphiteListener(ChildActor):
                 connections_total=self._total,
                 connections_refused=self._refused,
                 points_lost_at_stop=self._lost,
+                points_unconfirmed=self._unconfirmed,
                 pushes=self._pushes,
             )
 
@@ -723,15 +732,23 @@ class GraphiteListener(ChildActor):
                 self._inflight = None
                 self._settle(inflight)
                 inflight = None
-        lost = len(points) + (inflight.size if inflight is not None else 0)
         self._inflight = None
-        self._count_lost(lost)
+        self._count_lost(len(points))
+        if inflight is not None:
+            # Handed to the queue, answer not seen: a push the queue had
+            # parked lives on in its contents (a restarted queue serves it);
+            # one still in a dead queue's mailbox is gone. Not knowable here.
+            with self._lock:
+                self._unconfirmed += inflight.size
+            self._observer.unconfirmed(inflight.size)
         with self._lock:
-            total_lost = self._lost
-        if total_lost:
-            logger.error(
-                "Graphite listener stopped with %d points not known to be queued",
-                total_lost,
+            lost, unconfirmed = self._lost, self._unconfirmed
+        if lost or unconfirmed:
+            logger.warning(
+                "Graphite listener stopped: %d points read were not queued, "
+                "%d handed to the queue unconfirmed",
+                lost,
+                unconfirmed,
             )
 
     def _await(self, submission: _Submission, deadline: float) -> bool:
@@ -740,7 +757,7 @@ class GraphiteListener(ChildActor):
         The queue itself fails a push at its deadline; one second of grace
         covers the message's way back.
         """
-        while not submission.finished.wait(_STOP_POLL):
-            if not self._queue.is_alive() or time.monotonic() > deadline + 1.0:
-                return False
-        return True
+        while self._queue.is_alive() and time.monotonic() <= deadline + 1.0:
+            if submission.finished.wait(_STOP_POLL):
+                return True
+        return submission.finished.is_set()

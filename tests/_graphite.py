@@ -99,6 +99,9 @@ class RecordingObserver(ListenerObserver):
     def lost(self, points: int) -> None:
         self._add("lost", points)
 
+    def unconfirmed(self, points: int) -> None:
+        self._add("unconfirmed", points)
+
     def connection_opened(self) -> None:
         self._add("opened")
 

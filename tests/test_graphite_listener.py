@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -307,3 +308,32 @@ def test_a_told_push_to_a_closed_queue_fails_its_reply_not_the_queue() -> None:
     assert isinstance(reply.error, QueueClosedError)
     assert sink.ref.is_alive()
     sink.ref.stop()
+
+
+def test_stopping_beside_a_stalled_pipeline_does_not_wait_the_drain_timeout(
+    start_listener: Any,
+) -> None:
+    """A tree stopping by itself (nothing drains the queue) stops the listener fast.
+
+    Its push waits for room that will never come; the listener notices that
+    the pipeline stands still and stops within about half a second rather
+    than the whole drain_timeout, counting the push as unconfirmed.
+    """
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=10),
+        observer=observer,
+        drain_timeout=30.0,
+        progress=lambda: 0,
+    )
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(b"st %d 1700000000\n" % i for i in range(100)))
+        assert sink.wait_full()
+        started = time.monotonic()
+        proxy.actor_ref.stop(timeout=TIMEOUT)
+        assert time.monotonic() - started < 3.0
+    # The whole push is unconfirmed, though the queue took its first 10.
+    assert observer.wait_for("unconfirmed", 100)
+    assert sink.received == 10
+    assert observer.counts["lost"] == 0

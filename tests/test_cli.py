@@ -40,7 +40,7 @@ def test_log_level_flag_is_a_setting(capsys: pytest.CaptureFixture[str]) -> None
     """--log-level sets logging.level and is shown as a flag source."""
     assert main(["config", "--log-level", "debug"]) == 0
     assert re.search(
-        r'level = "DEBUG" +# flag --logging-level', capsys.readouterr().out
+        r'level = "DEBUG" +# flag --log-level', capsys.readouterr().out
     )
 
 
@@ -59,7 +59,9 @@ def test_config_errors_exit_with_status_2_and_name_every_problem(
 
 
 def test_query_and_series_read_the_configured_data_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without --data-dir, `series` and `query` read the configured data_dir."""
     from statsyard import StatsYard
@@ -67,11 +69,10 @@ def test_query_and_series_read_the_configured_data_directory(
     data_dir = tmp_path / "configured"
     with StatsYard(data_dir, ship_metrics=False) as yard:
         yard.push(("disk.free", "db-1", 42, 1_700_000_000_000))
-    assert main(["series", "--storage-data-dir", str(data_dir)]) == 0
+    monkeypatch.setenv("STATSYARD_STORAGE_DATA_DIR", str(data_dir))
+    assert main(["series"]) == 0
     assert capsys.readouterr().out.split() == ["disk.free", "db-1"]
-    status = main(
-        ["query", "disk.free", "--format", "csv", "--storage-data-dir", str(data_dir)]
-    )
+    status = main(["query", "disk.free", "--format", "csv"])
     assert status == 0
     assert "disk.free,db-1,1700000000000" in capsys.readouterr().out
     assert main(["series", "--data-dir", str(tmp_path / "elsewhere")]) == 2

@@ -1,4 +1,4 @@
-"""``python -m statsyard``: the service, its configuration, the stress run, queries, checks.
+"""``python -m statsyard``: the service, its configuration, stress runs, queries.
 
 Subcommands: ``run`` (the default), ``config``, ``stress N``, ``query``,
 ``series`` and ``check``. Each takes ``--config PATH``, ``--log-level``,
@@ -65,13 +65,6 @@ GRAPHITE: Final = "graphite"
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 STOP_SIGNALS: Final = frozenset({signal.SIGINT, signal.SIGTERM})
 
-DASH_VALUE_OPTIONS: Final = frozenset({"--from", "--until"})
-"""Options whose value may start with ``-`` (``--from -1w``).
-
-argparse reads a token like ``-1w`` as an option; :func:`main` joins such an
-option and its value into ``--from=-1w`` (argparse's own ``=`` form) first.
-"""
-
 _TOP_LEVEL: Final = frozenset({"-h", "--help", "--version"})
 
 
@@ -124,7 +117,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def _common_parent() -> argparse.ArgumentParser:
+def _common_parent() -> _Parser:
     """Options of every subcommand: config file, logging, --debug."""
     parent = _Parser(add_help=False)
     general = parent.add_argument_group("general")
@@ -159,7 +152,7 @@ def _common_parent() -> argparse.ArgumentParser:
 
 def _settings_parent(
     keep: Callable[[str, str], bool], title: str = "settings"
-) -> argparse.ArgumentParser:
+) -> _Parser:
     """One flag per setting that ``keep(section, key)`` selects."""
     parent = _Parser(add_help=False)
     settings = parent.add_argument_group(
@@ -196,9 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, runs the service. "
         "`statsyard COMMAND --help` lists a command's own options.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"statsyard {version()}"
-    )
+    parser.add_argument("--version", action="version", version=f"statsyard {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
         "run",
@@ -259,7 +250,7 @@ def prepare_argv(argv: Sequence[str], commands: Iterable[str]) -> list[str]:
 
     - no command (``statsyard --graphite-tcp-port 0``) means ``run``;
     - an unknown command is a usage error with a "did you mean";
-    - ``--from -1w`` becomes ``--from=-1w`` (see :data:`DASH_VALUE_OPTIONS`).
+    - ``--from -1w`` becomes ``--from=-1w`` (:func:`query_cli.join_dash_values`).
 
     Raises:
         ConfigError: the command is unknown.
@@ -274,22 +265,7 @@ def prepare_argv(argv: Sequence[str], commands: Iterable[str]) -> list[str]:
         raise ConfigError(
             [f"unknown command {args[0]!r}{hint}; commands: {', '.join(names)}"]
         )
-    joined: list[str] = []
-    index = 0
-    while index < len(args):
-        token = args[index]
-        following = args[index + 1] if index + 1 < len(args) else None
-        if (
-            token in DASH_VALUE_OPTIONS
-            and following is not None
-            and following.startswith("-")
-        ):
-            joined.append(f"{token}={following}")
-            index += 2
-            continue
-        joined.append(token)
-        index += 1
-    return joined
+    return query_cli.join_dash_values(args)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, str]:

@@ -103,7 +103,7 @@ class Setting:
             return "a table of strings to strings"
         if self.kind == "tags":
             return (
-                "tags: in a file a table like { env = \"prod\" }, in a flag or "
+                'tags: in a file a table like { env = "prod" }, in a flag or '
                 "environment variable env=prod,team=ops; a key is a letter then "
                 "letters, digits or _.-/, a value has no | , # or whitespace"
             )

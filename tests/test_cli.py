@@ -39,9 +39,7 @@ def test_config_prints_values_and_their_sources(
 def test_log_level_flag_is_a_setting(capsys: pytest.CaptureFixture[str]) -> None:
     """--log-level sets logging.level and is shown as a flag source."""
     assert main(["config", "--log-level", "debug"]) == 0
-    assert re.search(
-        r'level = "DEBUG" +# flag --log-level', capsys.readouterr().out
-    )
+    assert re.search(r'level = "DEBUG" +# flag --log-level', capsys.readouterr().out)
 
 
 def test_config_errors_exit_with_status_2_and_name_every_problem(

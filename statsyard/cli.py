@@ -478,12 +478,14 @@ class SignalGate:
 
 _WAIT_SLICE_S: Final = 1.0
 """How long the main thread waits for a signal before looking at the tree."""
+_SECOND_SLICE_S: Final = 0.1
+"""The same for the thread that takes a second signal while the tree stops."""
 
 
-def _take_signals(gate: SignalGate, until: threading.Event) -> None:
+def _take_signals(gate: SignalGate, until: threading.Event, slice_s: float) -> None:
     """Wait for blocked stop signals and hand them to ``gate`` until ``until``."""
     while not until.is_set():
-        info = signal.sigtimedwait(STOP_SIGNALS, _WAIT_SLICE_S)
+        info = signal.sigtimedwait(STOP_SIGNALS, slice_s)
         if info is not None:
             gate(info.si_signo)
 
@@ -531,12 +533,12 @@ def run_service(config: Config) -> int:
             "StatsYard running (data in %s); SIGINT or SIGTERM stops it",
             config.storage.data_dir,
         )
-        _take_signals(gate, stop)
+        _take_signals(gate, stop, _WAIT_SLICE_S)
         gave_up = yard.wait_stopped(0)
         stopped = threading.Event()
         second = threading.Thread(
             target=_take_signals,
-            args=(gate, stopped),
+            args=(gate, stopped, _SECOND_SLICE_S),
             name="statsyard-second-signal",
             daemon=True,
         )
@@ -555,7 +557,7 @@ def run_service(config: Config) -> int:
             counts = yard.stop()
         finally:
             stopped.set()
-            second.join(_WAIT_SLICE_S + 1.0)
+            second.join(_SECOND_SLICE_S + 1.0)
         logger.info(
             "Summary: %d points accepted, %d written, %d invalid, %d lost",
             counts.pushed,

@@ -89,9 +89,10 @@ class CheckReport:
             f"{self.points_in_log:,} in the log)",
             f"series          {self.series:,} ({self.metrics:,} metrics)",
             f"time range      {span}",
-            f"compaction      {self.points_in_log:,} point(s) in the log wait for "
-            f"the next checkpoint (the writer compacts every "
-            f"{DEFAULT_CHECKPOINT_POINTS:,} points and on a clean stop)",
+            f"compaction      {self.points_in_log:,} point(s) in the log wait "
+            "for the next "
+            f"checkpoint (the writer compacts every "
+            f"{DEFAULT_CHECKPOINT_POINTS:,} points in the log into a segment)",
             f"damaged         {self.damaged} record(s) skipped",
         ]
         lines.extend(f"other file      {name}" for name in self.other_files)
@@ -130,6 +131,11 @@ def check_directory(data_dir: str | os.PathLike[str]) -> CheckReport:
     directory = Path(data_dir)
     collect = _Collect()
     storage_logger = logging.getLogger(_STORAGE_LOGGER)
+    level, propagate = storage_logger.level, storage_logger.propagate
+    if storage_logger.getEffectiveLevel() > logging.WARNING:
+        # The report lists the damage even when the log shows less.
+        storage_logger.setLevel(logging.WARNING)
+        storage_logger.propagate = False
     storage_logger.addHandler(collect)
     try:
         storage = Storage.open_readonly(directory)
@@ -163,6 +169,8 @@ def check_directory(data_dir: str | os.PathLike[str]) -> CheckReport:
             storage.close()
     finally:
         storage_logger.removeHandler(collect)
+        storage_logger.setLevel(level)
+        storage_logger.propagate = propagate
 
 
 def _files(directory: Path) -> dict[str, Any]:

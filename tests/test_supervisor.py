@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -301,3 +302,23 @@ def test_a_base_exception_in_a_child_crashes_only_that_child(
     assert bystander.is_alive()
     assert tree.is_alive()
     bystander.stop()
+
+
+def test_a_restart_is_logged_at_info_with_child_reason_and_what_restarted(
+    tree: pykka.ActorRef[Supervisor],
+    journal: Journal,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One INFO line (and structured fields for --log-format json) per restart."""
+    with caplog.at_level(logging.INFO, logger="statsyard.supervisor"):
+        crash(tree, "b")
+        assert journal.wait_for(lambda e: "start d" in e)
+        tree.proxy().which_children().get(timeout=WAIT)  # the restart is done
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Restarted")]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(
+        "Restarted b, c, d after b crashed (UnknownMessageError: "
+    )
+    assert record.child == "b"  # type: ignore[attr-defined]
+    assert record.restarted == ["b", "c", "d"]  # type: ignore[attr-defined]
+    assert record.reason.startswith("crashed (")  # type: ignore[attr-defined]

@@ -46,15 +46,7 @@ def test_pipeline_metrics_arrive_as_tagged_namespaced_gauges(
     yard.push_many(DataPoint("m", "e", i, TS + i) for i in range(1000))
     yard.push(("m", "e", float("inf"), TS))
     yard.flush(timeout=WAIT)
-    lines = agent.wait_for(
-        lambda ls: (
-            latest(ls, "statsyard.ingest.written") == 1000
-            and latest(ls, "statsyard.ingest.invalid") == 1
-        ),
-        timeout=WAIT,
-    )
-    names = {line.name for line in lines}
-    for expected in (
+    expected = {
         "statsyard.ingest.pushed",
         "statsyard.ingest.lost",
         "statsyard.ingest.validate_us.count",
@@ -67,8 +59,16 @@ def test_pipeline_metrics_arrive_as_tagged_namespaced_gauges(
         "statsyard.queue.blocked_pushers",
         "statsyard.vm.memory.rss",
         "statsyard.vm.threads",
-    ):
-        assert expected in names, expected
+    }
+    # A shipment spans several datagrams: wait for all the names, not one.
+    lines = agent.wait_for(
+        lambda ls: (
+            latest(ls, "statsyard.ingest.written") == 1000
+            and latest(ls, "statsyard.ingest.invalid") == 1
+            and expected <= {line.name for line in ls}
+        ),
+        timeout=WAIT,
+    )
     assert {line.type for line in lines} == {"g"}
     assert all(line.tag_map.get("env") == "test" for line in lines)
     # Every point is validated once; histograms drain each interval, so the
@@ -99,7 +99,9 @@ def test_a_crashed_shipper_is_restarted_and_the_registry_survives(
     restarts = "statsyard.supervisor.restarts"
     lines = agent.wait_for(
         lambda ls: any(
-            line.name == restarts and line.tag_map.get("child") == "shipper"
+            line.name == restarts
+            and line.tag_map.get("child") == "shipper"
+            and line.value == 1  # it ships from the start, at 0
             for line in ls
         ),
         timeout=WAIT,

@@ -243,6 +243,8 @@ class StatsYard:
         ]
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
+        for spec in specs:  # each child's restarts ship from the first interval, at 0
+            self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
 
     def _count_restart(self, child_id: str) -> None:
@@ -257,11 +259,8 @@ class StatsYard:
         if self._supervisor_ref is not None:
             raise NotRunningError("this StatsYard was already started")
         register_pipeline_gauges(self.registry, self.ledger, self._contents)
-        specs = self._specs()
-        for spec in specs:  # each child's restarts ship from the first interval, at 0
-            self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         self._supervisor_ref = Supervisor.start(
-            specs=specs,
+            specs=self._specs(),
             max_restarts=self.max_restarts,
             max_seconds=self.max_seconds,
             table=self._table,

@@ -167,6 +167,26 @@ def test_rest_for_one_restarts_the_child_and_those_after_it(
         assert child.restarts == (1 if child.id in restarted else 0)
 
 
+def test_a_restart_is_logged_at_info_with_child_reason_and_what_restarted(
+    tree: pykka.ActorRef[Supervisor],
+    journal: Journal,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One INFO line (and structured fields for --log-format json) per restart."""
+    with caplog.at_level(logging.INFO, logger="statsyard.supervisor"):
+        crash(tree, "b")
+        assert journal.wait_for(lambda e: "start d" in e)
+        tree.proxy().which_children().get(timeout=WAIT)  # the restart is done
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Restarted")]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(
+        "Restarted b, c, d after b crashed (UnknownMessageError: "
+    )
+    assert record.child == "b"  # type: ignore[attr-defined]
+    assert record.restarted == ["b", "c", "d"]  # type: ignore[attr-defined]
+    assert record.reason.startswith("crashed (")  # type: ignore[attr-defined]
+
+
 def test_restarted_children_get_fresh_references_to_their_siblings(
     tree: pykka.ActorRef[Supervisor], journal: Journal
 ) -> None:
@@ -302,23 +322,3 @@ def test_a_base_exception_in_a_child_crashes_only_that_child(
     assert bystander.is_alive()
     assert tree.is_alive()
     bystander.stop()
-
-
-def test_a_restart_is_logged_at_info_with_child_reason_and_what_restarted(
-    tree: pykka.ActorRef[Supervisor],
-    journal: Journal,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """One INFO line (and structured fields for --log-format json) per restart."""
-    with caplog.at_level(logging.INFO, logger="statsyard.supervisor"):
-        crash(tree, "b")
-        assert journal.wait_for(lambda e: "start d" in e)
-        tree.proxy().which_children().get(timeout=WAIT)  # the restart is done
-    (record,) = [r for r in caplog.records if r.getMessage().startswith("Restarted")]
-    assert record.levelno == logging.INFO
-    assert record.getMessage().startswith(
-        "Restarted b, c, d after b crashed (UnknownMessageError: "
-    )
-    assert record.child == "b"  # type: ignore[attr-defined]
-    assert record.restarted == ["b", "c", "d"]  # type: ignore[attr-defined]
-    assert record.reason.startswith("crashed (")  # type: ignore[attr-defined]

@@ -372,7 +372,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return run_check(args, config.storage.data_dir)
     with tuned_gc_for_ingest():
-        return run_service(config)
+        return run_service(config, debug=getattr(args, "debug", False))
 
 
 # -- the service ---------------------------------------------------------------
@@ -490,18 +490,66 @@ def _take_signals(gate: SignalGate, until: threading.Event, slice_s: float) -> N
             gate(info.si_signo)
 
 
-def _start_failure(error: BaseException) -> str:
-    """One line saying why the service could not start (port, directory, ...)."""
+def _start_failure(error: BaseException, config: Config) -> str:
+    """One line saying why the service could not start, naming the port or path."""
     text = str(error) or type(error).__name__
     if isinstance(error, OSError) and error.filename is not None:
         text = f"{error.strerror or error}: {error.filename}"
     cause = error.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
         text = f"{text}: {cause}"
+    failed = cause if isinstance(cause, OSError) else error
+    if (
+        getattr(error, "child_id", None) == GRAPHITE
+        and isinstance(failed, OSError)
+        and config.graphite.enabled
+    ):
+        graphite = config.graphite
+        text += (
+            f" (the Graphite listener binds tcp {graphite.host}:{graphite.tcp_port} "
+            f"and udp {graphite.host}:{graphite.udp_port}; "
+            "graphite.tcp_port, graphite.udp_port)"
+        )
     return text
 
 
-def run_service(config: Config) -> int:
+class _HoldErrors(logging.Filter):
+    """Holds back ERROR records while the tree starts.
+
+    A child that fails to start is reported by Pykka (with a traceback) and
+    by the supervisor, then raised by :meth:`StatsYard.start`; the service
+    reports it once, in one line. If the start succeeds, the held records
+    are logged after all; with ``--debug`` they always are.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.held.append(record)
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def on_root_handlers(self) -> Iterator[None]:
+        handlers = list(logging.getLogger().handlers)
+        for handler in handlers:
+            handler.addFilter(self)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(self)
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+
+
+def run_service(config: Config, *, debug: bool = False) -> int:
     """Run StatsYard in the foreground until SIGINT or SIGTERM; returns the exit status.
 
     The first signal stops input, drains the queue, writes and fsyncs
@@ -515,7 +563,8 @@ def run_service(config: Config) -> int:
     the tree stops, a small thread takes a second signal the same way.
 
     A start-up failure (a busy port, a data directory in use or not a
-    directory) is one CRITICAL line and exit status 1.
+    directory) is one CRITICAL line and exit status 1; ``debug`` also shows
+    the errors and tracebacks the children logged on the way.
     """
     from statsyard.exceptions import StatsYardError
 
@@ -523,12 +572,22 @@ def run_service(config: Config) -> int:
     stop = gate.stop
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        hold = _HoldErrors()
         try:
-            yard = build_yard(config, on_exit=lambda _exit: stop.set())
-            yard.start()
+            with hold.on_root_handlers():
+                yard = build_yard(config, on_exit=lambda _exit: stop.set())
+                yard.start()
         except (StatsYardError, OSError) as error:
-            logger.critical("StatsYard could not start: %s", _start_failure(error))
+            if debug:
+                hold.release()
+            logger.critical(
+                "StatsYard could not start: %s", _start_failure(error, config)
+            )
             return EXIT_FAILED
+        except BaseException:
+            hold.release()
+            raise
+        hold.release()
         logger.info(
             "StatsYard running (data in %s); SIGINT or SIGTERM stops it",
             config.storage.data_dir,

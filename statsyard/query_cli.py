@@ -91,8 +91,9 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help=f"the StatsYard data directory (default: {DEFAULT_DATA_DIR}, or "
-        "storage.data_dir from the configuration under `statsyard`)",
+        help="the data directory (default: storage.data_dir of the "
+        "configuration, from --config or STATSYARD_STORAGE_DATA_DIR; else "
+        f"{DEFAULT_DATA_DIR})",
     )
 
 

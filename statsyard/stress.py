@@ -140,7 +140,8 @@ class StressReport:
             )
         return (
             f"compacted every {self.checkpoint_points:,} points; the log holds "
-            "what came after the last checkpoint"
+            "what came after the last checkpoint (generated values repeat, so "
+            "segments compress them far better than real data)"
         )
 
     def to_json(self) -> str:

@@ -115,6 +115,15 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.commands: argparse.Action | None = None
+        """The subcommands' action, once :func:`build_parser` has made it."""
+
+    @property
+    def command_names(self) -> list[str]:
+        """Every subcommand added so far."""
+        if self.commands is None or self.commands.choices is None:
+            return []
+        return [str(name) for name in self.commands.choices]
 
 
 def _common_parent() -> _Parser:
@@ -179,7 +188,7 @@ def _stress_settings(section: str, key: str) -> bool:
     return section == "pipeline" or (section == "storage" and key != "data_dir")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The full command-line parser (one subparser per command)."""
     common = _common_parent()
     service = _settings_parent(_every_setting, "service settings")
@@ -191,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"statsyard {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = commands
     commands.add_parser(
         "run",
         parents=[common, service],
@@ -276,10 +286,6 @@ def _flags(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
-COMMANDS: Final = ("run", "config", "stress", "query", "series", "check")
-"""The subcommands :func:`build_parser` defines."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -314,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(given: list[str]) -> int:
     parser = build_parser()
     try:
-        argv = prepare_argv(given, COMMANDS)
+        argv = prepare_argv(given, parser.command_names)
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         print(f"statsyard: error: {error.problems[0]}", file=sys.stderr)

@@ -351,6 +351,8 @@ class StatsYard:
         ]
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
+        for spec in specs:  # each child's restarts ship from the first interval, at 0
+            self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
 
     def _count_restart(self, child_id: str) -> None:

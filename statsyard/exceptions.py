@@ -184,3 +184,18 @@ class DataDirectoryInUseError(StatsYardError, RuntimeError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- Reading back: time arguments and the render engine (issue 11) -------------
+
+
+class TimeFormatError(StatsYardError, ValueError):
+    """A time argument (``from``, ``until``, an offset) is in no accepted form.
+
+    Attributes:
+        text: the argument as given.
+    """
+
+    def __init__(self, message: str, *, text: str) -> None:
+        super().__init__(message)
+        self.text = text

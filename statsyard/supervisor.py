@@ -585,6 +585,14 @@ class Supervisor(ChildActor):
         if self._on_restart is not None:
             for restarted in self._children[index:]:
                 self._on_restart(restarted.spec.id)
+        restarted_ids = [c.spec.id for c in self._children[index:]]
+        logger.info(
+            "Restarted %s after %s %s",
+            ", ".join(restarted_ids),
+            child.spec.id,
+            how,
+            extra={"child": child.spec.id, "reason": how, "restarted": restarted_ids},
+        )
 
     def _finish(self, exit_: SupervisorExit) -> None:
         if self._exit is not None:

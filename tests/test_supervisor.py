@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -176,6 +177,26 @@ def test_rest_for_one_restarts_the_child_and_those_after_it(
         assert child.alive
         assert (child.ref is not before[child.id]) == (child.id in restarted)
         assert child.restarts == (1 if child.id in restarted else 0)
+
+
+def test_a_restart_is_logged_at_info_with_child_reason_and_what_restarted(
+    tree: pykka.ActorRef[Supervisor],
+    journal: Journal,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One INFO line (and structured fields for --log-format json) per restart."""
+    with caplog.at_level(logging.INFO, logger="statsyard.supervisor"):
+        crash(tree, "b")
+        assert journal.wait_for(lambda e: "start d" in e)
+        tree.proxy().which_children().get(timeout=WAIT)  # the restart is done
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Restarted")]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(
+        "Restarted b, c, d after b crashed (UnknownMessageError: "
+    )
+    assert record.child == "b"  # type: ignore[attr-defined]
+    assert record.restarted == ["b", "c", "d"]  # type: ignore[attr-defined]
+    assert record.reason.startswith("crashed (")  # type: ignore[attr-defined]
 
 
 def test_restarted_children_get_fresh_references_to_their_siblings(

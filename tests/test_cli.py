@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from statsyard import exceptions
 from statsyard.cli import SignalGate, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,11 +250,6 @@ def test_every_stop_signal_is_taken_and_drains(tmp_path: Path) -> None:
         assert "Traceback" not in err
 
 
-@pytest.mark.skipif(
-    not hasattr(exceptions, "ChildStartError"),
-    reason="needs StatsYard.start() to fail at once on a child's start-up error "
-    "(the host helper's branch, issue 8 defect 11); remove once merged",
-)
 @pytest.mark.parametrize("what", ["busy port", "locked directory", "file"])
 def test_start_up_failure_is_one_line_and_status_1(tmp_path: Path, what: str) -> None:
     """Busy port, data directory in use, a file: one line naming it, exit 1.

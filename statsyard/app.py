@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
@@ -27,18 +28,26 @@ import pykka
 from statsyard.blocking_queue import (
     BlockingQueue,
     BlockingQueueClient,
+    NoAnswerYet,
     PendingPush,
-    fail_parked_callers,
+    close_contents,
 )
+from statsyard.config import GraphiteConfig
+from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
+    FlushTimeout,
     NotRunningError,
     QueueClosedError,
-    QueueTimeout,
     StatsYardError,
 )
 from statsyard.forward import Cursor, Forwarding, ForwardSettings
+from statsyard.graphite_listener import GraphiteListener
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
-from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
+from statsyard.instrumentation import (
+    ListenerInstruments,
+    PipelineInstruments,
+    register_pipeline_gauges,
+)
 from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.metrics import Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
@@ -54,7 +63,7 @@ from statsyard.supervisor import (
 )
 from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
-__all__ = ["CONSUMER", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "GRAPHITE", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +71,77 @@ QUEUE = "queue"
 WRITER = "writer"
 CONSUMER = "consumer"
 SHIPPER = "shipper"
+GRAPHITE = "graphite"
+
+_GRAPHITE_DRAIN = 5.0
+"""Seconds the Graphite listener may take at stop to queue what it read."""
 
 
 class _HostLink:
-    """The supervisor's own link: records its thread and its exit."""
+    """The supervisor's own link: records its thread, its start and its exit.
+
+    The supervisor's exit is reported to the host through ``on_exit``; a
+    failed start is reported here, as the supervisor's crash in ``on_start``.
+    """
 
     def __init__(self, threads: ThreadTracker) -> None:
         self._threads = threads
+        self._ready = threading.Event()
+        self.start_error: BaseException | None = None
 
     def adopt(self, thread: threading.Thread) -> None:
         self._threads.add(thread)
 
+    def started(self) -> None:
+        self._ready.set()
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        """The supervisor's exit is reported through ``on_exit`` instead."""
+        if not self._ready.is_set():
+            self.start_error = error
+            self._ready.set()
+
+    def wait_started(self, timeout: float | None) -> bool:
+        """Wait for the supervisor's start to succeed or fail; False if neither."""
+        return self._ready.wait(timeout)
+
+
+def _stamped(points: list[Any], now: int) -> list[Any]:
+    """``points`` with ``now`` (ms) given to each tuple or dict lacking a timestamp.
+
+    Only plain tuples and dicts are looked at; anything else is left to
+    validation, as is every point that already has a timestamp. A batch of
+    DataPoints or 4-tuples is recognised at C speed and returned as it is.
+    """
+    kinds = set(map(type, points))
+    if kinds <= _COMPLETE or (kinds == _TUPLE and 3 not in map(len, points)):
+        return points
+    return [
+        (*p, now)
+        if type(p) is tuple and len(p) == 3
+        else {**p, "timestamp": now}
+        if type(p) is dict and p.get("timestamp") is None
+        else p
+        for p in points
+    ]
+
+
+_COMPLETE: frozenset[type] = frozenset({DataPoint})
+_TUPLE: frozenset[type] = frozenset({tuple})
+
+
+_START_JOIN = 30.0
+"""Seconds to wait for the threads of a failed start to end."""
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a ``time.monotonic()`` value), or None."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _lock_timeout(deadline: float | None) -> float:
+    """``Lock.acquire``'s timeout for a deadline (-1 waits for ever)."""
+    remaining = _remaining(deadline)
+    return -1 if remaining is None else remaining
 
 
 class StatsYard:
@@ -103,7 +170,11 @@ class StatsYard:
         shippable: which histogram and meter statistics ship.
         process_stats: also ship ``vm.*`` process statistics.
         ingest_observer: extra per-batch validation hooks (the stress run's).
-        on_exit: called (from the supervisor's thread) if the tree stops by itself.
+        graphite: run the Graphite plaintext listener with these settings
+            (when ``enabled``); it is the child right after the queue.
+        on_exit: called once when the tree has stopped (by itself or by
+            ``stop()``) and every point is settled; from StatsYard's linger
+            thread, or from the thread that called ``stop()``.
         forward: destinations to forward acknowledged points to
             (:class:`~statsyard.forward.ForwardSettings` or mappings of the
             ``[[forward]]`` keys; see docs/forwarding.md).
@@ -136,6 +207,7 @@ class StatsYard:
         shippable: ShippableStats | None = None,
         process_stats: bool = True,
         ingest_observer: IngestObserver | None = None,
+        graphite: GraphiteConfig | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
         forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
     ) -> None:
@@ -155,6 +227,7 @@ class StatsYard:
         self.linger = linger
         self._storage_options = storage_options or {}
         self._extra_children = tuple(extra_children)
+        self._graphite = graphite if graphite is not None and graphite.enabled else None
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         # -- forwarding (statsyard.forward) --
@@ -171,6 +244,11 @@ class StatsYard:
                 "log_retention": self.forwarding.retention,
             }
         self._instruments = PipelineInstruments(self.registry) if instrument else None
+        self._listener_instruments = (
+            ListenerInstruments(self.registry)
+            if instrument and self._graphite is not None
+            else None
+        )
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
             observers[0]
@@ -202,10 +280,16 @@ class StatsYard:
         self._stopping = False
 
         # Staging: pushes collect here and go to the queue a batch at a time.
+        # The stage lock is held while a pusher waits on the queue, so no
+        # thread of the tree ever takes it (see _on_tree_exit).
         self._stage_lock = threading.Lock()
         self._staged: list[Any] = []
+        self._staged_since = 0.0
         self._pending: PendingPush | None = None
-        self._linger_stop = threading.Event()
+        self._settled = False
+        # The linger thread sleeps on this until there is something to send.
+        self._wake = threading.Event()
+        self._linger_wakeups = 0
         self._linger_thread: threading.Thread | None = None
 
         self.queue = BlockingQueueClient(
@@ -219,6 +303,23 @@ class StatsYard:
         def start_queue(ctx: StartContext) -> pykka.ActorRef[Any]:
             return BlockingQueue.start(
                 contents=self._contents, ledger=self.ledger, link=ctx.link
+            )
+
+        def start_graphite(ctx: StartContext) -> pykka.ActorRef[Any]:
+            settings = self._graphite
+            assert settings is not None
+            return GraphiteListener.start(
+                queue=ctx.siblings[QUEUE],
+                host=settings.host,
+                tcp_port=settings.tcp_port,
+                udp_port=settings.udp_port,
+                default_entity=settings.default_entity,
+                max_line_length=settings.max_line_length,
+                max_connections=settings.max_connections,
+                drain_timeout=_GRAPHITE_DRAIN,
+                observer=self._listener_instruments,
+                progress=lambda: self.ledger.committed_upto,
+                link=ctx.link,
             )
 
         def start_writer(ctx: StartContext) -> pykka.ActorRef[Any]:
@@ -256,15 +357,24 @@ class StatsYard:
                 **self._shipper_options,
             )
 
-        specs = [
-            ChildSpec(QUEUE, start_queue),
-            ChildSpec(WRITER, start_writer),
+        # The listener needs only the queue, so it comes right after it: a
+        # writer or consumer crash does not drop its connections.
+        specs = [ChildSpec(QUEUE, start_queue)]
+        if self._graphite is not None:
+            specs.append(
+                ChildSpec(GRAPHITE, start_graphite, shutdown=_GRAPHITE_DRAIN + 5.0)
+            )
+        specs += [
+            # Opening the data directory recovers it: as long as that takes.
+            ChildSpec(WRITER, start_writer, start_timeout=None),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
             *self.forwarding.specs(self._storage_handle),
         ]
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
+        for spec in specs:  # each child's restarts ship from the first interval, at 0
+            self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
 
     def _count_restart(self, child_id: str) -> None:
@@ -273,12 +383,20 @@ class StatsYard:
     def start(self) -> StatsYard:
         """Start the supervision tree; returns ``self``.
 
+        Children start in order, each once the one before is up. If one
+        fails, the start fails at once with no restarts (OTP's rule): the
+        children already started stop in reverse order and the child's error
+        is raised, e.g. :class:`~statsyard.exceptions.DataDirectoryInUseError`
+        naming the directory, or :class:`~statsyard.exceptions.ChildStartError`
+        (``__cause__``: the child's own error, e.g. a busy port's OSError).
+
         Raises:
             StatsYardError: already started, or a child could not start.
         """
         if self._supervisor_ref is not None:
             raise NotRunningError("this StatsYard was already started")
         register_pipeline_gauges(self.registry, self.ledger, self._contents)
+        link = _HostLink(self._threads)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
             max_restarts=self.max_restarts,
@@ -287,17 +405,23 @@ class StatsYard:
             threads=self._threads,
             on_exit=self._on_tree_exit,
             on_restart=self._count_restart,
-            link=_HostLink(self._threads),
+            link=link,
         )
-        # The supervisor answers only once on_start has started every child;
-        # if a child could not start, the supervisor is dead and this fails.
-        try:
-            self._supervisor_ref.proxy().which_children().get(timeout=30.0)
-        except pykka.ActorDeadError as exc:
-            self._threads.join(5.0)
-            raise NotRunningError(
-                "StatsYard could not start its children (see the log)"
-            ) from exc
+        # The supervisor starts every child in order, each after the one
+        # before is up; a child that fails then fails the whole start (OTP).
+        # Each child's start is bounded by its spec (the writer's recovery is
+        # not): the supervisor always reports success or failure.
+        link.wait_started(None)
+        if link.start_error is not None:
+            self._stopping = True
+            self._threads.join(_START_JOIN)
+            error = link.start_error
+            cause = error.__cause__
+            if isinstance(cause, StatsYardError):
+                raise cause from None  # it names the directory, port, ...
+            if isinstance(error, StatsYardError):
+                raise error
+            raise NotRunningError(f"StatsYard could not start: {error}") from error
         self._linger_thread = threading.Thread(
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )
@@ -313,33 +437,43 @@ class StatsYard:
     def stop(self, timeout: float | None = 30.0) -> Counts:
         """Send what is staged, let the pipeline drain, stop the tree; return counts.
 
-        Points that cannot be written by then are counted as lost and logged.
+        ``timeout`` bounds the whole call, every step included: what cannot be
+        written by then is counted as lost and logged, and threads that
+        would not stop are logged at ERROR. Safe to call more than once, and
+        from an ``on_exit`` callback.
         """
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        # Draining gets three quarters of the time, so that a pipeline that
+        # cannot drain still leaves time to stop the tree and settle.
+        drain_deadline = None if timeout is None else now + timeout * 0.75
         if self._stopping:
             return self.counts()
         self._stopping = True
-        self._linger_stop.set()
-        if self._linger_thread is not None:
-            self._linger_thread.join()
+        self._wake.set()  # the linger thread returns once it is not sending
         if self._exit is None and self._supervisor_ref is not None:
+            self._stop_input()
             try:
-                self._flush(timeout)
+                self._flush(drain_deadline)
                 if self.forwarding:  # let forwarders deliver within their deadline
                     end = self._storage_handle.get(timeout=0).log_end
-                    self.forwarding.drain(Cursor(end.seq, end.size))
+                    self.forwarding.drain(
+                        Cursor(end.seq, end.size), _remaining(drain_deadline)
+                    )
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
-            self._supervisor_ref.stop(block=True, timeout=timeout)
-        self._settle_losses("stopped")
-        with self._stage_lock:
-            if self._pending is not None:  # failed by now if not queued
-                pending, self._pending = self._pending, None
-                try:
-                    self._await_push(pending)
-                except StatsYardError:
-                    pass  # counted as lost by _await_push
-        stragglers = self._threads.join(timeout)
+            try:
+                self._supervisor_ref.stop(block=True, timeout=_remaining(deadline))
+            except pykka.Timeout:
+                logger.error("The supervision tree did not stop within %s s", timeout)
+        self._settle(SupervisorExit("stopped", gave_up=False), deadline)
+        linger = self._linger_thread
+        if linger is not None and linger is not threading.current_thread():
+            linger.join(_remaining(deadline))
+            if linger.is_alive():
+                logger.error("The linger thread is still running after stop")
+        stragglers = self._threads.join(_remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
         counts = self.counts()
@@ -351,6 +485,21 @@ class StatsYard:
             counts.lost,
         )
         return counts
+
+    def _stop_input(self) -> None:
+        """Stop the Graphite listener first: it queues what it read, then flush."""
+        if self._graphite is None or self._supervisor_ref is None:
+            return
+        try:
+            self._table.get(GRAPHITE, 0.0)
+        except NotRunningError:
+            return  # already terminated (the service does it on a signal)
+        try:
+            self.supervisor.terminate_child(GRAPHITE).get(
+                timeout=_GRAPHITE_DRAIN + 10.0
+            )
+        except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
+            logger.error("Could not stop the Graphite listener: %s", exc)
 
     def __enter__(self) -> StatsYard:
         return self.start()
@@ -364,33 +513,72 @@ class StatsYard:
         self.stop()
 
     def _on_tree_exit(self, exit_: SupervisorExit) -> None:
-        self._exit = exit_
+        """The tree stopped (supervisor's thread): release waiters, settle the queue.
+
+        It takes no lock a host thread may hold while it waits: it first fails
+        every parked caller (which releases pushers blocked in ``push()``),
+        then counts what the queue still held. What the host itself holds
+        (staged points, a push not yet answered) is settled by the linger
+        thread or ``stop()``, which then tell the host.
+        """
+        if self._exit is None:
+            self._exit = exit_
         if exit_.gave_up:
             logger.error("StatsYard's supervision tree stopped: %s", exit_.reason)
-            self._settle_losses(exit_.reason)
-        self._exited.set()
-        if self._host_on_exit is not None:
-            self._host_on_exit(exit_)
+        self._close_contents(exit_.reason)
+        self._wake.set()
 
-    def _settle_losses(self, reason: str) -> None:
-        """Count everything that will now never be written, and release waiters."""
-        contents = self._contents
-        with self._stage_lock:
-            staged, self._staged = self._staged, []
-        lost = contents.size + contents.in_flight_size
-        contents.chunks.clear()
-        contents.head_offset = 0
-        contents.size = 0
-        contents.in_flight.clear()
-        contents.closed = True
-        fail_parked_callers(contents, QueueClosedError(f"StatsYard stopped: {reason}"))
-        self._count_lost(len(staged), NotRunningError(reason))
+    def _close_contents(self, reason: str) -> None:
+        """Fail every parked caller, then count what the queue held as lost."""
+        lost = close_contents(
+            self._contents,
+            QueueClosedError(f"StatsYard stopped: {reason}"),
+            committed=self.ledger.committed_upto,
+        )
         if lost:
             self.ledger.lose(lost)
             logger.error("Lost %d accepted points: %s", lost, reason)
 
+    def _settle(self, exit_: SupervisorExit, deadline: float | None) -> None:
+        """Count what the host still holds as lost, then tell the host, once.
+
+        Runs in the linger thread (the tree gave up) or in ``stop()``.
+        """
+        exit_ = self._exit if self._exit is not None else exit_
+        self._close_contents(exit_.reason)
+        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+            logger.error("A pusher still holds the staging lock; not settled")
+            return
+        try:
+            if self._settled:
+                return
+            self._settled = True
+            staged, self._staged = self._staged, []
+            self._count_lost(len(staged), NotRunningError(exit_.reason))
+            if self._pending is not None:  # answered by now: the contents are closed
+                pending, self._pending = self._pending, None
+                try:
+                    self._await_push(pending, deadline)
+                except StatsYardError:
+                    pass  # counted as lost by _await_push
+                except NoAnswerYet:
+                    self._count_lost(pending.size, NotRunningError(exit_.reason))
+        finally:
+            self._stage_lock.release()
+        self._exit = exit_
+        self._exited.set()
+        if self._host_on_exit is not None:
+            try:
+                self._host_on_exit(exit_)
+            except Exception:  # deliberate: the host's callback must not break us
+                logger.exception("on_exit callback failed")
+
     def wait_stopped(self, timeout: float | None = None) -> SupervisorExit | None:
-        """Wait for the tree to stop (by itself or ``stop()``); return why, or None."""
+        """Wait for the tree to stop (by itself or ``stop()``); return why, or None.
+
+        It returns the exit only once every point is settled: ``counts()``
+        then has nothing pending.
+        """
         self._exited.wait(timeout)
         return self._exit
 
@@ -415,61 +603,125 @@ class StatsYard:
             raise NotRunningError(f"StatsYard is not running: {reason}")
 
     def push(self, point: Any) -> None:
-        """Accept one point (anything ``validate`` accepts); waits while full."""
+        """Accept one point (anything ``validate`` accepts); waits while full.
+
+        A ``(metric, entity, value)`` tuple, or a dict without a timestamp,
+        is stamped now, in the caller's thread: the time it was pushed, kept
+        however long it then waits in the queue or is redelivered.
+
+        Raises:
+            NotRunningError: the tree is not running (the point is not taken).
+        """
         self._check_running()
+        kind = type(point)
+        if kind is tuple:
+            if len(point) == 3:
+                point = (*point, now_ms())
+        elif kind is dict and point.get("timestamp") is None:
+            point = {**point, "timestamp": now_ms()}
         with self._stage_lock:
             staged = self._staged
+            if not staged:
+                self._first_staged()
             staged.append(point)
             if len(staged) >= self.batch_size:
                 self._send_staged()
 
     def push_many(self, points: Iterable[Any]) -> None:
-        """Accept many points, in order; waits while the queue is full."""
+        """Accept many points, in order; waits while the queue is full.
+
+        Points without a timestamp are stamped as they are taken, one clock
+        reading per batch (see :meth:`push`).
+
+        Raises:
+            NotRunningError: the tree is not running; points already taken
+                are settled (queued, or counted as lost).
+        """
         self._check_running()
         size = self.batch_size
         remaining = iter(points)
         with self._stage_lock:
             while True:
-                # islice fills the batch at C speed; no Python step per point.
-                self._staged.extend(islice(remaining, size - len(self._staged)))
+                if not self._staged:
+                    self._first_staged()
+                chunk = list(islice(remaining, size - len(self._staged)))
+                self._staged.extend(_stamped(chunk, now_ms()))
                 if len(self._staged) < size:
                     return
                 self._send_staged()
 
-    def _send_staged(self) -> None:
+    def _first_staged(self) -> None:
+        """A batch starts (stage lock held): refuse if stopped, wake the linger."""
+        if self._exit is not None or self._settled:
+            raise NotRunningError(f"StatsYard is not running: {self._stop_reason()}")
+        self._staged_since = time.monotonic()
+        self._wake.set()
+
+    def _stop_reason(self) -> str:
+        return self._exit.reason if self._exit is not None else "stopped"
+
+    def _send_staged(self, deadline: float | None = None) -> None:
         """Hand the staged batch to the queue (caller holds the stage lock).
 
         One push stays in flight while the next batch fills; it is awaited
         before the next one goes, which is where back-pressure bites.
         """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._await_push(pending, deadline)
         batch, self._staged = self._staged, []
-        try:
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                self._await_push(pending)
-            if batch:
+        if batch:
+            try:
                 self._pending = self.queue.submit(batch)
-        except StatsYardError as exc:
-            self._count_lost(len(batch), exc)
-            raise
+            except StatsYardError as exc:
+                self._count_lost(len(batch), exc)
+                raise
+            self._wake.set()  # the linger thread awaits it if nobody else does
 
-    def _await_push(self, pending: PendingPush) -> None:
+    def _await_push(self, pending: PendingPush, deadline: float | None = None) -> None:
+        """Wait for the queue's decision on a push; count what it refused as lost.
+
+        Raises:
+            NoAnswerYet: ``deadline`` passed first; the push is pending again.
+        """
         try:
-            pending.wait()
-        except (QueueClosedError, QueueTimeout, NotRunningError) as exc:
+            pending.wait(deadline=deadline)
+        except NoAnswerYet:
+            self._pending = pending
+            raise
+        except StatsYardError as exc:
             self._count_lost(pending.size - getattr(exc, "accepted", 0), exc)
             raise
 
     def _count_lost(self, points: int, reason: Exception) -> None:
         """Points push() took that never reached the queue: count them as lost."""
         if points > 0:
-            self.ledger.accept(points)
-            self.ledger.lose(points)
+            self.ledger.lose_unqueued(points)
             logger.error("Lost %d pushed points before the queue: %s", points, reason)
 
     def _linger_loop(self) -> None:
-        while not self._linger_stop.wait(self.linger):
+        """Send a partial batch ``linger`` s after its first point; idle, sleep.
+
+        While nothing is staged or pending it waits on an event with no
+        timeout, so an idle StatsYard costs no wake-ups.
+        """
+        timeout: float | None = None
+        while True:
+            self._wake.wait(timeout)
+            self._linger_wakeups += 1
+            self._wake.clear()
+            if self._exit is not None:
+                self._settle(self._exit, None)
+                return
+            if self._stopping:
+                return  # stop() sends and settles what is staged
             with self._stage_lock:
+                timeout = None
+                if self._staged:
+                    due = self._staged_since + self.linger - time.monotonic()
+                    if due > 0:
+                        timeout = due
+                        continue
                 if self._staged or self._pending is not None:
                     try:
                         self._send_staged()
@@ -477,29 +729,47 @@ class StatsYard:
                             pending, self._pending = self._pending, None
                             self._await_push(pending)
                     except StatsYardError:  # logged and counted where it happened
-                        if self._exit is not None:
-                            return
+                        pass
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Return once every point pushed before the call is durable on disk.
 
         Raises:
-            QueueTimeout: not done within ``timeout`` seconds.
-            NotRunningError: the tree stopped.
+            FlushTimeout: not done within ``timeout`` seconds (a
+                :class:`TimeoutError`; nothing is lost by it).
+            NotRunningError: the tree is not running (or stopped meanwhile).
         """
         self._check_running()
-        self._flush(timeout)
+        self._flush(None if timeout is None else time.monotonic() + timeout)
 
-    def _flush(self, timeout: float | None) -> None:
-        with self._stage_lock:
-            self._send_staged()
+    def _flush(self, deadline: float | None) -> None:
+        # A pusher may hold the stage lock while it waits for room: wait for
+        # it no longer than the deadline.
+        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+            raise FlushTimeout("a pusher still waits for room in the queue")
+        try:
+            self._send_staged(deadline)
             if self._pending is not None:
                 pending, self._pending = self._pending, None
-                self._await_push(pending)
-        target = self.ledger.pushed
-        self.queue.await_committed(target, timeout=timeout)
-        writer = self._table.get(WRITER, timeout)
-        writer.proxy().sync().get(timeout=timeout)
+                self._await_push(pending, deadline)
+        except NoAnswerYet as exc:
+            raise FlushTimeout("the queue did not take the points in time") from exc
+        finally:
+            self._stage_lock.release()
+        target = self.ledger.next_index
+        try:
+            self.queue.await_committed(target, timeout=_remaining(deadline))
+            writer = self._table.get(WRITER, _remaining(deadline))
+            writer.proxy().sync().get(timeout=_remaining(deadline))
+        except pykka.Timeout as exc:
+            raise FlushTimeout("the writer did not fsync in time") from exc
+        except pykka.ActorDeadError as exc:
+            raise NotRunningError("the writer stopped during flush") from exc
+        except NotRunningError as exc:
+            if self._table.closed:
+                raise
+            # No living queue or writer in time: a restart took too long.
+            raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
 
     # -- reading back -----------------------------------------------------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -54,6 +55,11 @@ ENV_PREFIX: Final = "STATSYARD_"
 
 MIB: Final = 1024 * 1024
 
+# DogStatsD's tag syntax (the same rule as statsyard.metrics): a key may not
+# hold a colon, and | , # and whitespace separate fields and lines.
+_TAG_KEY: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]*")
+_TAG_VALUE: Final = re.compile(r"[^|,#\s]+")
+
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -71,7 +77,7 @@ class Setting:
 
     Attributes:
         kind: one of ``str``, ``int``, ``float``, ``bool``, ``choice``,
-            ``table`` (str to str) .
+            ``table`` (str to str), ``tags`` (a table of DogStatsD tags).
         minimum: smallest allowed number (inclusive), if any.
         maximum: largest allowed number (inclusive), if any.
         above: numbers must be strictly greater than this, if set.
@@ -96,6 +102,12 @@ class Setting:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "table":
             return "a table of strings to strings"
+        if self.kind == "tags":
+            return (
+                'tags: in a file a table like { env = "prod" }, in a flag or '
+                "environment variable env=prod,team=ops; a key is a letter then "
+                "letters, digits or _.-/, a value has no | , # or whitespace"
+            )
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":
@@ -139,9 +151,14 @@ class Setting:
             if not isinstance(value, bool):
                 raise _BadValueError(self.expected())
             return value
-        if kind == "table":
+        if kind in ("table", "tags"):
             if not isinstance(value, Mapping) or not all(
                 isinstance(k, str) and k and isinstance(v, str)
+                for k, v in value.items()
+            ):
+                raise _BadValueError(self.expected())
+            if kind == "tags" and not all(
+                _TAG_KEY.fullmatch(k) and _TAG_VALUE.fullmatch(v)
                 for k, v in value.items()
             ):
                 raise _BadValueError(self.expected())
@@ -186,12 +203,16 @@ class Setting:
             if lowered in _FALSE:
                 return False
             raise _BadValueError(self.expected() + " (or 1/0, yes/no, on/off)")
-        if kind == "table":
+        if kind in ("table", "tags"):
             table: dict[str, str] = {}
             for item in filter(None, (part.strip() for part in stripped.split(","))):
                 key, sep, val = item.partition("=")
                 if not sep or not key.strip():
-                    raise _BadValueError("comma-separated key=value pairs")
+                    raise _BadValueError(
+                        self.expected()
+                        if kind == "tags"
+                        else "comma-separated key=value pairs"
+                    )
                 table[key.strip()] = val.strip()
             return self.check(table)
         if self.off_when_zero and stripped.lower() in ("", "off", "none", "null"):
@@ -355,7 +376,12 @@ class MetricsConfig:
         "statsyard", Setting("str", help="Prefix of every metric name.")
     )
     tags: dict[str, str] = _setting(  # noqa: RUF009 (attrs, not a dataclass)
-        {}, Setting("table", help='Tags added to every metric, e.g. { env = "prod" }.')
+        {},
+        Setting(
+            "tags",
+            help="Tags added to every metric: env=prod,team=ops "
+            '(in the file: { env = "prod", team = "ops" }).',
+        ),
     )
     interval: float = _setting(
         1.0, Setting("float", above=0, help="Seconds between shipments.")
@@ -375,6 +401,15 @@ class LoggingConfig:
             "choice",
             choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
             help="Lowest level logged.",
+        ),
+    )
+    format: str = _setting(
+        "text",
+        Setting(
+            "choice",
+            choices=("text", "json"),
+            help="text: one readable line per event; json: one JSON object per "
+            "line (time, level, logger, message, extra) for log shippers.",
         ),
     )
 
@@ -402,7 +437,12 @@ def env_name(section: str, key: str) -> str:
 
 
 def flag_name(section: str, key: str) -> str:
-    """The command-line flag of a setting, e.g. ``--pipeline-batch-size``."""
+    """The command-line flag of a setting, e.g. ``--pipeline-batch-size``.
+
+    The ``[logging]`` settings are ``--log-level`` and ``--log-format``.
+    """
+    if section == "logging":
+        return f"--log-{key}".replace("_", "-")
     return f"--{section}-{key}".replace("_", "-")
 
 
@@ -488,6 +528,18 @@ def load_config(
             raise ConfigError(
                 [f"config file {file_label}: not valid TOML ({error})"]
             ) from error
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                [
+                    f"config file {file_label}: not a TOML text file (not UTF-8 at "
+                    f"byte {error.start})"
+                ]
+            ) from None
+        except RecursionError:
+            # tomllib parses nested arrays and inline tables recursively.
+            raise ConfigError(
+                [f"config file {file_label}: not valid TOML (nested too deeply)"]
+            ) from None
         for section, table in document.items():
             if section == "forward":  # [[forward]]: an array of tables
                 forward, more = parse_forward_tables(table, file_label)

@@ -495,8 +495,8 @@ class Histogram:
         next, never nowhere.
 
         Returns:
-            Every stat of :data:`HISTOGRAM_STATS` for the drained values; just
-            ``{"count": 0.0}`` if none were recorded.
+            Every stat of :data:`HISTOGRAM_STATS` for the drained values; each
+            ``0.0`` if none were recorded (see docs/metrics.md).
         """
         fresh = self._new_hdr()
         with self._lock:
@@ -512,10 +512,17 @@ class Histogram:
         ]
 
 
+_IDLE: Final = dict.fromkeys(HISTOGRAM_STATS, 0.0)
+"""What an interval without values ships: every stat, each 0."""
+
+
 def _summarize(hdr: HdrHistogram) -> dict[str, float]:
     total = int(hdr.get_total_count())
     if total == 0:
-        return {"count": 0.0}
+        # Every stat ships as a gauge, and an agent shows a gauge's last
+        # value until it gets another: shipping only count = 0 would leave
+        # the previous interval's p99 on every dashboard as if current.
+        return dict(_IDLE)
     # Same definitions as HdrHistogram's own methods (percentile = highest
     # value equivalent to the bucket reaching the target count; mean and
     # stddev over bucket midpoints) in one pass over the hit buckets.
@@ -708,6 +715,9 @@ class Registry:
         metric = self._get(Gauge, name, tags, lambda t: Gauge(name, t, read))
         assert isinstance(metric, Gauge)
         metric._rebind(read)
+        if read is not None:
+            # Its error counter ships from the first interval, at 0.
+            self.counter("metrics.gauge_errors", tags={"gauge": name})
         return metric
 
     def meter(self, name: str, *, tags: Mapping[str, str] | None = None) -> Meter:
@@ -759,6 +769,8 @@ class Registry:
             ),
         )
         assert isinstance(metric, Histogram)
+        # Its clamp counter ships from the first interval, at 0.
+        self.counter("metrics.clamped", tags={"metric": name})
         wanted = (lowest, highest, significant_figures)
         if metric.parameters != wanted:
             raise MetricError(
@@ -788,7 +800,7 @@ class Registry:
 
         Counters ship ``<name>``; gauges ``<name>``; meters and histograms
         ``<name>.<stat>`` for each stat in ``shippable``. An empty histogram
-        interval yields only ``<name>.count`` = 0.
+        interval yields every stat as 0 (``count`` = 0 says why).
         """
         with self._lock:
             metrics = list(self._metrics.values())

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -22,10 +22,12 @@ from statsyard.datapoint import now_ms as current_ms
 from statsyard.exceptions import CorruptRecordError, NotADataDirectoryError
 from statsyard.storage import Storage
 from statsyard.storage._query import AGGREGATES
+from statsyard.timeparse import parse_offset_ms, parse_time
 
 __all__ = [
     "add_query_arguments",
     "add_series_arguments",
+    "join_dash_values",
     "main",
     "parse_step",
     "parse_time",
@@ -36,63 +38,50 @@ __all__ = [
 DEFAULT_DATA_DIR: Final = "./statsyard-data"
 """The data directory used when ``--data-dir`` is not given (the service's default)."""
 
-_UNITS_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION: Final = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_RELATIVE: Final = re.compile(r"^(?:now)?-(\d+)(ms|s|m|h|d)$")
-_EPOCH: Final = re.compile(r"^\d+(\.\d+)?$")
+DASH_VALUE_OPTIONS: Final = frozenset({"--from", "--until"})
+"""Options whose value may start with ``-`` (``--from -1w``)."""
 
 
-def parse_time(text: str, *, now_ms: int) -> int:
-    """A time argument as milliseconds since the epoch.
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--from -1w`` as ``--from=-1w``, argparse's own form for such values.
 
-    Accepts ``now``; relative times ``-30s``, ``-15m``, ``-1h``, ``-2d`` (also
-    ``now-1h``); epoch seconds (``1700000000`` or with a fraction); ISO 8601
-    (``2023-11-14T22:13:20Z``, ``2023-11-14``; no zone means UTC).
-
-    Args:
-        text: the argument.
-        now_ms: what ``now`` is, in ms.
-
-    Raises:
-        ValueError: the text is none of these forms.
+    argparse reads a token like ``-1w`` as an unknown option, so a time
+    option and a following value that starts with ``-`` are joined first.
     """
-    value = text.strip()
-    if value == "now":
-        return now_ms
-    relative = _RELATIVE.match(value)
-    if relative is not None:
-        return now_ms - int(relative.group(1)) * _UNITS_MS[relative.group(2)]
-    if _EPOCH.match(value):
-        return round(float(value) * 1000)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"bad time {text!r}: expected epoch seconds, ISO 8601 "
-            "(2023-11-14T22:13:20Z), 'now' or a relative time like -1h, -15m, "
-            "-30s, -2d"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if (
+            token in DASH_VALUE_OPTIONS
+            and index + 1 < len(argv)
+            and argv[index + 1].startswith("-")
+        ):
+            joined.append(f"{token}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
 
 
 def parse_step(text: str) -> int:
-    """A step argument in ms: ``60s``, ``5m``, ``1h``, ``1d``, ``500ms`` or plain ms.
+    """A step in ms: ``60s``, ``5min`` or ``5m``, ``1h``, ``1d``, ``1w``, ``500ms``.
 
     Raises:
         ValueError: not one of these forms, or not positive.
     """
     value = text.strip()
-    duration = _DURATION.match(value)
-    if duration is not None:
-        step = int(duration.group(1)) * _UNITS_MS[duration.group(2)]
-    elif value.isdigit():
+    if value.isdigit():
         step = int(value)
     else:
-        raise ValueError(
-            f"bad step {text!r}: expected e.g. 60s, 5m, 1h, 1d, 500ms or an int of ms"
-        )
+        try:
+            step = parse_offset_ms(value)
+        except ValueError:
+            raise ValueError(
+                f"bad step {text!r}: expected e.g. 60s, 5min, 1h, 1d, 1w, 500ms "
+                "or an int of ms"
+            ) from None
     if step <= 0:
         raise ValueError(f"bad step {text!r}: must be positive")
     return step
@@ -102,22 +91,17 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help=f"the StatsYard data directory (default: {DEFAULT_DATA_DIR}, or "
-        "storage.data_dir from the configuration under `statsyard`)",
+        help="the data directory (default: storage.data_dir of the "
+        "configuration, from --config or STATSYARD_STORAGE_DATA_DIR; else "
+        f"{DEFAULT_DATA_DIR})",
     )
-
-
-_NEGATIVE_LOOKING: Final = re.compile(r"^-\d+(ms|s|m|h|d)?$|^-\d*\.\d+$")
 
 
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``query METRIC ...`` to ``parser``.
 
-    Also teaches ``parser`` that ``-1h`` is a value, not an option, so that
-    ``--from -1h`` works (argparse only knows that of negative numbers).
+    ``--from -1w`` needs :func:`join_dash_values` on the arguments first.
     """
-    if hasattr(parser, "_negative_number_matcher"):
-        parser._negative_number_matcher = _NEGATIVE_LOOKING
     parser.add_argument("metric", help="the metric name, e.g. cpu.load")
     _add_data_dir(parser)
     parser.add_argument("--entity", help="only this entity (default: all)")
@@ -125,11 +109,15 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
         "--from",
         dest="from_",
         metavar="T",
-        help="start, included: epoch seconds, ISO 8601, now, or -1h/-15m/-30s/-2d",
+        help="start, included: graphite-web's forms (-1w, -2d, -1h, now-30min, "
+        "HH:MM_YYYYMMDD, YYYYMMDD, midnight, yesterday), epoch seconds or "
+        "ISO 8601; default: the first point",
     )
-    parser.add_argument("--until", metavar="T", help="end, excluded (same forms)")
     parser.add_argument(
-        "--step", metavar="S", help="downsample into buckets: 60s, 5m, 1h or ms"
+        "--until", metavar="T", help="end, excluded (same forms); default: the last"
+    )
+    parser.add_argument(
+        "--step", metavar="S", help="downsample into buckets: 60s, 5min, 1h, 1d or ms"
     )
     parser.add_argument(
         "--agg",
@@ -266,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m statsyard.query_cli",
         description="Read a StatsYard data directory.",
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_query_arguments(commands.add_parser("query", help="print a metric's points"))
     add_series_arguments(commands.add_parser("series", help="list stored series"))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     if args.command == "query":
         return run_query(args)
     return run_series(args)

@@ -41,12 +41,16 @@ from statsyard.exceptions import MetricError
 from statsyard.metrics import Registry, Sample, ShippableStats
 from statsyard.process_stats import ProcessStats
 
-__all__ = ["StatShipper", "StatShipperProxy"]
+__all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]
 
 logger = logging.getLogger(__name__)
 
 TICKER_THREAD_NAME: Final = "statsyard-stat-shipper-ticker"
 """Name of the timer thread, to check none is left behind."""
+
+ERROR_KINDS: Final = ("resolve", "connect", "econnrefused", "eagain", "emsgsize")
+"""``shipper.errors`` kinds that ship from the first interval, at 0; a rarer
+errno shows up as its own kind when it first happens."""
 
 
 @attrs.frozen(slots=True)
@@ -174,6 +178,8 @@ class StatShipper(ChildActor):
             raise
 
     def _start(self) -> None:
+        for kind in ERROR_KINDS:
+            self._registry.counter("shipper.errors", tags={"kind": kind})
         self._statsd = DogStatsd(
             host=self._host,
             port=self._port,

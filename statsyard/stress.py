@@ -11,7 +11,11 @@ peak RSS, bytes written per point and the accounting
 from __future__ import annotations
 
 import argparse
+import contextlib
+import decimal
 import json
+import math
+import os
 import resource
 import shutil
 import sys
@@ -25,9 +29,13 @@ from typing import IO, Final
 
 import attrs
 from hdrh.histogram import HdrHistogram
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from statsyard.config import Config
 from statsyard.ingest_consumer import IngestObserver
+from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
+from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
 
 __all__ = [
     "IngestStress",
@@ -36,6 +44,7 @@ __all__ = [
     "add_stress_arguments",
     "generate_points",
     "run_stress",
+    "write_percentile_distribution",
 ]
 
 PERCENTILES: Final = (50.0, 90.0, 99.0, 99.9)
@@ -100,9 +109,15 @@ class StressReport:
     """Validation time per point, microseconds: p50, p90, p99, p99.9, max."""
     peak_rss_bytes: int
     bytes_written: int
-    """Size of the data directory after the run."""
+    """Size of the data directory after the run (logs and segments)."""
     bytes_per_point: float
     """``bytes_written`` per written point."""
+    log_bytes: int
+    """Of which write-ahead log files: points not compacted yet."""
+    segment_bytes: int
+    """Of which compacted segments (data and index files)."""
+    checkpoint_points: int
+    """The writer compacts the log into a segment every this many points."""
     pushed: int
     written: int
     invalid: int
@@ -112,6 +127,22 @@ class StressReport:
     def balanced(self) -> bool:
         """Whether ``pushed == written + invalid + lost`` holds."""
         return self.pushed == self.written + self.invalid + self.lost
+
+    def _storage_note(self) -> str:
+        if self.segment_bytes == 0:
+            return (
+                f"nothing compacted: below {self.checkpoint_points:,} points the "
+                "log keeps every point as written (compare runs above it)"
+            )
+        if self.log_bytes > self.segment_bytes:
+            return (
+                "mostly log: the points since the last checkpoint are not compacted yet"
+            )
+        return (
+            f"compacted every {self.checkpoint_points:,} points; the log holds "
+            "what came after the last checkpoint (generated values repeat, so "
+            "segments compress them far better than real data)"
+        )
 
     def to_json(self) -> str:
         """The report as a JSON object."""
@@ -135,7 +166,9 @@ class StressReport:
                 + " us",
                 f"peak RSS        {self.peak_rss_bytes / 2**20:,.1f} MiB",
                 f"written         {self.bytes_written:,} bytes, "
-                f"{self.bytes_per_point:.1f} bytes/point",
+                f"{self.bytes_per_point:.1f} bytes/point: "
+                f"{self.log_bytes:,} in the log, {self.segment_bytes:,} in segments",
+                f"                {self._storage_note()}",
                 f"accounting      pushed {self.pushed:,} = written {self.written:,} + "
                 f"invalid {self.invalid:,} + lost {self.lost:,}  [{mark}]",
             ]
@@ -148,33 +181,19 @@ def _peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _directory_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-class _Progress:
-    """A one-line progress bar with the rate, redrawn at most 5 times a second."""
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self._total = max(total, 1)
-        self._stream = stream
-        self._started = time.monotonic()
-        self._last = 0.0
-
-    def __call__(self, done: int, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < 0.2:
-            return
-        self._last = now
-        elapsed = max(now - self._started, 1e-9)
-        share = done / self._total
-        bar = "#" * int(share * 30)
-        self._stream.write(
-            f"\r[{bar:<30}] {share:6.1%} {done:>12,} points {done / elapsed:>12,.0f}/s"
-        )
-        if final:
-            self._stream.write("\n")
-        self._stream.flush()
+def _file_bytes(path: Path) -> tuple[int, int, int]:
+    """``(all, log, segment)`` bytes of the files of a data directory."""
+    total = log = segment = 0
+    for entry in os.scandir(path):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        size = entry.stat(follow_symlinks=False).st_size
+        total += size
+        if WAL_PATTERN.match(entry.name):
+            log += size
+        elif SEGMENT_PATTERN.match(entry.name) or INDEX_PATTERN.match(entry.name):
+            segment += size
+    return total, log, segment
 
 
 class IngestStress:
@@ -218,9 +237,14 @@ class IngestStress:
         self.validation = ValidationTimes()
 
     def run(
-        self, count: int, *, progress: Callable[..., None] | None = None
+        self, count: int, *, progress: Callable[[int], object] | None = None
     ) -> StressReport:
-        """Push ``count`` points, wait until they are durable, stop, and report."""
+        """Push ``count`` points, wait until they are durable, stop, and report.
+
+        Args:
+            count: points to push.
+            progress: called with the number of points pushed by each push.
+        """
         from statsyard.cli import build_yard
 
         if count < 0:
@@ -256,14 +280,12 @@ class IngestStress:
                     yard.push_many(chunk)
                     done += len(chunk)
                     if progress is not None:
-                        progress(done)
+                        progress(len(chunk))
                 yard.flush(timeout=None)
                 seconds = time.perf_counter() - started
-                if progress is not None:
-                    progress(done, final=True)
             finally:
                 counts = yard.stop()
-            written_bytes = _directory_size(directory)
+            written_bytes, log_bytes, segment_bytes = _file_bytes(directory)
         finally:
             if temporary:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -281,16 +303,93 @@ class IngestStress:
             peak_rss_bytes=_peak_rss_bytes(),
             bytes_written=written_bytes,
             bytes_per_point=written_bytes / counts.written if counts.written else 0.0,
+            log_bytes=log_bytes,
+            segment_bytes=segment_bytes,
+            checkpoint_points=DEFAULT_CHECKPOINT_POINTS,
             pushed=counts.pushed,
             written=counts.written,
             invalid=counts.invalid,
             lost=counts.lost,
         )
 
-    def write_hgrm(self, path: str | Path) -> None:
+    def write_hgrm(self, out: IO[bytes]) -> None:
         """Write the validation times (µs) in HdrHistogram's percentile format."""
-        with Path(path).open("wb") as handle:
-            self.validation.histogram.output_percentile_distribution(handle, 1000.0)
+        write_percentile_distribution(self.validation.histogram, out, 1000.0)
+
+
+def write_percentile_distribution(
+    histogram: HdrHistogram,
+    out: IO[bytes],
+    scaling_ratio: float,
+    ticks_per_half_distance: int = 5,
+) -> None:
+    """Write ``histogram`` as HdrHistogram's ``outputPercentileDistribution`` does.
+
+    The ``hdrh`` package has a writer of its own, but it differs from the
+    Java original that HdrHistogram's plotters are written against: its
+    percentile steps do not floor the half-distance exponent (other rows),
+    its footer says ``TotalCount`` as a float and does not scale the
+    standard deviation. This follows HdrHistogram 2.1's Java code: the
+    ``PercentileIterator`` steps, ``Locale.US`` formats rounded half up, and
+    the ``#[Mean ...]``, ``#[Max ...]``, ``#[Buckets ...]`` footer with every
+    value divided by ``scaling_ratio``. A test compares it with the output
+    of HdrHistogram 2.1.11 itself.
+    """
+    digits = int(histogram.significant_figures)
+    out.write(
+        b"%12s %14s %10s %14s\n\n"
+        % (b"Value", b"Percentile", b"TotalCount", b"1/(1-Percentile)")
+    )
+    total = int(histogram.get_total_count())
+    rows: list[str] = []
+    if total:
+        level = 0.0
+        so_far = 0
+        last_value = 0
+        for item in histogram.get_recorded_iterator():
+            count = int(item.count_at_value_iterated_to)
+            if count == 0:
+                continue
+            so_far += count
+            last_value = int(item.value_iterated_to)
+            while 100.0 * so_far / total >= level:
+                rows.append(
+                    f"{_fixed(last_value / scaling_ratio, digits, 12)} "
+                    f"{_fixed(level / 100.0, 12, 2)} {so_far:10d} "
+                    f"{_fixed(1.0 / (1.0 - level / 100.0), 2, 14)}\n"
+                )
+                # Java: ticks * (long) pow(2, (long) log2(100 / (100 - level)) + 1)
+                exponent = int(math.log(100.0 / (100.0 - level)) / math.log(2)) + 1
+                level += 100.0 / (ticks_per_half_distance * int(2.0**exponent))
+                if so_far >= total:
+                    break  # the iterator has no next value: only the 100% row
+            if so_far >= total:
+                break
+        rows.append(
+            f"{_fixed(last_value / scaling_ratio, digits, 12)} "
+            f"{_fixed(1.0, 12, 2)} {total:10d}\n"
+        )
+    mean = histogram.get_mean_value() / scaling_ratio
+    stddev = histogram.get_stddev() / scaling_ratio
+    top = histogram.get_max_value() / scaling_ratio
+    rows.append(
+        f"#[Mean    = {_fixed(mean, digits, 12)}, "
+        f"StdDeviation   = {_fixed(stddev, digits, 12)}]\n"
+        f"#[Max     = {_fixed(top, digits, 12)}, Total count    = {total:12d}]\n"
+        f"#[Buckets = {int(histogram.bucket_count):12d}, "
+        f"SubBuckets     = {int(histogram.sub_bucket_count):12d}]\n"
+    )
+    out.write("".join(rows).encode("ascii"))
+
+
+def _fixed(value: float, places: int, width: int) -> str:
+    """Java's ``%<width>.<places>f``: the shortest decimal, rounded half up."""
+    if not math.isfinite(value):
+        return f"{'Infinity' if value > 0 else 'NaN':>{width}}"
+    exact = decimal.Decimal(repr(value)).quantize(
+        decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP
+    )
+    return f"{exact:>{width}.{places}f}"
 
 
 def _count(text: str) -> int:
@@ -358,18 +457,24 @@ def add_stress_arguments(parser: argparse.ArgumentParser) -> None:
         "--hgrm",
         metavar="PATH",
         default=None,
-        help="write the HDR percentile distribution",
+        help="write the validation times' percentile distribution (µs) in "
+        "HdrHistogram's .hgrm format, as its plotters read it",
     )
     parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
-        help="live progress bar on stderr (auto: when stderr is a terminal)",
+        help="progress bar with rate and ETA on stderr (auto: when stderr is a "
+        "terminal); log lines print above it",
     )
 
 
 def run_stress(args: argparse.Namespace, config: Config) -> int:
-    """Run ``stress`` from parsed arguments, print the report; return the status."""
+    """Run ``stress`` from parsed arguments, print the report; return the status.
+
+    The ``--hgrm`` file is opened before the run, so that a path that cannot
+    be written is a usage error (status 2) rather than a lost run.
+    """
     stress = IngestStress(
         config,
         metrics=args.metrics,
@@ -381,10 +486,35 @@ def run_stress(args: argparse.Namespace, config: Config) -> int:
     show = args.progress == "always" or (
         args.progress == "auto" and sys.stderr.isatty()
     )
-    report = stress.run(
-        args.count, progress=_Progress(args.count, sys.stderr) if show else None
-    )
-    if args.hgrm:
-        stress.write_hgrm(args.hgrm)
+    with contextlib.ExitStack() as stack:
+        hgrm: IO[bytes] | None = None
+        if args.hgrm:
+            try:
+                hgrm = stack.enter_context(Path(args.hgrm).open("wb"))
+            except OSError as error:
+                print(
+                    f"statsyard stress: error: cannot write --hgrm {args.hgrm}: "
+                    f"{error.strerror or error}",
+                    file=sys.stderr,
+                )
+                return 2
+        bar = stack.enter_context(
+            tqdm(
+                total=args.count,
+                disable=not show,
+                file=sys.stderr,
+                unit="pt",
+                unit_scale=True,
+                dynamic_ncols=True,
+                mininterval=0.2,
+            )
+        )
+        if show:
+            # Log lines go through tqdm.write, above the bar, not over it.
+            stack.enter_context(logging_redirect_tqdm())
+        report = stress.run(args.count, progress=bar.update if show else None)
+        bar.close()
+        if hgrm is not None:
+            stress.write_hgrm(hgrm)
     sys.stdout.write((report.to_json() if args.json else report.to_text()) + "\n")
     return 0 if report.balanced else 1

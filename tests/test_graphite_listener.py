@@ -2,112 +2,27 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import pykka
 import pytest
 
-from statsyard.datapoint import DataPoint, Row
-from statsyard.exceptions import ListenerError, QueueTimeout
-from statsyard.graphite_listener import GraphiteListener, ListenerStats
+from statsyard.blocking_queue import Close, Push
+from statsyard.datapoint import DataPoint
+from statsyard.exceptions import ListenerError, QueueClosedError
+from statsyard.graphite_listener import (
+    ListenerObserver,
+    ListenerStats,
+)
+from tests._graphite import QueueSink, RecordingObserver, start_listener
+
+__all__ = ["start_listener"]  # the fixture, imported from tests._graphite
 
 TIMEOUT = 10.0
 TS = 1_700_000_000
-
-
-class FakeSink:
-    """A bounded in-memory PointSink that tests can fill, inspect and drain."""
-
-    def __init__(self, capacity: int = 1_000_000) -> None:
-        self.capacity = capacity
-        self.items: collections.deque[DataPoint] = collections.deque()
-        self.received = 0
-        self._cond = threading.Condition()
-
-    def offer_many(self, points: Sequence[Row]) -> int:
-        with self._cond:
-            room = max(0, self.capacity - len(self.items))
-            taken = [DataPoint(*row) for row in points[:room]]
-            self.items.extend(taken)
-            self.received += len(taken)
-            self._cond.notify_all()
-            return len(taken)
-
-    def push_many(self, points: Sequence[Row], *, timeout: float | None = None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = 0
-        with self._cond:
-            while done < len(points):
-                room = self.capacity - len(self.items)
-                if room > 0:
-                    chunk = [DataPoint(*row) for row in points[done : done + room]]
-                    self.items.extend(chunk)
-                    self.received += len(chunk)
-                    done += len(chunk)
-                    self._cond.notify_all()
-                    continue
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise QueueTimeout("fake sink full", accepted=done)
-                self._cond.wait(left)
-
-    def take(self, count: int | None = None) -> list[DataPoint]:
-        with self._cond:
-            count = len(self.items) if count is None else count
-            taken = [self.items.popleft() for _ in range(min(count, len(self.items)))]
-            self._cond.notify_all()
-            return taken
-
-    def wait_received(self, count: int, timeout: float = TIMEOUT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.received >= count, timeout)
-
-    def wait_full(self, timeout: float = TIMEOUT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: len(self.items) >= self.capacity, timeout
-            )
-
-
-class RejectLog:
-    """An on_reject hook recording counts, with an event per reason."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.events: dict[str, threading.Event] = collections.defaultdict(
-            threading.Event
-        )
-
-    def __call__(self, reason: str, count: int) -> None:
-        self.counts[reason] += count
-        self.events[reason].set()
-
-
-@pytest.fixture
-def start_listener() -> Iterator[Callable[..., tuple[Any, FakeSink]]]:
-    """Start listeners on ephemeral ports; stop them all at the end."""
-    refs: list[pykka.ActorRef[Any]] = []
-
-    def start(sink: FakeSink | None = None, **kwargs: Any) -> tuple[Any, FakeSink]:
-        sink = sink or FakeSink()
-        kwargs.setdefault("tcp_port", 0)
-        kwargs.setdefault("udp_port", 0)
-        ref = GraphiteListener.start(sink=sink, **kwargs)
-        refs.append(ref)
-        try:
-            return ref.proxy(), sink
-        except pykka.ActorDeadError:  # it crashed in on_start (tests expect that)
-            return None, sink
-
-    yield start
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def tcp_send(address: tuple[str, int], data: bytes) -> None:
@@ -133,8 +48,8 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
     start_listener: Any,
 ) -> None:
     """Five clients at once: every good line arrives, every bad one is counted."""
-    rejects = RejectLog()
-    proxy, sink = start_listener(on_reject=rejects, default_entity="dflt")
+    observer = RecordingObserver()
+    proxy, sink = start_listener(observer=observer, default_entity="dflt")
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     bad_lines = [
         b"no-value",
@@ -162,6 +77,7 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
         thread.join(TIMEOUT)
     good = clients * per_client
     assert sink.wait_received(good)
+    assert observer.wait_for("queued", good)
     stats = stats_of(proxy)
     assert stats.lines_accepted == good == sink.received
     assert stats.lines_rejected == clients * per_client // 10
@@ -174,7 +90,7 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
         assert [p.timestamp for p in mine] == [
             (TS + i) * 1000 for i in range(per_client)
         ]
-    assert sum(rejects.counts.values()) == 1000
+    assert sum(observer.rejects.values()) == 1000
 
 
 def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
@@ -198,12 +114,12 @@ def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
 
 def test_partial_line_at_disconnect_is_the_only_loss(start_listener: Any) -> None:
     """A client that hangs up mid-line loses that line and nothing else."""
-    rejects = RejectLog()
-    proxy, sink = start_listener(on_reject=rejects)
+    observer = RecordingObserver()
+    proxy, sink = start_listener(observer=observer)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     tcp_send(tcp, b"a 1 1700000000\nb 2 1700000001\nc 3 17000")
-    assert rejects.events["partial"].wait(TIMEOUT)
-    assert sink.wait_received(2)
+    assert observer.wait_for("partial", 1)
+    assert observer.wait_for("queued", 2)
     assert [p.metric for p in sink.take()] == ["a", "b"]
     stats = stats_of(proxy)
     assert stats.rejected["partial"] == 1
@@ -229,34 +145,39 @@ def test_udp_datagrams_are_parsed_as_whole_lines(start_listener: Any) -> None:
     assert stats.rejected["fields"] == 1
 
 
-def test_udp_points_that_do_not_fit_are_dropped_and_counted(
+def test_udp_points_beyond_what_can_wait_are_dropped_and_counted(
     start_listener: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A full sink drops the rest of a datagram and says so."""
-    drops: list[int] = []
-    dropped = threading.Event()
-
-    def on_drop(count: int) -> None:
-        drops.append(count)
-        dropped.set()
-
-    proxy, sink = start_listener(FakeSink(capacity=10), on_drop=on_drop)
+    """UDP cannot wait: points beyond udp_pending are dropped and said so."""
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=10), observer=observer, udp_pending=20
+    )
     _, udp = proxy.addresses().get(timeout=TIMEOUT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"".join(b"d%d 1 1700000000\n" % i for i in range(25)), udp)
-    assert dropped.wait(TIMEOUT)
-    stats = stats_of(proxy)
-    assert sink.received == 10
-    assert stats.lines_accepted == 10
-    assert stats.udp_points_dropped == 15 == sum(drops)
+    assert observer.wait_for("udp_dropped", 5)
+    assert sink.wait_full()
+    assert stats_of(proxy).udp_points_dropped == 5
     assert any(
-        "Dropped 15 Graphite UDP points" in r.getMessage() for r in caplog.records
+        "Dropped 5 Graphite UDP points" in r.getMessage() for r in caplog.records
     )
+    # The 20 held points went in one push, which waits for room and then
+    # completes: nothing else is lost.
+    assert [p.metric for p in sink.take()] == [f"d{i}" for i in range(10)]
+    assert observer.wait_for("queued", 20)
+    assert [p.metric for p in sink.take()] == [f"d{i}" for i in range(10, 20)]
+    stats = stats_of(proxy)
+    assert stats.lines_accepted == 20
+    assert stats.points_lost_at_stop == 0
 
 
 def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -> None:
     """Back-pressure: the sender stalls while the sink is full, then all arrives."""
-    proxy, sink = start_listener(FakeSink(capacity=1000), recv_buffer_bytes=16_384)
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=1000), observer=observer, recv_buffer_bytes=16_384
+    )
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     total = 200_000
     data = b"".join(b"bp.m%d 1 %d\n" % (i % 10, TS + i) for i in range(total))
@@ -269,9 +190,7 @@ def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -
         sender.join(0.5)
         assert sender.is_alive(), "the sender should be held back by the full sink"
         assert sink.received == 1000
-        stats = stats_of(proxy)
-        assert stats.lines_accepted == 1000
-        assert stats.lines_rejected == 0
+        assert stats_of(proxy).lines_rejected == 0
         drained: list[DataPoint] = []
         while len(drained) < total:
             sink.wait_received(len(drained) + 1)
@@ -281,6 +200,7 @@ def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -
     finally:
         sock.close()
     assert [p.timestamp for p in drained] == [(TS + i) * 1000 for i in range(total)]
+    assert observer.wait_for("queued", total)
     assert stats_of(proxy).lines_accepted == total
 
 
@@ -318,20 +238,20 @@ def test_stop_queues_what_was_read_and_leaves_no_thread(start_listener: Any) -> 
 
 
 def test_a_dying_io_thread_crashes_the_actor(start_listener: Any, link: Any) -> None:
-    """An error in the I/O thread (here: the sink fails) crashes the actor."""
+    """An error in the I/O thread (here: its observer fails) crashes the actor."""
 
-    class BrokenSink(FakeSink):
-        def offer_many(self, points: Sequence[Row]) -> int:
-            raise RuntimeError("sink exploded")
+    class BrokenObserver(ListenerObserver):
+        def rejected(self, reason: str, lines: int) -> None:
+            raise RuntimeError("observer exploded")
 
-    proxy, _ = start_listener(BrokenSink(), link=link)
+    proxy, _ = start_listener(observer=BrokenObserver(), link=link)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
-    tcp_send(tcp, b"x 1 1700000000\n")
+    tcp_send(tcp, b"bad\n")
     assert link.exited_event.wait(TIMEOUT)
     crashed, error = link.exits[0]
     assert crashed is True
     assert isinstance(error, ListenerError)
-    assert "sink exploded" in str(error)
+    assert "observer exploded" in str(error)
     assert any(t.name == "statsyard-graphite-io" for t in link.threads)
     assert not proxy.actor_ref.is_alive()
 
@@ -345,3 +265,75 @@ def test_a_taken_port_crashes_the_start(start_listener: Any, link: Any) -> None:
     crashed, error = link.exits[0]
     assert crashed is True
     assert isinstance(error, OSError)
+
+
+class ToldReply:
+    """A reply slot like the listener's: records the answer, sets an event."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any = None) -> None:
+        self.value = value
+        self.done.set()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        self.error = exc_info[1]
+        self.done.set()
+
+
+def test_a_told_push_is_answered_through_its_reply_once_there_is_room() -> None:
+    """Push(reply=...) parks like an asked push and is answered, never blocking."""
+    sink = QueueSink(capacity=2)
+    reply = ToldReply()
+    sink.ref.tell(Push(("a", "b", "c"), reply=reply))
+    assert sink.wait_full()
+    assert not reply.done.is_set()  # one point waits for room
+    assert sink.client.pop_many(2, timeout=TIMEOUT) == ["a", "b"]
+    assert reply.done.wait(TIMEOUT)
+    assert reply.value == 3
+    assert sink.client.pop(timeout=TIMEOUT) == "c"
+    sink.ref.stop()
+
+
+def test_a_told_push_to_a_closed_queue_fails_its_reply_not_the_queue() -> None:
+    """A closed queue fails the reply; raising would have crashed the queue."""
+    sink = QueueSink()
+    sink.ref.ask(Close())
+    reply = ToldReply()
+    sink.ref.tell(Push(("a",), reply=reply))
+    assert reply.done.wait(TIMEOUT)
+    assert isinstance(reply.error, QueueClosedError)
+    assert sink.ref.is_alive()
+    sink.ref.stop()
+
+
+def test_stopping_beside_a_stalled_pipeline_does_not_wait_the_drain_timeout(
+    start_listener: Any,
+) -> None:
+    """A tree stopping by itself (nothing drains the queue) stops the listener fast.
+
+    Its push waits for room that will never come; the listener notices that
+    the pipeline stands still and stops within about half a second rather
+    than the whole drain_timeout, counting the push as unconfirmed.
+    """
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=10),
+        observer=observer,
+        drain_timeout=30.0,
+        progress=lambda: 0,
+    )
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(b"st %d 1700000000\n" % i for i in range(100)))
+        assert sink.wait_full()
+        started = time.monotonic()
+        proxy.actor_ref.stop(timeout=TIMEOUT)
+        assert time.monotonic() - started < 3.0
+    # The whole push is unconfirmed, though the queue took its first 10.
+    assert observer.wait_for("unconfirmed", 100)
+    assert sink.received == 10
+    assert observer.counts["lost"] == 0

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pykka
@@ -14,9 +15,10 @@ import pytest
 from statsyard import stat_shipper
 from statsyard._ticker import next_due
 from statsyard.exceptions import MetricError, UnknownMessageError
-from statsyard.metrics import M1_ALPHA, Registry, ShippableStats
+from statsyard.metrics import HISTOGRAM_STATS, M1_ALPHA, Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
 from statsyard.stat_shipper import (
+    ERROR_KINDS,
     TICKER_THREAD_NAME,
     StatShipper,
     StatShipperProxy,
@@ -124,9 +126,14 @@ def test_histograms_ship_the_interval_then_reset(
     assert shipped["statsyard.writer.batch_size.max"] == 100
     agent.clear()
     shipper.ship_now().get(timeout=TIMEOUT)
-    lines = agent.wait_for(has("statsyard.writer.batch_size.count"), TIMEOUT)
-    assert last(lines, "statsyard.writer.batch_size.count").value == 0
-    assert not [line for line in lines if line.name.endswith(".p50")]
+    lines = agent.wait_for(has("statsyard.writer.batch_size.p999"), TIMEOUT)
+    # Idle: every stat again, each 0, so no agent keeps showing the old p99.
+    idle = {
+        line.name: line.value
+        for line in lines
+        if line.name.startswith("statsyard.writer.batch_size.")
+    }
+    assert idle == {f"statsyard.writer.batch_size.{s}": 0 for s in HISTOGRAM_STATS}
     agent.clear()
     histogram.record(4000, count=2)
     shipper.ship_now().get(timeout=TIMEOUT)
@@ -200,7 +207,8 @@ def test_lines_share_datagrams_under_the_udp_payload_size(
     shipper = proxy(start_shipper(registry=registry, port=agent.port))
     sent = shipper.ship_now().get(timeout=TIMEOUT)
     lines = agent.wait_for(lambda lines: len(lines) >= sent, TIMEOUT)
-    assert sent == len(lines) == 301  # and shipper.ticks_missed
+    # and shipper.ticks_missed, shipper.errors of each kind
+    assert sent == len(lines) == 301 + len(ERROR_KINDS)
     assert 1 < len(agent.datagrams) < sent / 10
     assert max(len(d) for d in agent.datagrams) <= 1432
 
@@ -366,3 +374,43 @@ def test_a_shipper_whose_start_fails_closes_its_socket(
     assert link.exits[0][0]  # crashed
     assert len(opened) == 1
     assert opened[0].fileno() == -1  # closed
+
+
+def test_every_counter_ships_at_zero_before_its_first_event(
+    agent: DogStatsdCapture, tmp_path: Path
+) -> None:
+    """An idle StatsYard's only shipment already holds every counter, at 0.
+
+    Alerts on supervisor.restarts or shipper.errors then see 0, not "no
+    data"; every histogram ships every stat (all 0 while idle).
+    """
+    from statsyard import StatsYard
+
+    yard = StatsYard(
+        tmp_path / "data", statsd_port=agent.port, ship_interval=3600.0
+    ).start()
+    yard.stop()  # the shipper's final shipment is the only one
+    lines = agent.wait_for(has("statsyard.ingest.validate_us.p999"), TIMEOUT)
+    shipped = {(line.name, line.tags): line.value for line in lines}
+    counters = [
+        *(
+            ("statsyard.supervisor.restarts", (f"child:{child}",))
+            for child in ("queue", "writer", "consumer", "shipper")
+        ),
+        *(("statsyard.shipper.errors", (f"kind:{kind}",)) for kind in ERROR_KINDS),
+        ("statsyard.shipper.ticks_missed", ()),
+        *(
+            ("statsyard.metrics.clamped", (f"metric:{name}",))
+            for name in (
+                "ingest.validate_us",
+                "writer.batch_size",
+                "writer.write_us",
+                "writer.fsync_us",
+            )
+        ),
+    ]
+    for key in counters:
+        assert shipped.get(key) == 0, key
+    for name in ("ingest.validate_us", "writer.write_us"):
+        for stat in HISTOGRAM_STATS:
+            assert shipped[(f"statsyard.{name}.{stat}", ())] == 0

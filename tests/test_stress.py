@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from statsyard.cli import main
-from statsyard.stress import IngestStress, generate_points
+from statsyard.stress import (
+    IngestStress,
+    generate_points,
+    write_percentile_distribution,
+)
+
+# hdr-plot's parsing regexes (github.com/BrunoBonacci/hdr-plot,
+# hdr_plot/hdr_plot.py), copied because the package needs pandas and
+# matplotlib: what the standard plotter reads from a .hgrm file.
+HDR_PLOT_ROW = re.compile(r"\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)")
+HDR_PLOT_MEAN = re.compile(
+    r"#\[Mean(?:\s+)=(?:\s+)([0-9.]+),(?:\s+)StdDeviation(?:\s+)=(?:\s+)([0-9.]+)"
+)
+HDR_PLOT_MAX = re.compile(
+    r"#\[Max(?:\s+)=(?:\s+)([0-9.]+),(?:\s+)Total count(?:\s+)=(?:\s+)([0-9.]+)"
+)
 
 
 def test_generated_points_are_lazy_and_exactly_as_invalid_as_asked() -> None:
@@ -40,6 +58,10 @@ def test_stress_run_accounts_for_every_point(tmp_path: Path) -> None:
     assert 0 < report.validation_us["p50"] <= report.validation_us["max"]
     assert report.bytes_written > 0
     assert report.bytes_per_point == report.bytes_written / 2700
+    # 3,000 points are below the checkpoint threshold: all of it is log.
+    assert report.log_bytes > 0
+    assert report.segment_bytes == 0
+    assert "nothing compacted" in report.to_text()
     assert report.peak_rss_bytes > 0
     assert (tmp_path / "d").is_dir()
 
@@ -59,8 +81,62 @@ def test_stress_command_prints_json_and_writes_the_hgrm_file(
     assert set(report["validation_us"]) == {"p50", "p90", "p99", "p99.9", "max"}
     text = hgrm.read_text()
     assert "Value     Percentile TotalCount 1/(1-Percentile)" in text
-    assert "#[Mean" in text
-    assert "#[Max" in text
+    assert [m for line in text.splitlines() if (m := HDR_PLOT_MAX.match(line))]
+
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "hgrm"
+
+
+def _golden_histograms() -> dict[str, tuple[HdrHistogram, float]]:
+    """The histograms tests/data/hgrm/HgrmGolden.java wrote with HdrHistogram."""
+    linear = HdrHistogram(1, 60_000_000_000, 3)
+    for value in range(1_000, 101_000, 1_000):
+        linear.record_value(value, 3)
+    spread = HdrHistogram(1, 3_600_000_000, 2)
+    for i in range(1, 5001):
+        spread.record_value((i * i * 7919) % 50_000_000 + 1, i % 7 + 1)
+    return {
+        "linear": (linear, 1000.0),
+        "spread": (spread, 1.0),
+        "empty": (HdrHistogram(1, 60_000_000_000, 3), 1000.0),
+    }
+
+
+@pytest.mark.parametrize("name", ["linear", "spread", "empty"])
+def test_hgrm_is_byte_for_byte_what_hdrhistogram_writes(name: str) -> None:
+    """Same bytes as HdrHistogram 2.1.11's outputPercentileDistribution (Java)."""
+    histogram, ratio = _golden_histograms()[name]
+    out = io.BytesIO()
+    write_percentile_distribution(histogram, out, ratio)
+    assert out.getvalue() == (GOLDEN / f"{name}.hgrm").read_bytes()
+
+
+def test_hgrm_reads_with_hdr_plots_parser() -> None:
+    """hdr-plot's regexes find the rows, mean, stddev, max and total count."""
+    histogram, ratio = _golden_histograms()["linear"]
+    out = io.BytesIO()
+    write_percentile_distribution(histogram, out, ratio)
+    lines = out.getvalue().decode("ascii").splitlines()
+    rows = [HDR_PLOT_ROW.findall(line)[0] for line in lines if HDR_PLOT_ROW.match(line)]
+    values = [(float(v), float(p), int(c), float(i)) for v, p, c, i in rows]
+    assert values[0][:3] == (1.0, 0.0, 3)
+    assert values[-1][1] < 1.0  # the 100% row has no 4th column
+    mean = next(m for line in lines if (m := HDR_PLOT_MEAN.match(line)))
+    top = next(m for line in lines if (m := HDR_PLOT_MAX.match(line)))
+    # Scaled like the Value column (ns -> µs), the standard deviation too.
+    assert mean.groups() == ("50.504", "28.866")
+    assert top.groups() == ("100.031", "300")
+
+
+def test_unwritable_hgrm_path_is_a_usage_error_before_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--hgrm /nonexistent/dir/file`: status 2, the path named, no run."""
+    status = main(["stress", "1000", "--hgrm", "/nonexistent/dir/file"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert "cannot write --hgrm /nonexistent/dir/file" in captured.err
 
 
 def test_stress_command_text_report_and_temporary_directory(
@@ -71,3 +147,17 @@ def test_stress_command_text_report_and_temporary_directory(
     out = capsys.readouterr().out
     assert "points/s" in out
     assert "accounting      pushed 500 = written 500 + invalid 0 + lost 0  [ok]" in out
+    assert re.search(r"bytes/point: [\d,]+ in the log, 0 in segments", out)
+
+
+def test_progress_bar_has_an_eta_and_log_lines_print_above_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--progress always: tqdm's bar (count, rate, ETA) with logs above it."""
+    assert main(["stress", "20000", "--progress", "always", "--batch-size", "500"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"100%\|.*\| 20\.0k/20\.0k \[\d\d:\d\d<\d\d:\d\d", err)
+    # Every log line starts on a line of its own, never after a bar.
+    for line in err.replace("\r", "\n").splitlines():
+        if "statsyard.app" in line:
+            assert line.startswith("20"), line

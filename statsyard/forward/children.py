@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,18 +118,21 @@ class Forwarding:
             )
         return specs
 
-    def drain(self, target: Cursor) -> None:
+    def drain(self, target: Cursor, timeout: float | None = None) -> None:
         """At stop: let each forwarder deliver up to ``target`` within its deadline.
 
-        A forwarder whose destination is failing is not waited for; what is
-        left goes after the next start (logged).
+        Each waits at most its ``flush_deadline`` (and all together at most
+        ``timeout`` seconds); a forwarder whose destination is failing is not
+        waited for. What is left goes after the next start (logged).
         """
+        end = None if timeout is None else time.monotonic() + timeout
         for settings, progress, _instruments in self._forwarders.values():
-            if settings.flush_deadline <= 0:
+            wait = settings.flush_deadline
+            if end is not None:
+                wait = min(wait, max(0.0, end - time.monotonic()))
+            if wait <= 0:
                 continue
-            if not progress.wait_for(
-                target, settings.flush_deadline, unless_failing=True
-            ):
+            if not progress.wait_for(target, wait, unless_failing=True):
                 logger.warning(
                     "Forwarder %s has not delivered everything at stop; the rest "
                     "goes after the next start",

@@ -41,6 +41,7 @@ from typing import Any, Final, Protocol
 import attrs
 import pykka
 
+from statsyard._ratelimit import RateLimitedLogger
 from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import NotRunningError, RejectedBatchError, RetryableSendError
 from statsyard.forward.backoff import Backoff
@@ -103,25 +104,6 @@ class _DeliveryFailed:
     error: Exception
 
 
-class _RateLimitedLog:
-    """Logs a repeated problem once per interval, with how often it recurred."""
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -float("inf")) < self._interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        self._last[key] = now
-        again = self._suppressed.pop(key, 0)
-        suffix = f" ({again} more like this since the last report)" if again else ""
-        logger.warning(message + suffix, *args)
-
-
 class _Delivery(threading.Thread):
     """The forwarder's delivery thread: read, send, save the cursor; repeat."""
 
@@ -155,7 +137,7 @@ class _Delivery(threading.Thread):
             sync_interval=settings.cursor_sync_interval,
         )
         self._backoff = Backoff(settings.min_backoff, settings.max_backoff)
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLogger(logger, interval=LOG_INTERVAL)
         self._last_sent_ts: int | None = None
         self._bytes_per_point = 10.0
         self._gauges_due = 0.0

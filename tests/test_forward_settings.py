@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from statsyard.exceptions import ConfigError
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
@@ -81,3 +83,45 @@ def test_forward_must_be_an_array_of_tables() -> None:
     assert problems == [
         "f.toml: forward must be an array of tables [[forward]], got {'name': 'x'}"
     ]
+
+
+_KEYS = [
+    "name",
+    "kind",
+    "url",
+    "address",
+    "start",
+    "max_samples",
+    "timeout",
+    "extra_labels",
+    "headers",
+    "entity_as",
+    "username",
+    "tls_verify",
+    "flush_deadline",
+    "bogus",
+]
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["prometheus", "graphite", "http://h:1/w", "h:1", "now"]),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(_KEYS), _VALUES), max_size=3))
+def test_any_table_gives_settings_or_named_problems_never_an_exception(
+    tables: list[dict[str, object]],
+) -> None:
+    """Validation reports; it never raises, and every problem names its table."""
+    found, problems = parse_forward_tables(tables, "f.toml")
+    assert all(p.startswith("f.toml: forward") for p in problems)
+    if not problems:
+        assert len(found) == len(tables)
+    for settings in found:
+        table = next(t for t in tables if t.get("name") == settings.name)
+        assert ForwardSettings.from_mapping(table) == settings

@@ -20,6 +20,7 @@ connection (it may repeat the batch: at least once).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -86,6 +87,7 @@ class GraphiteSender:
             paths = {
                 number: self._path(piece.keys[number]) for number in set(piece.numbers)
             }
+            time.sleep(0)  # let a thread waiting for the GIL (ingest) run now
             out.extend(
                 f"{paths[number]} {value!r} {graphite_timestamp(ts)}\n"
                 for number, ts, value in zip(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -311,6 +312,7 @@ class LogReader:
             if not payload:  # a torn tail: go on with the next log
                 cursor = Cursor(cursor.seq, stop, 0)
                 continue
+            time.sleep(0)  # let a thread waiting for the GIL (ingest) run now
             decoded = self._decode(cursor.seq, offset, payload)
             if decoded is None:
                 cursor = Cursor(cursor.seq, stop, 0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, Final
@@ -44,6 +45,10 @@ CONTENT_HEADERS: Final = {
 """The headers of every remote write 1.0 request."""
 
 _INVALID: Final = re.compile(r"[^a-zA-Z0-9_:]")
+SLICE: Final = 256
+"""Samples encoded between two chances for other threads to take the GIL."""
+breathe: Final = time.sleep
+"""``breathe(0)`` lets a thread waiting for the GIL (ingest) run at once."""
 _CACHE_LIMIT: Final = 100_000
 
 
@@ -173,15 +178,31 @@ class RemoteWriteEncoder:
                 if group is None:
                     group = groups[key] = ([], [])
                 local[number] = group
-            for number, timestamp, value in zip(
-                piece.numbers, piece.timestamps, piece.values, strict=True
-            ):
-                stamps, values = local[number]
-                stamps.append(timestamp)
-                values.append(value)
+            numbers, timestamps, all_values = (
+                piece.numbers,
+                piece.timestamps,
+                piece.values,
+            )
+            for low in range(0, len(numbers), SLICE):
+                high = low + SLICE
+                for number, timestamp, value in zip(
+                    numbers[low:high],
+                    timestamps[low:high],
+                    all_values[low:high],
+                    strict=True,
+                ):
+                    stamps, values = local[number]
+                    stamps.append(timestamp)
+                    values.append(value)
+                breathe(0)
         request = WriteRequest()
         add_series = request.timeseries.add
+        budget = SLICE
         for key, (stamps, values) in groups.items():
+            budget -= len(stamps) + 4
+            if budget <= 0:
+                breathe(0)
+                budget = SLICE
             series = add_series()
             series.MergeFrom(self._template(key))
             pairs: Any = zip(stamps, values, strict=True)

@@ -235,6 +235,8 @@ def _children(config: Config, holder: list[StatsYard]) -> list[Any]:
                 default_entity=graphite.default_entity,
                 max_line_length=graphite.max_line_length,
                 max_connections=graphite.max_connections,
+                entity_tag=graphite.entity_tag,
+                templates=graphite.templates,
                 drain_timeout=drain,
                 link=ctx.link,
             )

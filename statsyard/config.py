@@ -30,12 +30,14 @@ from typing import Any, Final
 import attrs
 
 from statsyard.exceptions import ConfigError
+from statsyard.graphite_templates import compile_templates
 
 __all__ = [
     "ENV_PREFIX",
     "SECTIONS",
     "Config",
     "GraphiteConfig",
+    "HttpConfig",
     "LoggingConfig",
     "MetricsConfig",
     "PipelineConfig",
@@ -70,7 +72,8 @@ class Setting:
 
     Attributes:
         kind: one of ``str``, ``int``, ``float``, ``bool``, ``choice``,
-            ``table`` (str to str) .
+            ``table`` (str to str), ``list`` (of non-empty strings; from the
+            environment or a flag, comma-separated).
         minimum: smallest allowed number (inclusive), if any.
         maximum: largest allowed number (inclusive), if any.
         above: numbers must be strictly greater than this, if set.
@@ -95,6 +98,8 @@ class Setting:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "table":
             return "a table of strings to strings"
+        if self.kind == "list":
+            return "a list of non-empty strings"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":
@@ -145,6 +150,12 @@ class Setting:
             ):
                 raise _BadValueError(self.expected())
             return dict(sorted(value.items()))
+        if kind == "list":
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise _BadValueError(self.expected())
+            if not all(isinstance(item, str) and item.strip() for item in value):
+                raise _BadValueError(self.expected())
+            return tuple(item.strip() for item in value)
         if value is None and self.off_when_zero:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -193,6 +204,8 @@ class Setting:
                     raise _BadValueError("comma-separated key=value pairs")
                 table[key.strip()] = val.strip()
             return self.check(table)
+        if kind == "list":
+            return self.check([p.strip() for p in stripped.split(",") if p.strip()])
         if self.off_when_zero and stripped.lower() in ("", "off", "none", "null"):
             return None
         try:
@@ -220,9 +233,9 @@ def _fmt(number: float) -> str:
 def _setting(default: Any, setting: Setting) -> Any:
     """An attrs field that ``setting`` normalises and checks."""
     converter = attrs.Converter(setting.convert, takes_field=True)
-    if isinstance(default, dict):
+    if isinstance(default, dict | list):
         return attrs.field(
-            factory=lambda: dict(default),
+            factory=lambda: type(default)(default),
             converter=converter,
             metadata={"setting": setting},
         )
@@ -339,6 +352,49 @@ class GraphiteConfig:
         1000,
         Setting("int", minimum=1, help="Concurrent TCP connections; more are refused."),
     )
+    entity_tag: str = _setting(
+        "entity",
+        Setting("str", help="The Graphite tag that becomes the entity (e.g. host)."),
+    )
+    templates: tuple[str, ...] = _setting(
+        [],
+        Setting(
+            "list",
+            help='"FILTER TEMPLATE" rules mapping plain paths to metric and entity.',
+        ),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        """Check the templates, so that a bad one stops start-up with the rest."""
+        compile_templates(self.templates)
+
+
+@attrs.frozen
+class HttpConfig:
+    """``[http]``: the Graphite-compatible HTTP API, pictures and the web page."""
+
+    enabled: bool = _setting(
+        True, Setting("bool", help="Serve the HTTP API (graphite-web compatible).")
+    )
+    host: str = _setting(
+        "127.0.0.1", Setting("str", help="Address to listen on (0.0.0.0 for all).")
+    )
+    port: int = _setting(
+        8080,
+        Setting("int", minimum=0, maximum=65535, help="TCP port; 0 picks a free port."),
+    )
+    threads: int = _setting(
+        8,
+        Setting("int", minimum=1, maximum=256, help="Requests served at once."),
+    )
+    max_points: int = _setting(
+        10_000_000,
+        Setting(
+            "int",
+            minimum=1,
+            help="Largest number of stored points one request may read.",
+        ),
+    )
 
 
 @attrs.frozen
@@ -382,6 +438,7 @@ SECTIONS: Final[Mapping[str, type[Any]]] = {
     "storage": StorageConfig,
     "pipeline": PipelineConfig,
     "graphite": GraphiteConfig,
+    "http": HttpConfig,
     "metrics": MetricsConfig,
     "logging": LoggingConfig,
 }
@@ -412,6 +469,7 @@ class Config:
     storage: StorageConfig = attrs.field(factory=StorageConfig)
     pipeline: PipelineConfig = attrs.field(factory=PipelineConfig)
     graphite: GraphiteConfig = attrs.field(factory=GraphiteConfig)
+    http: HttpConfig = attrs.field(factory=HttpConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     sources: Mapping[str, str] = attrs.field(factory=dict)
@@ -547,9 +605,14 @@ def load_config(
         flag = flag_name(section, key)
         take(section, key, f"flag {flag}", f"{section}.{key} (from {flag})", text, True)
 
+    sections: dict[str, Any] = {}
+    for name in SECTIONS:
+        try:
+            sections[name] = SECTIONS[name](**values[name])
+        except ConfigError as error:  # a check across keys (graphite.templates)
+            problems.extend(error.problems)
     if problems:
         raise ConfigError(problems)
-    sections = {name: SECTIONS[name](**values[name]) for name in SECTIONS}
     return Config(**sections, sources=sources)
 
 
@@ -560,6 +623,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
         inner = ", ".join(
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()

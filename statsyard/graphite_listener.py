@@ -184,6 +184,9 @@ class GraphiteListener(ChildActor):
             read from TCP connections before counting them lost.
         recv_buffer_bytes: kernel receive buffer of each TCP connection, or
             None for the system's (self-tuning) default.
+        entity_tag: the Graphite tag that becomes the entity.
+        templates: ``"FILTER TEMPLATE"`` rules mapping plain paths to metric
+            and entity (:mod:`statsyard.graphite_templates`).
     """
 
     def __init__(
@@ -201,13 +204,18 @@ class GraphiteListener(ChildActor):
         on_drop: Callable[[int], None] | None = None,
         drain_timeout: float = 5.0,
         recv_buffer_bytes: int | None = None,
+        entity_tag: str = "entity",
+        templates: Sequence[str] = (),
     ) -> None:
         super().__init__(link=link)
         self._sink = sink
         self._host = host
         self._ports = (tcp_port, udp_port)
         self._parser = GraphiteParser(
-            default_entity=default_entity, max_line_length=max_line_length
+            default_entity=default_entity,
+            max_line_length=max_line_length,
+            entity_tag=entity_tag,
+            templates=templates,
         )
         self._max_connections = max_connections
         self._on_reject = on_reject

@@ -36,6 +36,7 @@ from statsyard.exceptions import (
     QueueTimeout,
     StatsYardError,
 )
+from statsyard.http.options import HttpOptions
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
 from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
 from statsyard.ledger import Counts, Ledger, QueueContents
@@ -53,7 +54,7 @@ from statsyard.supervisor import (
 )
 from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
-__all__ = ["CONSUMER", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ QUEUE = "queue"
 WRITER = "writer"
 CONSUMER = "consumer"
 SHIPPER = "shipper"
+HTTP = "http"
 
 
 class _HostLink:
@@ -102,6 +104,8 @@ class StatsYard:
         shippable: which histogram and meter statistics ship.
         process_stats: also ship ``vm.*`` process statistics.
         ingest_observer: extra per-batch validation hooks (the stress run's).
+        http: serve the HTTP API (``docs/http.md``): True for the defaults
+            or :class:`~statsyard.http.HttpOptions`; off by default.
         on_exit: called (from the supervisor's thread) if the tree stops by itself.
     """
 
@@ -130,6 +134,7 @@ class StatsYard:
         process_stats: bool = True,
         ingest_observer: IngestObserver | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
+        http: bool | HttpOptions = False,
     ) -> None:
         if queue_capacity < 1:
             raise ValueError(f"queue_capacity must be at least 1, got {queue_capacity}")
@@ -169,6 +174,10 @@ class StatsYard:
         }
         self._process_stats = process_stats
         self._host_on_exit = on_exit
+        self._http: HttpOptions | None = (
+            (HttpOptions() if http is True else http) if http else None
+        )
+        self._running = threading.Event()
 
         self.ledger = Ledger()
         self._storage_handle = StorageHandle()
@@ -241,9 +250,33 @@ class StatsYard:
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
         ]
+        if self._http is not None:
+            specs.append(self._http_spec(self._http))
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
         return specs
+
+    def _http_spec(self, options: HttpOptions) -> ChildSpec:
+        """The HTTP child: serves the API from the live storage (statsyard.http)."""
+        from statsyard.http.http_server import HttpServer
+        from statsyard.http.wiring import build_api
+
+        def start_http(ctx: StartContext) -> pykka.ActorRef[Any]:
+            api = build_api(
+                options,
+                storage=self._storage_handle.get,
+                registry=self.registry,
+                ready=self.ready,
+            )
+            return HttpServer.start(
+                app=api,
+                host=options.host,
+                port=options.port,
+                threads=options.threads,
+                link=ctx.link,
+            )
+
+        return ChildSpec(HTTP, start_http, shutdown=15.0)
 
     def _count_restart(self, child_id: str) -> None:
         self.registry.counter("supervisor.restarts", tags={"child": child_id}).inc()
@@ -280,6 +313,7 @@ class StatsYard:
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )
         self._linger_thread.start()
+        self._running.set()
         logger.info(
             "StatsYard started in %s (queue capacity %d, fsync %s)",
             self.data_dir,
@@ -296,6 +330,7 @@ class StatsYard:
         if self._stopping:
             return self.counts()
         self._stopping = True
+        self._running.clear()
         self._linger_stop.set()
         if self._linger_thread is not None:
             self._linger_thread.join()
@@ -339,6 +374,7 @@ class StatsYard:
         self.stop()
 
     def _on_tree_exit(self, exit_: SupervisorExit) -> None:
+        self._running.clear()
         self._exit = exit_
         if exit_.gave_up:
             logger.error("StatsYard's supervision tree stopped: %s", exit_.reason)
@@ -375,6 +411,25 @@ class StatsYard:
         if self._supervisor_ref is None:
             raise NotRunningError("StatsYard is not started")
         return self._supervisor_ref.proxy()
+
+    def ready(self) -> bool:
+        """Whether the tree is up and the storage open (HTTP ``/-/ready``)."""
+        if not self._running.is_set():
+            return False
+        try:
+            self._storage_handle.get(timeout=0)
+        except NotRunningError:
+            return False
+        return True
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """The HTTP API's bound ``(host, port)``, or None when it is not served."""
+        if self._http is None or self._supervisor_ref is None:
+            return None
+        server = self._table.get(HTTP, 5.0)
+        address: tuple[str, int] = server.proxy().address().get(timeout=5.0)
+        return address
 
     def child(self, child_id: str, timeout: float | None = 5.0) -> pykka.ActorRef[Any]:
         """The living child ``child_id``, waiting through a restart."""

@@ -245,6 +245,21 @@ def _children(config: Config, holder: list[StatsYard]) -> list[Any]:
     return specs
 
 
+def _http_options(config: Config) -> Any:
+    """The HTTP API's options, or False when ``[http] enabled`` is off."""
+    if not config.http.enabled:
+        return False
+    from statsyard.http import HttpOptions
+
+    return HttpOptions(
+        host=config.http.host,
+        port=config.http.port,
+        threads=config.http.threads,
+        max_points=config.http.max_points,
+        default_entity=config.graphite.default_entity,
+    )
+
+
 def build_yard(config: Config, **overrides: Any) -> StatsYard:
     """A StatsYard (not started) configured from ``config``, with its children."""
     from statsyard.app import StatsYard
@@ -266,6 +281,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "metrics_tags": config.metrics.tags,
         "ship_interval": config.metrics.interval,
         "process_stats": config.metrics.process_stats,
+        "http": _http_options(config),
     }
     options.update(overrides)
     data_dir = options.pop("data_dir", config.storage.data_dir)

@@ -124,3 +124,20 @@ class DataDirectoryInUseError(StatsYardError, RuntimeError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- The HTTP API --------------------------------------------------------------
+
+
+class HttpBindError(StatsYardError, OSError):
+    """The HTTP API could not listen on its address (port taken, bad host).
+
+    Attributes:
+        host: the address it was asked to listen on.
+        port: the port it was asked for.
+    """
+
+    def __init__(self, message: str, *, host: str, port: int) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port

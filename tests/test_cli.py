@@ -122,6 +122,8 @@ def test_run_serves_graphite_and_drains_on_a_signal(
             "0",
             "--metrics-enabled",
             "false",
+            "--http-port",
+            "0",
         ],
         cwd=tmp_path,
         env=env,
@@ -136,6 +138,7 @@ def test_run_serves_graphite_and_drains_on_a_signal(
     seen: list[str] = []
     try:
         found = _wait_for(lines, r"Graphite listener on tcp 127\.0\.0\.1:(\d+)", seen)
+        _wait_for(lines, r"HTTP API on http://127\.0\.0\.1:\d+$", seen)
         with socket.create_connection(
             ("127.0.0.1", int(found.group(1))), TIMEOUT
         ) as sock:

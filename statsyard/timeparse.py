@@ -29,7 +29,7 @@ from typing import Final
 
 from statsyard.exceptions import TimeFormatError
 
-__all__ = ["parse_offset_ms", "parse_time"]
+__all__ = ["parse_duration_s", "parse_offset_ms", "parse_time"]
 
 _MONTHS: Final = (
     "jan",
@@ -112,6 +112,36 @@ def parse_offset_ms(text: str) -> int:
             f"bad time offset {_shown(raw)} ({exc}): expected e.g. -1h, 30min, 2d, 1w",
             text=raw,
         ) from None
+
+
+def parse_duration_s(value: str | int) -> int:
+    """A positive whole number of seconds: an int, or ``"10s"``, ``"1m"``,
+    ``"5min"``, ``"1h"``, ``"1d"``, ``"1w"``, ``"1y"`` (a carbon retention step).
+
+    Raises:
+        TimeFormatError: not such a duration, signed, not positive, or not
+            whole seconds.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip()[:1].isdigit():
+        milliseconds = parse_offset_ms(value)
+        if milliseconds % 1000:
+            raise TimeFormatError(
+                f"bad duration {_shown(value)}: not whole seconds", text=value
+            )
+        seconds = milliseconds // 1000
+    else:
+        raise TimeFormatError(
+            f"bad duration {_shown(str(value))}: expected e.g. 10s, 1m, 1h, 1d or "
+            "an int of seconds",
+            text=str(value),
+        )
+    if seconds <= 0:
+        raise TimeFormatError(
+            f"bad duration {_shown(str(value))}: must be positive", text=str(value)
+        )
+    return seconds
 
 
 def _offset_ms(value: str) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ import attrs
 
 from statsyard.exceptions import ConfigError
 from statsyard.graphite_templates import compile_templates
+from statsyard.timeparse import parse_duration_s
 
 __all__ = [
     "ENV_PREFIX",
@@ -41,6 +43,7 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "PipelineConfig",
+    "RenderConfig",
     "Setting",
     "StorageConfig",
     "env_name",
@@ -73,7 +76,9 @@ class Setting:
     Attributes:
         kind: one of ``str``, ``int``, ``float``, ``bool``, ``choice``,
             ``table`` (str to str), ``list`` (of non-empty strings; from the
-            environment or a flag, comma-separated).
+            environment or a flag, comma-separated), ``duration`` (seconds,
+            from an int or ``"10s"``/``"1m"``/``"1h"``/``"1d"``), ``schema`` (a
+            list of ``{pattern = REGEX, step = DURATION}`` tables).
         minimum: smallest allowed number (inclusive), if any.
         maximum: largest allowed number (inclusive), if any.
         above: numbers must be strictly greater than this, if set.
@@ -100,6 +105,13 @@ class Setting:
             return "a table of strings to strings"
         if self.kind == "list":
             return "a list of non-empty strings"
+        if self.kind == "duration":
+            return 'a positive duration: seconds, or e.g. "10s", "1m", "1h", "1d"'
+        if self.kind == "schema":
+            return (
+                'a list of tables { pattern = "REGEX", step = "10s" } '
+                "(from the environment: REGEX=STEP;REGEX=STEP)"
+            )
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":
@@ -156,6 +168,10 @@ class Setting:
             if not all(isinstance(item, str) and item.strip() for item in value):
                 raise _BadValueError(self.expected())
             return tuple(item.strip() for item in value)
+        if kind == "duration":
+            return _duration(value, self.expected())
+        if kind == "schema":
+            return _schema(value, self.expected())
         if value is None and self.off_when_zero:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -206,6 +222,16 @@ class Setting:
             return self.check(table)
         if kind == "list":
             return self.check([p.strip() for p in stripped.split(",") if p.strip()])
+        if kind == "duration":
+            return self.check(int(stripped) if stripped.isdigit() else stripped)
+        if kind == "schema":
+            rules = []
+            for item in filter(None, (part.strip() for part in stripped.split(";"))):
+                pattern, sep, step = item.rpartition("=")
+                if not sep or not pattern:
+                    raise _BadValueError(self.expected())
+                rules.append({"pattern": pattern, "step": step})
+            return self.check(rules)
         if self.off_when_zero and stripped.lower() in ("", "off", "none", "null"):
             return None
         try:
@@ -224,6 +250,38 @@ class Setting:
             raise ConfigError(
                 [f"{field.name}: expected {bad}, got {value!r}"]
             ) from None
+
+
+def _duration(value: Any, expected: str) -> int:
+    """Seconds of a duration setting (an int, or text such as ``"1m"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _BadValueError(expected)
+    try:
+        seconds = parse_duration_s(value)
+    except ValueError:
+        raise _BadValueError(expected) from None
+    return seconds
+
+
+def _schema(value: Any, expected: str) -> tuple[tuple[str, int], ...]:
+    """``(pattern, step seconds)`` rules of a schema setting, checked."""
+    if isinstance(value, tuple):
+        value = [{"pattern": p, "step": s} for p, s in value]
+    if not isinstance(value, list):
+        raise _BadValueError(expected)
+    rules = []
+    for rule in value:
+        if not isinstance(rule, Mapping) or set(rule) != {"pattern", "step"}:
+            raise _BadValueError(expected)
+        pattern = rule["pattern"]
+        if not isinstance(pattern, str) or not pattern:
+            raise _BadValueError(expected)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _BadValueError(f"{expected}; bad regex {pattern!r}: {exc}") from None
+        rules.append((pattern, _duration(rule["step"], expected)))
+    return tuple(rules)
 
 
 def _fmt(number: float) -> str:
@@ -421,6 +479,31 @@ class MetricsConfig:
 
 
 @attrs.frozen
+class RenderConfig:
+    """``[render]``: how ``/render`` turns raw points into Graphite series."""
+
+    default_step: int = _setting(
+        60,
+        Setting(
+            "duration",
+            help="Seconds per point when no [[render.schema]] rule matches.",
+        ),
+    )
+    max_points: int = _setting(
+        2_000_000,
+        Setting("int", minimum=1, help="Points one render request may read."),
+    )
+    schema: tuple[tuple[str, int], ...] = _setting(
+        (),
+        Setting(
+            "schema",
+            help="Step per metric: [[render.schema]] pattern (regex), step; "
+            "the first match wins.",
+        ),
+    )
+
+
+@attrs.frozen
 class LoggingConfig:
     """``[logging]``: what goes to stderr."""
 
@@ -440,6 +523,7 @@ SECTIONS: Final[Mapping[str, type[Any]]] = {
     "graphite": GraphiteConfig,
     "http": HttpConfig,
     "metrics": MetricsConfig,
+    "render": RenderConfig,
     "logging": LoggingConfig,
 }
 """Section name to its attrs class, in the order of the example file."""
@@ -471,6 +555,7 @@ class Config:
     graphite: GraphiteConfig = attrs.field(factory=GraphiteConfig)
     http: HttpConfig = attrs.field(factory=HttpConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
+    render: RenderConfig = attrs.field(factory=RenderConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     sources: Mapping[str, str] = attrs.field(factory=dict)
     """``"section.key"`` to its source; a key that is absent is a default."""
@@ -630,6 +715,12 @@ def _toml_value(value: Any) -> str:
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
         )
         return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, tuple):  # schema rules: (pattern, step seconds)
+        rules = ", ".join(
+            f"{{ pattern = {_toml_value(p)}, step = {_toml_value(s)} }}"
+            for p, s in value
+        )
+        return f"[{rules}]"
     return repr(value)
 
 

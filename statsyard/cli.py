@@ -1,7 +1,7 @@
 """``python -m statsyard``: the service, its configuration, the stress run and queries.
 
-Subcommands: ``run`` (the default), ``config``, ``stress N``, ``query`` and
-``series``. Every subcommand takes ``--config PATH``, ``--log-level`` and a
+Subcommands: ``run`` (the default), ``config``, ``stress N``, ``query``,
+``series`` and ``plot``. Every subcommand takes ``--config PATH``, ``--log-level`` and a
 flag for every setting (``--<section>-<key>``, see ``docs/service.md``).
 A configuration error exits with status 2 and names every bad setting.
 """
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     query_cli.add_series_arguments(
         commands.add_parser("series", parents=[parent], help="list stored series")
     )
+    from statsyard.plot_cli import add_plot_arguments
+
+    add_plot_arguments(
+        commands.add_parser(
+            "plot", parents=[parent], help="draw render targets to a PNG or SVG file"
+        )
+    )
     return parser
 
 
@@ -188,6 +195,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         with tuned_gc_for_ingest():
             return run_stress(args, config)
+    if command == "plot":
+        from statsyard.plot_cli import run_plot
+
+        return run_plot(args, config)
     if command in ("query", "series"):
         if args.data_dir is None:
             # No --data-dir: read where the service writes (--config, env, flags).
@@ -250,13 +261,14 @@ def _http_options(config: Config) -> Any:
     if not config.http.enabled:
         return False
     from statsyard.http import HttpOptions
+    from statsyard.render import RenderSettings
 
     return HttpOptions(
         host=config.http.host,
         port=config.http.port,
         threads=config.http.threads,
-        max_points=config.http.max_points,
         default_entity=config.graphite.default_entity,
+        render=RenderSettings.from_config(config),
     )
 
 

@@ -445,14 +445,6 @@ class HttpConfig:
         8,
         Setting("int", minimum=1, maximum=256, help="Requests served at once."),
     )
-    max_points: int = _setting(
-        10_000_000,
-        Setting(
-            "int",
-            minimum=1,
-            help="Largest number of stored points one request may read.",
-        ),
-    )
 
 
 @attrs.frozen
@@ -708,7 +700,7 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, tuple | list):
+    if isinstance(value, tuple | list) and all(isinstance(i, str) for i in value):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
         inner = ", ".join(

@@ -17,7 +17,7 @@ from statsyard.app import StatsYard
 from statsyard.http import HttpOptions
 
 TIMEOUT = 10.0
-T0 = 1_700_000_000  # seconds; a multiple of 60
+T0 = 1_699_999_980  # seconds, 2023-11-14 22:13:00 UTC; a multiple of 60
 
 POINTS: Sequence[tuple[str, str, float, int]] = [
     *[

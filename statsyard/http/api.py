@@ -28,10 +28,11 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
-from statsyard.exceptions import NotRunningError
+from statsyard.exceptions import BadArgumentError, NotRunningError
 from statsyard.http.catalog import Catalog, filter_anchored, limited_sorted
 from statsyard.http.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
 from statsyard.http.prometheus import exposition
+from statsyard.render.source import parse_tag_expression
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -180,7 +181,6 @@ def _no_cache(response: Response) -> Response:
 
 
 Handler = Callable[[Request], Response]
-NameSeries = Callable[[str, str], str]
 
 
 class HttpApi:
@@ -191,8 +191,8 @@ class HttpApi:
             (``StorageHandle.get``).
         registry: StatsYard's metrics registry, for ``/metrics``.
         ready: whether the tree is up and the storage open, for ``/-/ready``.
-        series_name: the Graphite name of ``(metric, entity)``.
-        render: the ``/render`` handler (a ``Request -> Response``), or None.
+        default_entity: the entity whose series are plain Graphite paths.
+        render: the ``/render`` handler (a ``Request -> Response``).
         namespace: prefix of the Prometheus metric names.
     """
 
@@ -202,20 +202,21 @@ class HttpApi:
         storage: Callable[[float], Storage],
         registry: Registry,
         ready: Callable[[], bool],
-        series_name: NameSeries,
-        render: Handler | None = None,
+        default_entity: str,
+        render: Handler,
         namespace: str = "statsyard",
     ) -> None:
         self._storage = storage
         self._registry = registry
         self._ready = ready
-        self._series_name = series_name
+        self._default_entity = default_entity
         self._namespace = namespace
         self._routes: dict[str, Handler] = {
             "/": self._index_page,
             "/metrics/find": self._find,
             "/metrics/expand": self._expand,
             "/metrics/index.json": self._index_json,
+            "/render": render,
             "/tags": self._tag_list,
             "/tags/findSeries": self._find_series,
             "/tags/autoComplete/tags": self._autocomplete_tags,
@@ -224,8 +225,6 @@ class HttpApi:
             "/-/healthy": self._healthy,
             "/-/ready": self._ready_check,
         }
-        if render is not None:
-            self._routes["/render"] = render
 
     # -- WSGI -----------------------------------------------------------------
 
@@ -295,8 +294,7 @@ class HttpApi:
             storage = self._storage(STORAGE_WAIT)
         except NotRunningError as error:
             raise HttpError(503, f"storage is not open: {error}") from None
-        name = self._series_name
-        return Catalog(name(metric, entity) for metric, entity in storage.series("*"))
+        return Catalog(storage.series("*"), self._default_entity)
 
     # -- /metrics/* ------------------------------------------------------------
 
@@ -324,7 +322,7 @@ class HttpApi:
             raise HttpError(400, "Invalid value for 'format' parameter")
         try:
             nodes = self._catalog().find(query)
-        except ValueError as error:
+        except BadArgumentError as error:
             raise HttpError(400, f"Invalid parameters ({error})") from None
         if leaves_only:
             nodes = [node for node in nodes if node.is_leaf]
@@ -373,7 +371,7 @@ class HttpApi:
         for query in request.getlist("query"):
             try:
                 nodes = catalog.find(query)
-            except ValueError as error:
+            except BadArgumentError as error:
                 raise HttpError(400, f"Invalid parameters ({error})") from None
             results[query] = {
                 node.path for node in nodes if node.is_leaf or not leaves_only
@@ -387,8 +385,7 @@ class HttpApi:
 
     def _index_json(self, request: Request) -> Response:
         self._methods(request, "GET", "POST")
-        catalog = self._catalog()
-        return Response.json(sorted(catalog.plain + catalog.tagged), request)
+        return Response.json(self._catalog().names, request)
 
     # -- /tags -------------------------------------------------------------------
 
@@ -436,13 +433,12 @@ class HttpApi:
     def _exprs(self, request: Request) -> list[str]:
         return request.getlist("expr") or request.getlist("expr[]")
 
-    def _match(self, catalog: Catalog, exprs: list[str]) -> list[str]:
-        """The tagged series matching seriesByTag expressions."""
-        from statsyard.http._tagmatch import match_series
-
+    @staticmethod
+    def _match(catalog: Catalog, exprs: list[str]) -> list[tuple[str, dict[str, str]]]:
+        """``(name, tags)`` of the series matching seriesByTag expressions."""
         try:
-            return match_series(catalog.tagged, exprs)
-        except ValueError as error:
+            return catalog.match(exprs)
+        except BadArgumentError as error:
             raise HttpError(400, str(error), as_json=True) from None
 
     def _find_series(self, request: Request) -> Response:
@@ -450,7 +446,8 @@ class HttpApi:
         exprs = self._exprs(request)
         if not exprs:
             raise HttpError(400, "no tag expressions specified", as_json=True)
-        return Response.json(self._match(self._catalog(), exprs), request)
+        found = self._match(self._catalog(), exprs)
+        return Response.json([name for name, _ in found], request)
 
     def _autocomplete_tags(self, request: Request) -> Response:
         self._methods(request, "GET", "POST", as_json=True)
@@ -461,13 +458,12 @@ class HttpApi:
         if not exprs:
             names = [t for t in catalog.tag_names() if t.startswith(prefix)]
             return Response.json(names[:limit], request)
-        from statsyard.http._tagmatch import expression_tags
-
-        searched = expression_tags(exprs)
+        found = self._match(catalog, exprs)
+        searched = {parse_tag_expression(expr).tag for expr in exprs}
         tags = (
             tag
-            for tags in catalog.tags_of(self._match(catalog, exprs))
-            for tag in tags
+            for _, series_tags in found
+            for tag in series_tags
             if tag not in searched and tag.startswith(prefix)
         )
         return Response.json(limited_sorted(tags, limit), request)
@@ -484,10 +480,10 @@ class HttpApi:
         if not exprs:
             values = [v for v, _ in catalog.tag_values(tag) if v.startswith(prefix)]
             return Response.json(values[:limit], request)
-        matched = catalog.tags_of(self._match(catalog, [*exprs, f"{tag}!="]))
+        matched = self._match(catalog, [*exprs, f"{tag}!="])
         values_found = (
             tags[tag]
-            for tags in matched
+            for _, tags in matched
             if tag in tags and tags[tag].startswith(prefix)
         )
         return Response.json(limited_sorted(values_found, limit), request)

@@ -1,10 +1,12 @@
 """The stored series as graphite-web sees them: a tree of paths and a tag index.
 
-A series whose entity is the default entity is the plain Graphite path
-``metric``; every other series is the tagged series ``metric;entity=E``
-(:func:`series_name`). Plain paths make the tree that
-``/metrics/find`` walks; tagged series make the tags ``/tags`` lists (``name``
-is the part before the first ``;``, as in Graphite 1.1).
+Naming is the render engine's (:func:`statsyard.render.series_name`): a
+series whose entity is the default entity is the plain Graphite path
+``metric``; every other series is the tagged series ``metric;entity=E``.
+Plain paths make the tree that ``/metrics/find`` walks. The tag API lists
+the tags ``seriesByTag`` matches (:func:`statsyard.render.series_tags`):
+``name`` for every series and ``entity`` for the tagged ones, so that
+Grafana's tag editor offers exactly what ``seriesByTag`` can find.
 
 A :class:`Catalog` is a snapshot taken per request from the live storage.
 """
@@ -14,15 +16,19 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Sequence
-from typing import Final
 
 import attrs
 
-from statsyard.storage._query import compile_glob
+from statsyard.exceptions import BadArgumentError
+from statsyard.render.source import (
+    SeriesKey,
+    compile_path_glob,
+    parse_tag_expression,
+    series_name,
+    series_tags,
+)
 
-__all__ = ["Catalog", "Node", "parse_tags", "series_name"]
-
-NAME_TAG: Final = "name"
+__all__ = ["Catalog", "Node", "filter_anchored", "limited_sorted"]
 
 
 @attrs.frozen
@@ -40,46 +46,31 @@ class Node:
     is_leaf: bool
 
 
-def series_name(metric: str, entity: str, default_entity: str) -> str:
-    """The Graphite name of a stored series: plain, or tagged with its entity.
-
-    Tags are in Graphite's canonical order (sorted by name).
-    """
-    if entity == default_entity:
-        return metric
-    tags = parse_tags(metric)
-    name = tags.pop(NAME_TAG)
-    tags["entity"] = entity
-    return name + "".join(f";{key}={tags[key]}" for key in sorted(tags))
-
-
-def parse_tags(series: str) -> dict[str, str]:
-    """The tags of a tagged series name, ``name`` included (Graphite 1.1)."""
-    name, *pairs = series.split(";")
-    tags = {NAME_TAG: name}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        tags[key] = value
-    return tags
-
-
 class Catalog:
-    """Every stored series name, split into plain paths and tagged series.
+    """Every stored series with its Graphite name and tags.
 
     Args:
-        names: the Graphite names of the stored series.
+        keys: the stored ``(metric, entity)`` pairs.
+        default_entity: the entity whose series are plain Graphite paths.
     """
 
-    def __init__(self, names: Iterable[str]) -> None:
-        plain: list[str] = []
-        tagged: list[str] = []
-        for name in names:
-            (tagged if ";" in name else plain).append(name)
-        self.plain = sorted(set(plain))
-        """Plain dotted paths, sorted."""
-        self.tagged = sorted(set(tagged))
-        """Tagged series names, sorted."""
-        self._tags = [parse_tags(name) for name in self.tagged]
+    def __init__(self, keys: Iterable[SeriesKey], default_entity: str) -> None:
+        entries = sorted(
+            (series_name(metric, entity, default_entity), (metric, entity))
+            for metric, entity in set(keys)
+        )
+        self.names = [name for name, _ in entries]
+        """Every series' Graphite name, sorted."""
+        self.plain = [
+            metric
+            for _, (metric, entity) in entries
+            if entity == default_entity and ";" not in metric
+        ]
+        """The plain dotted paths that make the tree, sorted."""
+        self._tags = [
+            (name, series_tags(metric, entity, default_entity))
+            for name, (metric, entity) in entries
+        ]
 
     # -- the path tree ----------------------------------------------------------
 
@@ -91,10 +82,10 @@ class Catalog:
         parts as it has.
 
         Raises:
-            ValueError: the glob is malformed.
+            BadArgumentError: the glob is malformed.
         """
         depth = query.count(".") + 1
-        regex = compile_glob(query)
+        regex = compile_path_glob(query)
         found: dict[tuple[str, bool], Node] = {}
         for path in self.plain:
             parts = path.split(".")
@@ -107,24 +98,40 @@ class Catalog:
             found[(prefix, is_leaf)] = Node(prefix, parts[depth - 1], is_leaf)
         return sorted(found.values(), key=lambda node: (node.path, node.is_leaf))
 
-    # -- the tag index ------------------------------------------------------------
+    # -- the tag index (the tags seriesByTag matches) --------------------------------
 
     def tag_names(self) -> list[str]:
-        """Every tag of the tagged series, sorted."""
-        return sorted({tag for tags in self._tags for tag in tags})
+        """Every tag of the series, sorted."""
+        return sorted({tag for _, tags in self._tags for tag in tags})
 
     def tag_values(self, tag: str) -> list[tuple[str, int]]:
         """``(value, number of series)`` for each value of ``tag``, sorted."""
         counts: dict[str, int] = {}
-        for tags in self._tags:
+        for _, tags in self._tags:
             value = tags.get(tag)
             if value is not None:
                 counts[value] = counts.get(value, 0) + 1
         return sorted(counts.items())
 
-    def tags_of(self, names: Sequence[str]) -> list[dict[str, str]]:
-        """The tags of each of ``names`` (tagged series names)."""
-        return [parse_tags(name) for name in names]
+    def match(self, exprs: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        """``(name, tags)`` of the series matching every tag expression.
+
+        The expressions and rules are ``seriesByTag``'s: a missing tag reads
+        as empty, and at least one expression must need a non-empty value.
+
+        Raises:
+            BadArgumentError: a malformed expression, or none needs a value.
+        """
+        expressions = [parse_tag_expression(expr) for expr in exprs]
+        if all(expression.matches_empty() for expression in expressions):
+            raise BadArgumentError(
+                "at least one tag expression must require a non-empty value"
+            )
+        return [
+            (name, tags)
+            for name, tags in self._tags
+            if all(expression.matches(tags) for expression in expressions)
+        ]
 
 
 def filter_anchored(items: Iterable[str], pattern: str | None) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from statsyard.render import RenderSettings
 
 __all__ = ["HttpOptions"]
 
@@ -17,15 +20,13 @@ class HttpOptions:
         host: address to listen on.
         port: TCP port; 0 picks a free one (``StatsYard.http_address``).
         threads: requests served at once.
-        max_points: largest number of stored points one request may read.
         default_entity: the entity whose series are plain Graphite paths.
-        render: the render engine's settings (``[render]``), or None for
-            its defaults.
+        render: the render engine's settings (``[render]``: steps and the
+            point budget), or None for its defaults with ``default_entity``.
     """
 
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 8
-    max_points: int = 10_000_000
     default_entity: str = "graphite"
-    render: Any = None
+    render: RenderSettings | None = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from statsyard.http.api import HttpApi
-from statsyard.http.catalog import series_name
+from statsyard.http.render_view import RenderView
+from statsyard.render import RenderSettings
 
 if TYPE_CHECKING:
     from statsyard.http.options import HttpOptions
@@ -27,18 +27,16 @@ def build_api(
     """The WSGI application serving ``options`` over the live ``storage``.
 
     Args:
-        options: the HTTP settings.
+        options: the HTTP settings (and the render engine's).
         storage: returns the live storage, waiting up to the given seconds.
         registry: the metrics registry ``/metrics`` exposes.
         ready: whether the tree is up and the storage open.
     """
+    settings = options.render or RenderSettings(default_entity=options.default_entity)
     return HttpApi(
         storage=storage,
         registry=registry,
         ready=ready,
-        series_name=functools.partial(_name, default_entity=options.default_entity),
+        default_entity=settings.default_entity,
+        render=RenderView(storage=storage, settings=settings),
     )
-
-
-def _name(metric: str, entity: str, *, default_entity: str) -> str:
-    return series_name(metric, entity, default_entity)

@@ -216,6 +216,7 @@ def _draw(series: Sequence[PlotSeries], options: PlotOptions, fmt: str) -> bytes
     locator = dates.AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
+    axes.xaxis.get_offset_text().set_fontsize(7)
     if options.start is not None and options.end is not None:
         axes.set_xlim(
             dates.date2num(

@@ -122,24 +122,29 @@ def parse_duration_s(value: str | int) -> int:
         TimeFormatError: not such a duration, signed, not positive, or not
             whole seconds.
     """
+    text = str(value)
+    expected = "expected e.g. 10s, 1m, 1h, 1d or an int of seconds"
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value)
     elif isinstance(value, str) and value.strip()[:1].isdigit():
-        milliseconds = parse_offset_ms(value)
+        try:
+            milliseconds = _offset_ms(value.strip().lower())
+        except ValueError as exc:
+            raise TimeFormatError(
+                f"bad duration {_shown(text)} ({exc}): {expected}", text=text
+            ) from None
         if milliseconds % 1000:
             raise TimeFormatError(
-                f"bad duration {_shown(value)}: not whole seconds", text=value
+                f"bad duration {_shown(text)}: not whole seconds", text=text
             )
         seconds = milliseconds // 1000
     else:
-        raise TimeFormatError(
-            f"bad duration {_shown(str(value))}: expected e.g. 10s, 1m, 1h, 1d or "
-            "an int of seconds",
-            text=str(value),
-        )
+        raise TimeFormatError(f"bad duration {_shown(text)}: {expected}", text=text)
     if seconds <= 0:
         raise TimeFormatError(
-            f"bad duration {_shown(str(value))}: must be positive", text=str(value)
+            f"bad duration {_shown(text)}: must be positive", text=text
         )
     return seconds
 

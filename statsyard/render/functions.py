@@ -1094,6 +1094,8 @@ class Function:
     aggregator: bool = False
     defaults: tuple[Any, ...] = ()
     """The implementation's default per parameter (what an explicit None means)."""
+    keywords: tuple[str, ...] = ()
+    """The implementation's Python name per parameter."""
 
 
 def _check_value(function: str, param: Param, value: Any) -> Any:
@@ -1256,7 +1258,8 @@ def bind_arguments(
         raise BadArgumentError(
             f"unexpected keyword arguments for {name}(): {', '.join(unexpected)}"
         )
-    return out_args, out_kwargs
+    python_names = dict(zip((p.name for p in params), function.keywords, strict=True))
+    return out_args, {python_names[key]: value for key, value in out_kwargs.items()}
 
 
 def _p(
@@ -1284,7 +1287,8 @@ def _function(
         None if p.default is inspect.Parameter.empty else p.default for p in signature
     )
     defaults += (None,) * (len(params) - len(defaults))
-    return Function(name, impl, params, aggregator, defaults)
+    keywords = tuple(p.name for p in signature)
+    return Function(name, impl, params, aggregator, defaults, keywords)
 
 
 _ALL: Final = (

@@ -1,9 +1,10 @@
 """Does serving /render slow ingest down? (run by hand; issue 11).
 
 One StatsYard with its HTTP API holds a day of minutely points for 100
-series. Then, alternately, a batch of fresh points is pushed and flushed:
+series. Then, alternately, fresh points are pushed for a few seconds and
+flushed:
 
-- alone;
+- alone, for ``--seconds``;
 - while another process hammers ``/render`` with a few concurrent clients
   (a JSON render of ``servers.*.cpu`` over the last day and a PNG picture,
   in turn).
@@ -14,7 +15,7 @@ clients run in their own process so that their own work does not count
 against ingest; the server's work does (it shares StatsYard's process, as
 it does in the service). Usage::
 
-    python benchmarks/http_render.py [--repeats 5] [--points 300000] [--clients 2]
+    python benchmarks/http_render.py [--repeats 5] [--seconds 3] [--clients 2]
 """
 
 from __future__ import annotations
@@ -73,22 +74,26 @@ def preload(yard: StatsYard, series: int, now_s: int) -> None:
     yard.flush()
 
 
-def ingest(yard: StatsYard, points: int, round_: int) -> float:
-    """Push and flush ``points`` fresh points; return points per second."""
+def ingest(yard: StatsYard, seconds: float, round_: int) -> float:
+    """Push fresh points for ``seconds``, then flush; return points per second."""
     now_ms = int(time.time()) * 1000
+    batch = 50_000
+    pushed = 0
     began = time.perf_counter()
-    yard.push_many(
-        (f"bench.r{round_}.m{i % 1000}", "graphite", float(i), now_ms + i)
-        for i in range(points)
-    )
+    while time.perf_counter() - began < seconds:
+        yard.push_many(
+            (f"bench.r{round_}.m{i % 1000}", "graphite", float(i), now_ms + i)
+            for i in range(pushed, pushed + batch)
+        )
+        pushed += batch
     yard.flush()
-    return points / (time.perf_counter() - began)
+    return pushed / (time.perf_counter() - began)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--points", type=int, default=300_000)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--series", type=int, default=100)
     args = parser.parse_args()
@@ -108,7 +113,7 @@ def main() -> None:
             loaded: list[float] = []
             served: list[tuple[int, float]] = []
             for round_ in range(args.repeats):
-                alone.append(ingest(yard, args.points, 2 * round_))
+                alone.append(ingest(yard, args.seconds, 2 * round_))
                 client = subprocess.Popen(
                     [sys.executable, "-c", CLIENT, base, str(args.clients)],
                     stdin=subprocess.PIPE,
@@ -118,7 +123,7 @@ def main() -> None:
                 assert client.stdout is not None and client.stdin is not None
                 assert client.stdout.readline().strip() == "started"
                 began = time.perf_counter()
-                loaded.append(ingest(yard, args.points, 2 * round_ + 1))
+                loaded.append(ingest(yard, args.seconds, 2 * round_ + 1))
                 elapsed = time.perf_counter() - began
                 client.stdin.write("\n")
                 client.stdin.flush()

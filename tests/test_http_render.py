@@ -207,3 +207,15 @@ def test_a_request_reading_too_many_points_is_refused(tmp_path: Path) -> None:
     assert reply.status == 400
     assert "5" in reply.text
     assert reply.text.count("\n") == 1
+
+
+def test_concurrent_renders_take_turns_and_all_succeed(client: Client) -> None:
+    """Renders wait for their turn (one computes at a time); none is lost."""
+    import concurrent.futures
+
+    params = {"target": "servers.*.cpu", "from": str(T0), "until": str(T0 + 600)}
+    params["format"] = "json"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        replies = list(pool.map(lambda _: client.get("/render", params), range(12)))
+    assert {reply.status for reply in replies} == {200}
+    assert len({reply.body for reply in replies}) == 1

@@ -9,10 +9,13 @@ default format is ``png``, the default range the last 24 hours.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
 
 from statsyard.exceptions import NotRunningError, RenderError, TimeFormatError
 from statsyard.http.api import HttpError, Request, Response
@@ -30,6 +33,7 @@ from statsyard.timeparse import parse_time
 if TYPE_CHECKING:
     from datetime import tzinfo
 
+    from statsyard.render import TimeSeries
     from statsyard.render.plot import PlotOptions
     from statsyard.storage import Storage
 
@@ -44,6 +48,26 @@ _TYPES: Final = {
     "svg": "image/svg+xml",
 }
 _TRUE: Final = ("1", "true", "yes", "on")
+RENDERS_AT_ONCE: Final = 1
+"""Renders computed at once; more wait their turn (ingest shares the CPU)."""
+GATE_WAIT: Final = 60.0
+"""Seconds a render waits for its turn before a 503."""
+
+
+@attrs.frozen
+class _RenderQuery:
+    """A checked ``/render`` request."""
+
+    targets: tuple[str, ...]
+    form: str
+    tz: tzinfo
+    start_ms: int
+    end_ms: int
+    now_ms: int
+    max_data_points: int | None
+    no_null_points: bool
+    x_files_factor: float | None
+    plot: PlotOptions | None
 
 
 def _bad(message: str) -> HttpError:
@@ -69,13 +93,35 @@ class RenderView:
         self._storage = storage
         self._settings = settings
         self._clock = clock
+        self._gate = threading.BoundedSemaphore(RENDERS_AT_ONCE)
 
     def __call__(self, request: Request) -> Response:
-        """Answer one ``/render`` request."""
+        """Answer one ``/render`` request.
+
+        The parameters are checked first; then the request waits for its
+        turn (:data:`RENDERS_AT_ONCE`), since evaluating and drawing take
+        the CPU that ingest shares.
+        """
         if request.method not in ("GET", "POST"):
             raise HttpError(
                 405, f"method {request.method} not allowed; use GET or POST"
             )
+        query = self._parse(request)
+        try:
+            storage = self._storage(5.0)
+        except NotRunningError as error:
+            raise HttpError(503, f"storage is not open: {error}") from None
+        if not self._gate.acquire(timeout=GATE_WAIT):
+            raise HttpError(503, f"busy: waited {GATE_WAIT:.0f} s for a turn; retry")
+        try:
+            body = self._render(query, storage)
+        finally:
+            self._gate.release()
+        return Response(
+            body, _TYPES[query.form], headers=[("Cache-Control", "no-cache")]
+        )
+
+    def _parse(self, request: Request) -> _RenderQuery:
         form = (request.get("format") or "png").lower()
         if form not in FORMATS:
             raise _bad(f"format must be one of {', '.join(FORMATS)}, got {form!r}")
@@ -83,48 +129,57 @@ class RenderView:
         now_ms = self._time(request, "now", None, tz)
         start_ms = self._time(request, "from", "-1d", tz, now_ms)
         end_ms = self._time(request, "until", "now", tz, now_ms)
-        max_data_points = _positive_int(request, "maxDataPoints")
-        no_null_points = (request.get("noNullPoints") or "").lower() in _TRUE
-        x_files_factor = _float(request, "xFilesFactor")
-        targets = request.getlist("target")
-        plot = (
-            _plot_options(request, start_ms, end_ms) if form in ("png", "svg") else None
+        return _RenderQuery(
+            targets=tuple(request.getlist("target")),
+            form=form,
+            tz=tz,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            now_ms=now_ms,
+            max_data_points=_positive_int(request, "maxDataPoints"),
+            no_null_points=(request.get("noNullPoints") or "").lower() in _TRUE,
+            x_files_factor=_float(request, "xFilesFactor"),
+            plot=(
+                _plot_options(request, start_ms, end_ms)
+                if form in ("png", "svg")
+                else None
+            ),
         )
-        try:
-            storage = self._storage(5.0)
-        except NotRunningError as error:
-            raise HttpError(503, f"storage is not open: {error}") from None
+
+    def _render(self, query: _RenderQuery, storage: Storage) -> bytes:
         try:
             series = evaluate(
-                targets,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                now_ms=now_ms,
+                query.targets,
+                start_ms=query.start_ms,
+                end_ms=query.end_ms,
+                now_ms=query.now_ms,
                 source=StorageSource(storage),
                 settings=self._settings,
-                x_files_factor=x_files_factor,
+                x_files_factor=query.x_files_factor,
             )
         except RenderError as error:
             raise _bad(str(error)) from None
-        body: bytes
-        if form == "json":
-            body = format_json(
-                series, max_data_points=max_data_points, no_null_points=no_null_points
-            ).encode("utf-8")
-        elif form == "csv":
-            body = format_csv(series, tz=tz).encode("utf-8")
-        elif form == "raw":
-            body = format_raw(series).encode("utf-8")
-        else:
-            from statsyard.render.plot import draw
+        if query.form == "json":
+            return _paced_json(
+                series,
+                storage.pace,
+                query.max_data_points,
+                no_null_points=query.no_null_points,
+            )
+        if query.form == "csv":
+            return format_csv(series, tz=query.tz).encode("utf-8")
+        if query.form == "raw":
+            return format_raw(series).encode("utf-8")
+        from statsyard.render.plot import draw
 
-            assert plot is not None
-            apply_max_data_points(series, max_data_points or plot.width)
-            try:
-                body = draw(series, plot, fmt=form)
-            except ValueError as error:  # a colour matplotlib does not know
-                raise _bad(str(error)) from None
-        return Response(body, _TYPES[form], headers=[("Cache-Control", "no-cache")])
+        plot = query.plot
+        assert plot is not None
+        apply_max_data_points(series, query.max_data_points or plot.width)
+        storage.pace()
+        try:
+            return draw(series, plot, fmt=query.form)
+        except ValueError as error:  # a colour matplotlib does not know
+            raise _bad(str(error)) from None
 
     def _time(
         self,
@@ -143,6 +198,29 @@ class RenderView:
             return parse_time(text, now_ms=now_ms, tz=tz)
         except TimeFormatError as error:
             raise _bad(f"{name}: {error}") from None
+
+
+def _paced_json(
+    series: list[TimeSeries],
+    pace: Callable[[], None],
+    max_data_points: int | None,
+    *,
+    no_null_points: bool,
+) -> bytes:
+    """:func:`format_json`'s output, written a series at a time.
+
+    Between series the storage's pacer lets ingest run, so that encoding a
+    large answer does not hold the interpreter lock for its whole length.
+    """
+    if max_data_points is not None and any(len(one) for one in series):
+        apply_max_data_points(series, max_data_points)
+    parts: list[str] = []
+    for one in series:
+        text = format_json([one], no_null_points=no_null_points)
+        if text != "[]":
+            parts.append(text[1:-1])
+        pace()
+    return ("[" + ", ".join(parts) + "]").encode("utf-8")
 
 
 def _zone(name: str | None) -> tzinfo:

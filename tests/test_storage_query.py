@@ -271,7 +271,7 @@ def test_a_point_written_twice_reads_back_once_last_write_wins(
     Holds within one batch, across batches, across blocks and the head, for
     raw reads and for step aggregates (a count or sum does not double).
     """
-    storage.append(points("m", "e", [1, 2, 3]) + [DataPoint("m", "e", 20, T0 + 1000)])
+    storage.append([*points("m", "e", [1, 2, 3]), DataPoint("m", "e", 20, T0 + 1000)])
     if checkpoint_between:
         storage.checkpoint()
     storage.append([DataPoint("m", "e", 30, T0 + 2000), DataPoint("m", "f", 7, T0)])

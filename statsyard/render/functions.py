@@ -1102,16 +1102,24 @@ def _check_value(function: str, param: Param, value: Any) -> Any:
     """The value converted as graphite-web's param types do, or an error."""
     if param.options and value not in param.options:
         raise BadArgumentError(
-            f'invalid option for {function}() parameter "{param.name}": {value!r}; '
-            f"expected one of {', '.join(param.options)}"
+            f'invalid option for {function}() parameter "{param.name}": '
+            f"{_describe(value)}; expected one of {', '.join(param.options)}"
         )
     try:
         return _CONVERTERS[param.kind](value)
     except (TypeError, ValueError) as exc:
         raise BadArgumentError(
             f'invalid {param.kind} for {function}() parameter "{param.name}": '
-            f"{value!r} ({exc})"
+            f"{_describe(value)} ({exc})"
         ) from None
+
+
+def _describe(value: Any) -> str:
+    """An argument as an error message shows it (a series list is not listed)."""
+    if isinstance(value, list):
+        return f"a series list ({len(value)} series)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _series_list(value: Any) -> Any:

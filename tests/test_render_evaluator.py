@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import BadArgumentError, TooManyPointsError
-from statsyard.render import RenderSettings, StorageSource, evaluate, format_json
+from statsyard.exceptions import BadArgumentError, RenderError, TooManyPointsError
+from statsyard.render import (
+    FUNCTIONS,
+    RenderSettings,
+    StorageSource,
+    evaluate,
+    format_csv,
+    format_json,
+    format_raw,
+)
 from statsyard.storage import Storage
 from tests._render_helpers import FROM, NOW, B, render, shown
 
@@ -204,3 +215,88 @@ def test_renders_from_a_read_only_storage(tmp_path: Path) -> None:
         assert '"target": "sumSeries(cpu.*)"' in _render_storage(reader, "sum(cpu.*)")
     finally:
         reader.close()
+
+
+_PATHS = st.sampled_from(
+    ["cpu.*", "cpu.user", "*.free", "nothing", "cpu.user;entity=web1"]
+)
+_KIND_VALUES: dict[str, list[str]] = {
+    "float": ["2", "-1.5", "0", "inf", "1e3"],
+    "integer": ["0", "1", "2", "-1", "12"],
+    "intOrInf": ["1", "3", "inf"],
+    "interval": ["'1min'", "'-2min'", "'2h'", "'0s'", "'3m'"],
+    "intOrInterval": ["1", "3", "0", "'2min'", "'1h'"],
+    "boolean": ["true", "false"],
+    "string": ["'x'", "'max'", "'sum'", "'average'", "'last'"],
+    "aggFunc": ["'sum'", "'avg'", "'max'", "'median'", "'count'", "'last'"],
+    "aggOrSeriesFunc": ["'sum'", "'average'", "'sumSeries'", "'maxSeries'"],
+    "nodeOrTag": ["0", "1", "-1", "'entity'", "'name'", "5"],
+    "tag": ["'entity'", "'name'", "'dc'"],
+    "any": ["None", "2", "cpu.user"],
+}
+_WRONG = st.sampled_from(["'bogus'", "1.5", "None", "cpu.*", "true", "-7"])
+
+
+def _argument(kind: str, series: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    if kind == "seriesList":
+        return series
+    valid = st.sampled_from(_KIND_VALUES[kind])
+    return st.one_of(valid, valid, valid, _WRONG)
+
+
+def _call(name: str, series: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    if name == "seriesByTag":
+        exprs = st.sampled_from(
+            [
+                "'name=cpu.user'",
+                "'entity=~web'",
+                "'entity!='",
+                "'name=~^cpu'",
+                "'dc!=x'",
+            ]
+        )
+        return st.lists(exprs, min_size=1, max_size=3).map(
+            lambda args: f"seriesByTag({','.join(args)})"
+        )
+    parts: list[st.SearchStrategy[list[str]]] = []
+    for param in FUNCTIONS[name].params:
+        one = _argument(param.kind, series)
+        if param.multiple:
+            parts.append(st.lists(one, min_size=0, max_size=2))
+        elif param.required:
+            parts.append(one.map(lambda value: [value]))
+        else:
+            parts.append(st.one_of(st.just([]), one.map(lambda value: [value])))
+
+    def join(chunks: list[list[str]]) -> str:
+        args: list[str] = []
+        for chunk in chunks:
+            if not chunk:
+                break  # optional parameters are given in order
+            args += chunk
+        return f"{name}({','.join(args)})"
+
+    return st.tuples(*parts).map(lambda chunks: join(list(chunks)))
+
+
+def _targets(depth: int = 2) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return _PATHS
+    inner = _targets(depth - 1)
+    names = st.sampled_from([*sorted(FUNCTIONS), "seriesByTag"])
+    return st.one_of(_PATHS, names.flatmap(lambda name: _call(name, inner)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_targets(), st.integers(min_value=1, max_value=50))
+def test_any_call_of_any_function_renders_or_raises_only_a_render_error(
+    target: str, max_data_points: int
+) -> None:
+    """Random calls with random arguments never escape with anything else."""
+    try:
+        result = render(target, MIXED, settings=RenderSettings(max_points=10_000))
+    except RenderError:
+        return
+    json.loads(format_json(result, max_data_points=max_data_points))
+    format_csv(result)
+    format_raw(result)

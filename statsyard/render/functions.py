@@ -345,7 +345,7 @@ def aggregate(
     func: str,
     x_files_factor: float | None = None,
 ) -> SeriesList:
-    """``aggregate(seriesList, func, xFilesFactor=None)``."""
+    """``aggregate(seriesList, func, xFilesFactor=None)``: combine with ``func``."""
     return _aggregate(context, [series_list], func, x_files_factor)
 
 
@@ -478,7 +478,11 @@ def summarize(
     func: str = "sum",
     align_to_from: bool = False,
 ) -> SeriesList:
-    """``summarize(seriesList, intervalString, func='sum', alignToFrom=False)``."""
+    """``summarize(seriesList, intervalString, func='sum', alignToFrom=False)``.
+
+    Aggregates the values into interval buckets aligned on the epoch (or on
+    the series' start with ``alignToFrom``).
+    """
     interval = _interval_seconds(interval_string)
     if interval <= 0:
         raise BadArgumentError(
@@ -534,7 +538,11 @@ def per_second(
     max_value: float | None = None,
     min_value: float | None = None,
 ) -> SeriesList:
-    """``perSecond(seriesList, maxValue=None, minValue=None)``."""
+    """``perSecond(seriesList, maxValue=None, minValue=None)``.
+
+    The non-negative change per second of a counter; a wrap counts up to
+    ``maxValue`` (from ``minValue``), a reset without them is null.
+    """
     results = []
     for series in series_list:
         values: list[Value] = []
@@ -553,7 +561,11 @@ def non_negative_derivative(
     max_value: float | None = None,
     min_value: float | None = None,
 ) -> SeriesList:
-    """``nonNegativeDerivative(seriesList, maxValue=None, minValue=None)``."""
+    """``nonNegativeDerivative(seriesList, maxValue=None, minValue=None)``.
+
+    The change from the previous value, null where a counter went down
+    (unless ``maxValue``/``minValue`` say how it wrapped).
+    """
     results = []
     for series in series_list:
         values: list[Value] = []
@@ -654,7 +666,11 @@ def moving_average(
     window_size: int | str,
     x_files_factor: float | None = None,
 ) -> SeriesList:
-    """``movingAverage(seriesList, windowSize, xFilesFactor=None)``."""
+    """``movingAverage(seriesList, windowSize, xFilesFactor=None)``.
+
+    The average of the ``windowSize`` points (or the interval) ending at each
+    point, reading that window before ``from`` too.
+    """
     return moving_window(context, series_list, window_size, "average", x_files_factor)
 
 
@@ -690,7 +706,10 @@ def transform_null(
     default: float = 0,
     reference_series: SeriesList | None = None,
 ) -> SeriesList:
-    """``transformNull(seriesList, default=0, referenceSeries=None)``."""
+    """``transformNull(seriesList, default=0, referenceSeries=None)``.
+
+    Replaces nulls with ``default`` (only where a reference series has data).
+    """
     defaults: list[Value] | None = None
     if reference_series:
         defaults = [
@@ -756,7 +775,11 @@ def as_percent(
     total: Any = None,
     *nodes: int | str,
 ) -> SeriesList:
-    """``asPercent(seriesList, total=None, *nodes)``."""
+    """``asPercent(seriesList, total=None, *nodes)``.
+
+    Each series as a percentage of the total of all, of a number, of a
+    series, of matching series, or of its node group.
+    """
     normalize([series_list])
     xff = context.x_files_factor
     if nodes:
@@ -917,7 +940,7 @@ def lowest(
 
 
 def highest_average(context: Context, series_list: SeriesList, n: int) -> SeriesList:
-    """``highestAverage(seriesList, n)``."""
+    """``highestAverage(seriesList, n)``: the n series of greatest average."""
     return highest(context, series_list, n, "average")
 
 
@@ -927,12 +950,12 @@ def highest_current(context: Context, series_list: SeriesList, n: int) -> Series
 
 
 def highest_max(context: Context, series_list: SeriesList, n: int) -> SeriesList:
-    """``highestMax(seriesList, n)``."""
+    """``highestMax(seriesList, n)``: the n series of greatest maximum."""
     return highest(context, series_list, n, "max")
 
 
 def lowest_average(context: Context, series_list: SeriesList, n: int) -> SeriesList:
-    """``lowestAverage(seriesList, n)``."""
+    """``lowestAverage(seriesList, n)``: the n series of least average."""
     return lowest(context, series_list, n, "average")
 
 
@@ -947,7 +970,7 @@ def sort_by(
     func: str = "average",
     reverse: bool = False,
 ) -> SeriesList:
-    """``sortBy(seriesList, func='average', reverse=False)``."""
+    """``sortBy(seriesList, func='average', reverse=False)``: by an aggregate."""
     series_list.sort(key=_sort_key(aggregation_function(func)), reverse=reverse)
     return series_list
 
@@ -958,7 +981,7 @@ def sort_by_name(
     natural: bool = False,
     reverse: bool = False,
 ) -> SeriesList:
-    """``sortByName(seriesList, natural=False, reverse=False)``."""
+    """``sortByName(seriesList, natural=False, reverse=False)``: by name."""
     if natural:
 
         def natural_key(series: TimeSeries) -> str:
@@ -986,7 +1009,7 @@ def _apply_callback(context: Context, group: SeriesList, callback: str) -> TimeS
 def group_by_nodes(
     context: Context, series_list: SeriesList, callback: str, *nodes: int | str
 ) -> SeriesList:
-    """``groupByNodes(seriesList, callback, *nodes)``."""
+    """``groupByNodes(seriesList, callback, *nodes)``: combine per node values."""
     keys: list[str] = []
     groups: dict[str, SeriesList] = {}
     for series in series_list:
@@ -1009,14 +1032,14 @@ def group_by_node(
     node_num: int | str,
     callback: str = "average",
 ) -> SeriesList:
-    """``groupByNode(seriesList, nodeNum, callback='average')``."""
+    """``groupByNode(seriesList, nodeNum, callback='average')``: combine per node."""
     return group_by_nodes(context, series_list, callback, node_num)
 
 
 def group_by_tags(
     context: Context, series_list: SeriesList, callback: str, *tags: str
 ) -> SeriesList:
-    """``groupByTags(seriesList, callback, *tags)``."""
+    """``groupByTags(seriesList, callback, *tags)``: combine per tag values."""
     if not tags:
         raise BadArgumentError("groupByTags(): no tags specified")
     name = callback
@@ -1051,7 +1074,11 @@ def group_by_tags(
 def consolidate_by(
     context: Context, series_list: SeriesList, consolidation_func: str
 ) -> SeriesList:
-    """``consolidateBy(seriesList, consolidationFunc)``."""
+    """``consolidateBy(seriesList, consolidationFunc)``.
+
+    How values are merged when points are consolidated (``maxDataPoints``,
+    combining series of different steps): sum, average, min, max, first, last.
+    """
     for series in series_list:
         series.consolidation_func = consolidation_func
         series.set_tag("consolidateBy", consolidation_func)
@@ -1102,16 +1129,24 @@ def _check_value(function: str, param: Param, value: Any) -> Any:
     """The value converted as graphite-web's param types do, or an error."""
     if param.options and value not in param.options:
         raise BadArgumentError(
-            f'invalid option for {function}() parameter "{param.name}": {value!r}; '
-            f"expected one of {', '.join(param.options)}"
+            f'invalid option for {function}() parameter "{param.name}": '
+            f"{_describe(value)}; expected one of {', '.join(param.options)}"
         )
     try:
         return _CONVERTERS[param.kind](value)
     except (TypeError, ValueError) as exc:
         raise BadArgumentError(
             f'invalid {param.kind} for {function}() parameter "{param.name}": '
-            f"{value!r} ({exc})"
+            f"{_describe(value)} ({exc})"
         ) from None
+
+
+def _describe(value: Any) -> str:
+    """An argument as an error message shows it (a series list is not listed)."""
+    if isinstance(value, list):
+        return f"a series list ({len(value)} series)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _series_list(value: Any) -> Any:

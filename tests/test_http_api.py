@@ -300,3 +300,22 @@ def test_the_listening_address_is_logged(
         address = yard.http_address
     assert address is not None
     assert f"HTTP API on http://127.0.0.1:{address[1]}" in caplog.messages
+
+
+def test_functions_describe_the_render_functions_for_grafana(client: Client) -> None:
+    """/functions lists every function (optionally by group); unknown is a 404."""
+    every = client.get("/functions").json()
+    assert {"sumSeries", "seriesByTag", "aliasByNode"} <= set(every)
+    assert every["sumSeries"]["group"] == "Combine"
+    grouped = client.get("/functions", {"grouped": "true"}).json()
+    assert "sumSeries" in grouped["Combine"]
+    only = client.get("/functions", {"group": "Combine"}).json()
+    assert {info["group"] for info in only.values()} == {"Combine"}
+    one = client.get("/functions/summarize").json()
+    assert one["name"] == "summarize"
+    assert [p["name"] for p in one["params"]][:2] == ["seriesList", "intervalString"]
+    missing = client.get("/functions/nosuch")
+    assert (missing.status, missing.json()) == (
+        404,
+        {"error": "Function not found: nosuch"},
+    )

@@ -4,7 +4,7 @@ Endpoints (graphite-web 1.1 is the reference for the Graphite ones; see
 ``docs/http.md``):
 
 - ``/metrics/find``, ``/metrics/expand``, ``/metrics/index.json``
-- ``/render``
+- ``/render``, ``/functions``, ``/functions/<name>``
 - ``/tags``, ``/tags/<tag>``, ``/tags/findSeries``,
   ``/tags/autoComplete/tags``, ``/tags/autoComplete/values``
 - ``/metrics`` (Prometheus text format), ``/-/healthy``, ``/-/ready``
@@ -32,6 +32,7 @@ from statsyard.exceptions import BadArgumentError, NotRunningError
 from statsyard.http.catalog import Catalog, filter_anchored, limited_sorted
 from statsyard.http.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
 from statsyard.http.prometheus import exposition
+from statsyard.render.describe import function_info, function_list, to_json
 from statsyard.render.source import parse_tag_expression
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ class HttpApi:
             "/metrics/expand": self._expand,
             "/metrics/index.json": self._index_json,
             "/render": render,
+            "/functions": self._function_list,
             "/tags": self._tag_list,
             "/tags/findSeries": self._find_series,
             "/tags/autoComplete/tags": self._autocomplete_tags,
@@ -266,6 +268,8 @@ class HttpApi:
         if handler is None:
             if path.startswith("/tags/"):
                 return self._tag_details(request, path[len("/tags/") :])
+            if path.startswith("/functions/"):
+                return self._function_details(request, path[len("/functions/") :])
             if path.startswith("/static/"):
                 return self._static(path[len("/static/") :])
             raise HttpError(404, f"not found: {request.path}")
@@ -487,6 +491,22 @@ class HttpApi:
             if tag in tags and tags[tag].startswith(prefix)
         )
         return Response.json(limited_sorted(values_found, limit), request)
+
+    # -- /functions (Grafana's query editor) ---------------------------------------
+
+    def _function_list(self, request: Request) -> Response:
+        self._methods(request, "GET", as_json=True)
+        grouped = (request.get("grouped") or "").lower() in ("1", "true")
+        result = function_list(group=request.get("group"), grouped=grouped)
+        return Response(to_json(result).encode("utf-8"), JSON)
+
+    def _function_details(self, request: Request, name: str) -> Response:
+        self._methods(request, "GET", as_json=True)
+        try:
+            info = function_info(name)
+        except KeyError:
+            raise HttpError(404, f"Function not found: {name}", as_json=True) from None
+        return Response(to_json(info).encode("utf-8"), JSON)
 
     # -- operations ---------------------------------------------------------------
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from statsyard.app import StatsYard
-from statsyard.exceptions import StatsYardError
+from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.http import HttpOptions
 from tests._http_helpers import POINTS, Client, serving_yard
 
@@ -319,3 +320,29 @@ def test_functions_describe_the_render_functions_for_grafana(client: Client) -> 
         404,
         {"error": "Function not found: nosuch"},
     )
+
+
+def test_ready_is_503_until_the_tree_is_up(link: Any) -> None:
+    """/-/ready answers 503 while ready() is false, served by a bare HttpServer."""
+    from statsyard.http.http_server import HttpServer
+    from statsyard.http.wiring import build_api
+    from statsyard.metrics import Registry
+
+    def no_storage(timeout: float) -> Any:
+        raise NotRunningError("no writer has the data directory open")
+
+    api = build_api(
+        HttpOptions(), storage=no_storage, registry=Registry(), ready=lambda: False
+    )
+    server = HttpServer.start(app=api, port=0, link=link)
+    try:
+        client = Client(server.proxy().address().get(timeout=10))
+        ready = client.get("/-/ready")
+        assert (ready.status, ready.text) == (503, "StatsYard is not ready.\n")
+        assert client.get("/-/healthy").status == 200
+        find = client.get("/metrics/find", {"query": "*"})
+        assert find.status == 503
+        assert find.text.startswith("storage is not open")
+    finally:
+        server.stop(timeout=10)
+    assert link.exits == [(False, None)]

@@ -1042,6 +1042,15 @@ class Storage:
                 result[name] = downsample(piece, step, aggregate, pace)
         return result
 
+    def pace(self) -> None:
+        """Step aside for ingest if it is active (for readers' own long work).
+
+        A reader that computes on query results (the HTTP API formatting a
+        render) calls this between pieces of work, as queries do between
+        blocks, so that it shares the interpreter lock with ingest.
+        """
+        self._pacer()
+
     def _read_blocks(self, refs: list[BlockRef], pace: _Pacer) -> list[Piece]:
         """Read and decode blocks; a damaged one is skipped, counted and logged."""
         pieces: list[Piece] = []

@@ -1,0 +1,1481 @@
+"""The render functions, named and behaving as graphite-web 1.1's.
+
+Each function follows graphite-web's ``webapp/graphite/render/functions.py``
+(its docs and code are the specification): result names (``sumSeries(a.*)``,
+``scale(a.b,10)``, ``timeShift(a.b, "-1d")``), ``None`` handling, the
+``xFilesFactor`` default (0), the tags it sets, and how series of different
+steps are combined (normalised to the least common multiple of the steps,
+each consolidated by its consolidation function). Arguments are checked by
+kind as graphite-web's ``params`` do; a bad one is a
+:class:`~statsyard.exceptions.BadArgumentError` (graphite-web's
+``InputParameterError``), never a crash.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from functools import reduce
+from itertools import zip_longest
+from typing import Any, Final
+
+import attrs
+
+from statsyard.exceptions import BadArgumentError, TooManyPointsError
+from statsyard.render.grammar import Call, Node, PathExpression, parse_target
+from statsyard.render.series import (
+    CONSOLIDATION_FUNCTIONS,
+    TimeSeries,
+    Value,
+    tags_of_name,
+)
+from statsyard.timeparse import parse_offset_ms
+
+__all__ = [
+    "AGGREGATION_FUNCTIONS",
+    "FUNCTIONS",
+    "SPECIAL_FUNCTIONS",
+    "Context",
+    "EmptyResultError",
+    "Function",
+    "Param",
+    "bind_arguments",
+    "normalize",
+]
+
+INF: Final = float("inf")
+
+SeriesList = list[TimeSeries]
+
+
+class EmptyResultError(Exception):
+    """Internal: normalising found no series; the call yields ``[]`` (graphite-web)."""
+
+
+@attrs.define
+class Context:
+    """What a function may need beyond its arguments (graphite-web's requestContext).
+
+    Attributes:
+        start: the request's ``from``, epoch seconds.
+        end: the request's ``until``, epoch seconds.
+        now: the request's ``now``, epoch seconds.
+        x_files_factor: the request's default xFilesFactor.
+        max_points: the most slots or points one request may produce.
+        raw_args: the current call's arguments as parsed (unevaluated).
+        evaluate: evaluates a node over another ``(start, end)`` range.
+    """
+
+    start: int
+    end: int
+    now: int
+    x_files_factor: float
+    max_points: int
+    evaluate: Callable[[Node, int, int], SeriesList]
+    raw_args: tuple[Node, ...] = ()
+
+
+# -- aggregation helpers (graphite-web's safe.py / aggfuncs.py) ----------------
+
+
+def _usable(values: Sequence[Value]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def safe_sum(values: Sequence[Value]) -> float | None:
+    """Sum of the non-null values, None if there are none."""
+    usable = _usable(values)
+    return sum(usable) if usable else None
+
+
+def _safe_average(values: Sequence[Value]) -> float | None:
+    usable = _usable(values)
+    return sum(usable) / len(usable) if usable else None
+
+
+def _safe_average_zero(values: Sequence[Value]) -> float | None:
+    if not values:
+        return None
+    return sum(0 if v is None else v for v in values) / len(values)
+
+
+def _safe_median(values: Sequence[Value]) -> float | None:
+    usable = sorted(_usable(values))
+    if not usable:
+        return None
+    mid = len(usable) // 2
+    if len(usable) % 2 == 0:
+        return float(usable[mid - 1] + usable[mid]) / 2
+    return usable[mid]
+
+
+def safe_min(values: Sequence[Value]) -> float | None:
+    """Least non-null value, None if there are none."""
+    usable = _usable(values)
+    return min(usable) if usable else None
+
+
+def safe_max(values: Sequence[Value]) -> float | None:
+    """Greatest non-null value, None if there are none."""
+    usable = _usable(values)
+    return max(usable) if usable else None
+
+
+def _safe_diff(values: Sequence[Value]) -> float | None:
+    usable = _usable(values)
+    if not usable:
+        return None
+    return usable[0] + sum(-x for x in usable[1:])
+
+
+def _safe_stddev(values: Sequence[Value]) -> float | None:
+    usable = _usable(values)
+    if not usable:
+        return None
+    average = sum(usable) / len(usable)
+    return math.sqrt(sum((v - average) * (v - average) for v in usable) / len(usable))
+
+
+def _safe_count(values: Sequence[Value]) -> float | None:
+    return len(_usable(values))
+
+
+def _safe_range(values: Sequence[Value]) -> float | None:
+    high, low = safe_max(values), safe_min(values)
+    if high is None or low is None:
+        return None
+    return float(high) - float(low)
+
+
+def _safe_multiply(values: Sequence[Value]) -> float | None:
+    if None in values:
+        return None
+    return reduce(lambda x, y: x * y, [float(v) for v in values if v is not None])
+
+
+def safe_last(values: Sequence[Value]) -> float | None:
+    """Last non-null value, None if there is none."""
+    for value in reversed(values):
+        if value is not None:
+            return value
+    return None
+
+
+def safe_mul(a: Value, b: Value) -> Value:
+    """``a * b`` as floats, None if either is None."""
+    if a is None or b is None:
+        return None
+    return float(a) * float(b)
+
+
+def safe_div(a: Value, b: Value) -> Value:
+    """``a / b``, None if ``a`` is None or ``b`` is 0 or None."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+AggregationFunction = Callable[[Sequence[Value]], float | None]
+
+AGGREGATION_FUNCTIONS: Final[dict[str, AggregationFunction]] = {
+    "average": _safe_average,
+    "avg_zero": _safe_average_zero,
+    "median": _safe_median,
+    "sum": safe_sum,
+    "min": safe_min,
+    "max": safe_max,
+    "diff": _safe_diff,
+    "stddev": _safe_stddev,
+    "count": _safe_count,
+    "range": _safe_range,
+    "multiply": _safe_multiply,
+    "last": safe_last,
+    "rangeOf": _safe_range,
+    "avg": _safe_average,
+    "total": safe_sum,
+    "current": safe_last,
+}
+"""graphite-web's aggregation functions (``aggregate``, ``summarize``, ...), by name."""
+
+
+def aggregation_function(name: str, raw: str | None = None) -> AggregationFunction:
+    """The aggregation function called ``name``.
+
+    Raises:
+        BadArgumentError: no such function.
+    """
+    found = AGGREGATION_FUNCTIONS.get(name)
+    if found is None:
+        raise BadArgumentError(
+            f"unsupported aggregation function {raw or name!r}: expected one of "
+            + ", ".join(AGGREGATION_FUNCTIONS)
+        )
+    return found
+
+
+# -- shared machinery -------------------------------------------------------------
+
+
+def _lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b)
+
+
+def normalize(
+    series_lists: Sequence[Sequence[TimeSeries]],
+) -> tuple[SeriesList, int, int, int]:
+    """Consolidate series to a common step (the LCM) as graphite-web's ``normalize``.
+
+    Returns:
+        The series (consolidated in place), start, end and step.
+
+    Raises:
+        EmptyResultError: no series at all.
+    """
+    flat = [series for series_list in series_lists for series in series_list]
+    if not flat:
+        raise EmptyResultError
+    step = reduce(_lcm, [series.step for series in flat])
+    for series in flat:
+        series.consolidate(step // series.step)
+    start = min(series.start for series in flat)
+    end = max(series.end for series in flat)
+    end -= (end - start) % step
+    return flat, start, end, step
+
+
+def _xff(non_null: int, total: float, x_files_factor: float) -> bool:
+    if not non_null or not total:
+        return False
+    return non_null / total >= x_files_factor
+
+
+def _xff_values(values: Sequence[Value], x_files_factor: float) -> bool:
+    if not values:
+        return False
+    return _xff(len(_usable(values)), len(values), x_files_factor)
+
+
+def format_path_expressions(series_list: Sequence[TimeSeries]) -> str:
+    """The distinct path expressions of ``series_list``, comma-joined in order."""
+    seen: list[str] = []
+    for series in series_list:
+        if series.path_expression not in seen:
+            seen.append(series.path_expression)
+    return ",".join(seen)
+
+
+def _first_path_expression(name: str) -> str | None:
+    """The first metric path in a function-wrapped name (graphite-web's helper)."""
+    try:
+        node: Node = parse_target(name)
+    except ValueError:
+        return None
+    while True:
+        if isinstance(node, PathExpression):
+            return node.text
+        if isinstance(node, Call) and node.args:
+            node = node.args[0]
+            continue
+        return None
+
+
+def _node_or_tag(series: TimeSeries, node: int | str, path: str | None) -> str:
+    if (
+        isinstance(node, int | float)
+        and not isinstance(node, bool)
+        and node == int(node)
+    ):
+        try:
+            return (path or series.name).split(";", 2)[0].split(".")[int(node)]
+        except IndexError:
+            pass
+    return series.tags.get(str(node), "")
+
+
+def _aggregation_key(series: TimeSeries, nodes: Sequence[int | str]) -> str:
+    path = None
+    if series.name.endswith(")"):
+        path = _first_path_expression(series.name)
+    return ".".join(_node_or_tag(series, node, path) for node in nodes)
+
+
+def _aggregate(
+    context: Context,
+    series_lists: Sequence[Sequence[TimeSeries]],
+    func: str,
+    x_files_factor: float | None = None,
+) -> SeriesList:
+    """graphite-web's ``aggregate``: one series combining all, point by point."""
+    raw = func
+    if func.endswith("Series"):
+        func = func[: -len("Series")]
+    combine = aggregation_function(func, raw)
+    if not series_lists or not any(series_lists):
+        return []
+    try:
+        flat, start, end, step = normalize(series_lists)
+    except EmptyResultError:
+        return []
+    xff = context.x_files_factor if x_files_factor is None else x_files_factor
+    name = f"{func}Series({format_path_expressions(flat)})"
+    values = [
+        combine(row) if _xff_values(row, xff) else None for row in zip_longest(*flat)
+    ]
+    tags = dict(flat[0].tags)
+    for series in flat:
+        tags = {k: v for k, v in tags.items() if series.tags.get(k) == v}
+    tags.setdefault("name", name)
+    tags["aggregatedBy"] = func
+    return [TimeSeries(name, start, end, step, values, tags=tags, x_files_factor=xff)]
+
+
+def _fmt_g(number: float) -> str:
+    """``"%g" % number``, as graphite-web formats numbers in names."""
+    return "%g" % float(number)  # noqa: UP031 (printf-style %g is the spec)
+
+
+# -- the functions ------------------------------------------------------------------
+
+
+def aggregate(
+    context: Context,
+    series_list: SeriesList,
+    func: str,
+    x_files_factor: float | None = None,
+) -> SeriesList:
+    """``aggregate(seriesList, func, xFilesFactor=None)``: combine with ``func``."""
+    return _aggregate(context, [series_list], func, x_files_factor)
+
+
+def sum_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``sumSeries(*seriesLists)``: the sum at each point."""
+    return _aggregate(context, series_lists, "sum")
+
+
+def average_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``averageSeries(*seriesLists)``: the average at each point."""
+    return _aggregate(context, series_lists, "average")
+
+
+def min_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``minSeries(*seriesLists)``: the least value at each point."""
+    return _aggregate(context, series_lists, "min")
+
+
+def max_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``maxSeries(*seriesLists)``: the greatest value at each point."""
+    return _aggregate(context, series_lists, "max")
+
+
+def alias(context: Context, series_list: SeriesList, new_name: str) -> SeriesList:
+    """``alias(seriesList, newName)``: rename every series."""
+    for series in series_list:
+        series.name = new_name
+    return series_list
+
+
+def alias_by_node(
+    context: Context, series_list: SeriesList, *nodes: int | str
+) -> SeriesList:
+    """``aliasByNode(seriesList, *nodes)``: name from path nodes or tags."""
+    for series in series_list:
+        series.name = _aggregation_key(series, nodes)
+    return series_list
+
+
+def alias_by_tags(
+    context: Context, series_list: SeriesList, *tags: int | str
+) -> SeriesList:
+    """``aliasByTags(seriesList, *tags)``: as aliasByNode."""
+    return alias_by_node(context, series_list, *tags)
+
+
+def scale(context: Context, series_list: SeriesList, factor: float) -> SeriesList:
+    """``scale(seriesList, factor)``: multiply every value."""
+    for series in series_list:
+        series.set_tag("scale", factor)
+        series.name = f"scale({series.name},{_fmt_g(factor)})"
+        series.path_expression = series.name
+        series.values = [safe_mul(value, factor) for value in series]
+    return series_list
+
+
+def offset(context: Context, series_list: SeriesList, factor: float) -> SeriesList:
+    """``offset(seriesList, factor)``: add a constant to every value."""
+    for series in series_list:
+        series.set_tag("offset", factor)
+        series.name = f"offset({series.name},{_fmt_g(factor)})"
+        series.path_expression = series.name
+        series.values = [None if v is None else v + factor for v in series]
+    return series_list
+
+
+def absolute(context: Context, series_list: SeriesList) -> SeriesList:
+    """``absolute(seriesList)``: the absolute value of every value."""
+    for series in series_list:
+        series.set_tag("absolute", 1)
+        series.name = f"absolute({series.name})"
+        series.path_expression = series.name
+        series.values = [None if v is None else abs(v) for v in series]
+    return series_list
+
+
+def _check_bucket_count(context: Context, count: int, what: str) -> None:
+    if count > context.max_points:
+        raise TooManyPointsError(
+            f"{what} would make {count} points, more than render.max_points "
+            f"({context.max_points})",
+            limit=context.max_points,
+        )
+
+
+def _summarize_values(
+    context: Context,
+    series: TimeSeries,
+    func: str,
+    interval: int,
+    new_start: int,
+    new_end: int,
+) -> tuple[list[Value], int]:
+    if interval <= 0:
+        raise BadArgumentError(f"summarize interval must be positive, got {interval} s")
+    _check_bucket_count(context, (new_end - new_start) // interval, "summarize()")
+    combine = aggregation_function(func)
+    timestamps = list(range(series.start, series.end, series.step))
+    datapoints = list(series)
+    interval_points = interval / series.step
+    count = min(len(timestamps), len(datapoints))
+    values: list[Value] = []
+    i = 0
+    bucket = new_start
+    while bucket < new_end:
+        low = i
+        non_null = 0
+        while i < count and timestamps[i] < bucket + interval:
+            if timestamps[i] <= bucket:
+                low = i
+            if timestamps[i] >= bucket and datapoints[i] is not None:
+                non_null += 1
+            i += 1
+        if _xff(non_null, interval_points, series.x_files_factor):
+            values.append(combine(datapoints[low:i]))
+        else:
+            values.append(None)
+        bucket += interval
+    return values, bucket
+
+
+def _interval_seconds(text: str) -> int:
+    return parse_offset_ms(text) // 1000
+
+
+def summarize(
+    context: Context,
+    series_list: SeriesList,
+    interval_string: str,
+    func: str = "sum",
+    align_to_from: bool = False,
+) -> SeriesList:
+    """``summarize(seriesList, intervalString, func='sum', alignToFrom=False)``.
+
+    Aggregates the values into interval buckets aligned on the epoch (or on
+    the series' start with ``alignToFrom``).
+    """
+    interval = _interval_seconds(interval_string)
+    if interval <= 0:
+        raise BadArgumentError(
+            f"summarize interval must be positive, got {interval_string!r}"
+        )
+    results = []
+    for series in series_list:
+        if align_to_from:
+            new_start, new_end = series.start, series.end
+        else:
+            new_start = series.start - series.start % interval
+            new_end = series.end - series.end % interval + interval
+        values, aligned_end = _summarize_values(
+            context, series, func, interval, new_start, new_end
+        )
+        if align_to_from:
+            new_end = aligned_end
+        series.set_tag("summarize", interval_string)
+        series.set_tag("summarizeFunction", func)
+        suffix = ", true" if align_to_from else ""
+        name = f'summarize({series.name}, "{interval_string}", "{func}"{suffix})'
+        results.append(
+            series.copy(
+                name=name, start=new_start, end=new_end, step=interval, values=values
+            )
+        )
+    return results
+
+
+def _non_negative_delta(
+    value: Value, previous: Value, max_value: float | None, min_value: float | None
+) -> tuple[Value, Value]:
+    if value is None:
+        return None, None
+    if max_value is not None and value > max_value:
+        return None, None
+    if min_value is not None and value < min_value:
+        return None, None
+    if previous is None:
+        return None, value
+    if value >= previous:
+        return value - previous, value
+    if max_value is not None:
+        return max_value + 1 + value - previous - (min_value or 0), value
+    if min_value is not None:
+        return value - min_value, value
+    return None, value
+
+
+def per_second(
+    context: Context,
+    series_list: SeriesList,
+    max_value: float | None = None,
+    min_value: float | None = None,
+) -> SeriesList:
+    """``perSecond(seriesList, maxValue=None, minValue=None)``.
+
+    The non-negative change per second of a counter; a wrap counts up to
+    ``maxValue`` (from ``minValue``), a reset without them is null.
+    """
+    results = []
+    for series in series_list:
+        values: list[Value] = []
+        previous: Value = None
+        for value in series:
+            delta, previous = _non_negative_delta(value, previous, max_value, min_value)
+            values.append(None if delta is None else round(delta / series.step, 6))
+        series.set_tag("perSecond", 1)
+        results.append(series.copy(name=f"perSecond({series.name})", values=values))
+    return results
+
+
+def non_negative_derivative(
+    context: Context,
+    series_list: SeriesList,
+    max_value: float | None = None,
+    min_value: float | None = None,
+) -> SeriesList:
+    """``nonNegativeDerivative(seriesList, maxValue=None, minValue=None)``.
+
+    The change from the previous value, null where a counter went down
+    (unless ``maxValue``/``minValue`` say how it wrapped).
+    """
+    results = []
+    for series in series_list:
+        values: list[Value] = []
+        previous: Value = None
+        for value in series:
+            delta, previous = _non_negative_delta(value, previous, max_value, min_value)
+            values.append(delta)
+        series.set_tag("nonNegativeDerivative", 1)
+        name = f"nonNegativeDerivative({series.name})"
+        results.append(series.copy(name=name, values=values))
+    return results
+
+
+def derivative(context: Context, series_list: SeriesList) -> SeriesList:
+    """``derivative(seriesList)``: the change from the previous value."""
+    results = []
+    for series in series_list:
+        values: list[Value] = []
+        previous: Value = None
+        for value in series:
+            if previous is None or value is None:
+                values.append(None)
+            else:
+                values.append(value - previous)
+            previous = value
+        series.set_tag("derivative", 1)
+        results.append(series.copy(name=f"derivative({series.name})", values=values))
+    return results
+
+
+def integral(context: Context, series_list: SeriesList) -> SeriesList:
+    """``integral(seriesList)``: the running sum (None stays None)."""
+    results = []
+    for series in series_list:
+        values: list[Value] = []
+        current = 0.0
+        for value in series:
+            if value is None:
+                values.append(None)
+            else:
+                current += value
+                values.append(current)
+        series.set_tag("integral", 1)
+        results.append(series.copy(name=f"integral({series.name})", values=values))
+    return results
+
+
+def moving_window(
+    context: Context,
+    series_list: SeriesList,
+    window_size: int | str,
+    func: str = "average",
+    x_files_factor: float | None = None,
+) -> SeriesList:
+    """``movingWindow(seriesList, windowSize, func='average', xFilesFactor=None)``.
+
+    As graphite-web, it fetches its first argument again from ``windowSize``
+    earlier, so the first points have a full window.
+    """
+    if not series_list:
+        return []
+    if isinstance(window_size, str):
+        preview = abs(parse_offset_ms(window_size)) // 1000
+    else:
+        preview = max(series.step for series in series_list) * int(window_size)
+    combine = aggregation_function(func)
+    previews = context.evaluate(
+        context.raw_args[0], context.start - preview, context.end
+    )
+    tag_name = "moving" + func.capitalize()
+    results = []
+    for series in previews:
+        if isinstance(window_size, str):
+            name = f'{tag_name}({series.name},"{window_size}")'
+            window = preview // series.step
+        else:
+            name = f"{tag_name}({series.name},{window_size})"
+            window = int(window_size)
+        series.set_tag(tag_name, window_size)
+        xff = series.x_files_factor if x_files_factor is None else x_files_factor
+        values: list[Value] = []
+        raw = series.values
+        for i in range(window + 1, len(raw) + 1):
+            usable = _usable(raw[i - window : i])
+            if usable and _xff(len(usable), window, xff):
+                values.append(combine(usable))
+            else:
+                values.append(None)
+        results.append(
+            series.copy(name=name, start=series.start + preview, values=values)
+        )
+    return results
+
+
+def moving_average(
+    context: Context,
+    series_list: SeriesList,
+    window_size: int | str,
+    x_files_factor: float | None = None,
+) -> SeriesList:
+    """``movingAverage(seriesList, windowSize, xFilesFactor=None)``.
+
+    The average of the ``windowSize`` points (or the interval) ending at each
+    point, reading that window before ``from`` too.
+    """
+    return moving_window(context, series_list, window_size, "average", x_files_factor)
+
+
+def keep_last_value(
+    context: Context, series_list: SeriesList, limit: float = INF
+) -> SeriesList:
+    """``keepLastValue(seriesList, limit=inf)``: fill gaps of at most ``limit``."""
+    for series in series_list:
+        series.name = f"keepLastValue({series.name})"
+        series.path_expression = series.name
+        nones = 0
+        last: Value = None
+        values = list(series)
+        out = series.values
+        for i, value in enumerate(values):
+            if value is None:
+                nones += 1
+                continue
+            if 0 < nones <= limit and last is not None:
+                for index in range(i - nones, i):
+                    out[index] = last
+            nones = 0
+            last = value
+        if 0 < nones <= limit and last is not None:
+            for index in range(len(out) - nones, len(out)):
+                out[index] = last
+    return series_list
+
+
+def transform_null(
+    context: Context,
+    series_list: SeriesList,
+    default: float = 0,
+    reference_series: SeriesList | None = None,
+) -> SeriesList:
+    """``transformNull(seriesList, default=0, referenceSeries=None)``.
+
+    Replaces nulls with ``default`` (only where a reference series has data).
+    """
+    defaults: list[Value] | None = None
+    if reference_series:
+        defaults = [
+            default if any(v is not None for v in row) else None
+            for row in zip_longest(*reference_series)
+        ]
+    for series in series_list:
+        series.set_tag("transformNull", default)
+        if reference_series:
+            series.set_tag("referenceSeries", 1)
+            series.name = (
+                f"transformNull({series.name},{_fmt_g(default)},referenceSeries)"
+            )
+        else:
+            series.name = f"transformNull({series.name},{_fmt_g(default)})"
+        series.path_expression = series.name
+        if defaults:
+            series.values = [
+                fill if value is None else value
+                for value, fill in zip_longest(series, defaults)
+            ]
+        else:
+            series.values = [default if value is None else value for value in series]
+    return series_list
+
+
+def time_shift(
+    context: Context,
+    series_list: SeriesList,
+    time_shift: str,
+    reset_end: bool = True,
+    align_dst: bool = False,
+) -> SeriesList:
+    """``timeShift(seriesList, timeShift, resetEnd=True, alignDST=False)``.
+
+    ``alignDST`` is accepted and has no effect: StatsYard renders in UTC.
+    """
+    if time_shift[:1].isdigit():
+        time_shift = "-" + time_shift
+    delta = parse_offset_ms(time_shift) // 1000
+    if not series_list:
+        return []
+    first = series_list[0]
+    results = []
+    shifted_list = context.evaluate(
+        context.raw_args[0], context.start + delta, context.end + delta
+    )
+    for shifted in shifted_list:
+        shifted.set_tag("timeShift", time_shift)
+        shifted.name = f'timeShift({shifted.name}, "{time_shift}")'
+        if reset_end:
+            shifted.end = first.end
+        else:
+            shifted.end = shifted.end - shifted.start + first.start
+        shifted.start = first.start
+        results.append(shifted)
+    return results
+
+
+def as_percent(
+    context: Context,
+    series_list: SeriesList,
+    total: Any = None,
+    *nodes: int | str,
+) -> SeriesList:
+    """``asPercent(seriesList, total=None, *nodes)``.
+
+    Each series as a percentage of the total of all, of a number, of a
+    series, of matching series, or of its node group.
+    """
+    normalize([series_list])
+    xff = context.x_files_factor
+    if nodes:
+        return _as_percent_by_nodes(context, series_list, total, nodes)
+    total_values: Sequence[Value] | TimeSeries
+    total_text: str | None
+    if total is None:
+        total_values = [safe_sum(row) for row in zip_longest(*series_list)]
+        total_text = f"sumSeries({format_path_expressions(series_list)})"
+    elif isinstance(total, list):
+        if len(total) not in (1, len(series_list)):
+            raise BadArgumentError(
+                "asPercent second argument must be missing, a single digit, "
+                "reference exactly 1 series or reference the same number of "
+                "series as the first argument"
+            )
+        total_values, total_text = [], None
+        if len(total) == 1:
+            normalize([series_list, total])
+            total_values = total[0]
+            total_text = total[0].name
+    elif isinstance(total, int | float) and not isinstance(total, bool):
+        total_values = [total] * len(series_list[0])
+        total_text = str(total)
+    else:
+        raise BadArgumentError(
+            f"asPercent total must be a number, a series list or None, got {total!r}"
+        )
+    results = []
+    if isinstance(total, list) and len(total) == len(series_list):
+        pairs = zip(
+            sorted(series_list, key=lambda s: s.name),
+            sorted(total, key=lambda s: s.name),
+            strict=True,
+        )
+        for series, divisor in pairs:
+            name = f"asPercent({series.name},{divisor.name})"
+            _, start, end, step = normalize([(series, divisor)])
+            values = [
+                safe_mul(safe_div(a, b), 100.0) for a, b in zip_longest(series, divisor)
+            ]
+            results.append(
+                TimeSeries(name, start, end, step, values, x_files_factor=xff)
+            )
+        return results
+    for series in series_list:
+        values = [
+            safe_mul(safe_div(a, b), 100.0)
+            for a, b in zip_longest(series, total_values)
+        ]
+        name = f"asPercent({series.name},{total_text or series.path_expression})"
+        results.append(
+            TimeSeries(
+                name, series.start, series.end, series.step, values, x_files_factor=xff
+            )
+        )
+    return results
+
+
+def _sum_group(context: Context, group: SeriesList) -> TimeSeries:
+    if len(group) == 1:
+        return group[0]
+    name = f"sumSeries({format_path_expressions(group)})"
+    _, start, end, step = normalize([group])
+    values = [safe_sum(row) for row in zip_longest(*group)]
+    return TimeSeries(
+        name, start, end, step, values, x_files_factor=context.x_files_factor
+    )
+
+
+def _as_percent_by_nodes(
+    context: Context, series_list: SeriesList, total: Any, nodes: Sequence[int | str]
+) -> SeriesList:
+    xff = context.x_files_factor
+    keys: list[str] = []
+    groups: dict[str, SeriesList] = {}
+    for series in series_list:
+        key = _aggregation_key(series, nodes)
+        if key not in groups:
+            groups[key] = []
+            keys.append(key)
+        groups[key].append(series)
+    totals: dict[str, TimeSeries] = {}
+    if total is None:
+        for key in keys:
+            totals[key] = _sum_group(context, groups[key])
+    elif isinstance(total, list):
+        total_groups: dict[str, SeriesList] = {}
+        for series in total:
+            key = _aggregation_key(series, nodes)
+            if key not in total_groups:
+                total_groups[key] = []
+                if key not in keys:
+                    keys.append(key)
+            total_groups[key].append(series)
+        for key, group in total_groups.items():
+            totals[key] = _sum_group(context, group)
+    else:
+        raise BadArgumentError(
+            "asPercent total must be None or a seriesList with nodes"
+        )
+    results = []
+    for key in keys:
+        if key not in groups:
+            divisor = totals[key]
+            results.append(
+                TimeSeries(
+                    f"asPercent(MISSING,{divisor.name})",
+                    divisor.start,
+                    divisor.end,
+                    divisor.step,
+                    [None for _ in divisor],
+                    x_files_factor=xff,
+                )
+            )
+            continue
+        for series in groups[key]:
+            if key not in totals:
+                name = f"asPercent({series.name},MISSING)"
+                start, end, step = series.start, series.end, series.step
+                values: list[Value] = [None for _ in series]
+            else:
+                divisor = totals[key]
+                name = f"asPercent({series.name},{divisor.name})"
+                _, start, end, step = normalize([(series, divisor)])
+                values = [
+                    safe_mul(safe_div(a, b), 100.0)
+                    for a, b in zip_longest(series, divisor)
+                ]
+            results.append(
+                TimeSeries(name, start, end, step, values, x_files_factor=xff)
+            )
+    return results
+
+
+def _sort_key(function: AggregationFunction) -> Callable[[TimeSeries], float]:
+    def key(series: TimeSeries) -> float:
+        value = function(list(series))
+        return -INF if value is None else value
+
+    return key
+
+
+def highest(
+    context: Context, series_list: SeriesList, n: int = 1, func: str = "average"
+) -> SeriesList:
+    """``highest(seriesList, n=1, func='average')``: the n greatest by ``func``."""
+    series_list.sort(key=_sort_key(aggregation_function(func)), reverse=True)
+    return series_list[: int(n)]
+
+
+def lowest(
+    context: Context, series_list: SeriesList, n: int = 1, func: str = "average"
+) -> SeriesList:
+    """``lowest(seriesList, n=1, func='average')``: the n least by ``func``."""
+    series_list.sort(key=_sort_key(aggregation_function(func)))
+    return series_list[: int(n)]
+
+
+def highest_average(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``highestAverage(seriesList, n)``: the n series of greatest average."""
+    return highest(context, series_list, n, "average")
+
+
+def highest_current(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``highestCurrent(seriesList, n)``: by last non-null value."""
+    return highest(context, series_list, n, "current")
+
+
+def highest_max(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``highestMax(seriesList, n)``: the n series of greatest maximum."""
+    return highest(context, series_list, n, "max")
+
+
+def lowest_average(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``lowestAverage(seriesList, n)``: the n series of least average."""
+    return lowest(context, series_list, n, "average")
+
+
+def limit(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``limit(seriesList, n)``: the first n series."""
+    return series_list[0:n]
+
+
+def sort_by(
+    context: Context,
+    series_list: SeriesList,
+    func: str = "average",
+    reverse: bool = False,
+) -> SeriesList:
+    """``sortBy(seriesList, func='average', reverse=False)``: by an aggregate."""
+    series_list.sort(key=_sort_key(aggregation_function(func)), reverse=reverse)
+    return series_list
+
+
+def sort_by_name(
+    context: Context,
+    series_list: SeriesList,
+    natural: bool = False,
+    reverse: bool = False,
+) -> SeriesList:
+    """``sortByName(seriesList, natural=False, reverse=False)``: by name."""
+    if natural:
+
+        def natural_key(series: TimeSeries) -> str:
+            return re.sub(r"(\d+)", lambda m: f"{int(m.group(0)):010}", series.name)
+
+        series_list.sort(key=natural_key, reverse=reverse)
+    else:
+        series_list.sort(key=lambda series: series.name, reverse=reverse)
+    return series_list
+
+
+def sort_by_maxima(context: Context, series_list: SeriesList) -> SeriesList:
+    """``sortByMaxima(seriesList)``: by greatest value, descending."""
+    series_list.sort(key=_sort_key(safe_max), reverse=True)
+    return series_list
+
+
+def _apply_callback(context: Context, group: SeriesList, callback: str) -> TimeSeries:
+    function = FUNCTIONS.get(callback)
+    if function is not None:
+        return function.impl(context, group)[0]
+    return _aggregate(context, [group], callback)[0]
+
+
+def group_by_nodes(
+    context: Context, series_list: SeriesList, callback: str, *nodes: int | str
+) -> SeriesList:
+    """``groupByNodes(seriesList, callback, *nodes)``: combine per node values."""
+    keys: list[str] = []
+    groups: dict[str, SeriesList] = {}
+    for series in series_list:
+        key = _aggregation_key(series, nodes)
+        if key not in groups:
+            groups[key] = []
+            keys.append(key)
+        groups[key].append(series)
+    results = []
+    for key in keys:
+        combined = _apply_callback(context, groups[key], callback)
+        combined.name = key
+        results.append(combined)
+    return results
+
+
+def group_by_node(
+    context: Context,
+    series_list: SeriesList,
+    node_num: int | str,
+    callback: str = "average",
+) -> SeriesList:
+    """``groupByNode(seriesList, nodeNum, callback='average')``: combine per node."""
+    return group_by_nodes(context, series_list, callback, node_num)
+
+
+def group_by_tags(
+    context: Context, series_list: SeriesList, callback: str, *tags: str
+) -> SeriesList:
+    """``groupByTags(seriesList, callback, *tags)``: combine per tag values."""
+    if not tags:
+        raise BadArgumentError("groupByTags(): no tags specified")
+    name = callback
+    if "name" not in tags:
+        names = {series.tags["name"] for series in series_list}
+        name = next(iter(names)) if len(names) == 1 else callback
+    keys: list[str] = []
+    groups: dict[str, SeriesList] = {}
+    for series in series_list:
+        if "name" not in tags:
+            parts = sorted(f"{tag}={series.tags.get(tag, '')}" for tag in tags)
+            key = ";".join([name, *parts])
+        else:
+            parts = sorted(
+                f"{tag}={series.tags.get(tag, '')}" for tag in tags if tag != "name"
+            )
+            key = ";".join([series.tags["name"], *parts])
+        if key not in groups:
+            groups[key] = []
+            keys.append(key)
+        groups[key].append(series)
+    results = []
+    for key in keys:
+        combined = _apply_callback(context, groups[key], callback)
+        combined.name = key
+        combined.path_expression = key
+        combined.tags = tags_of_name(key)
+        results.append(combined)
+    return results
+
+
+def consolidate_by(
+    context: Context, series_list: SeriesList, consolidation_func: str
+) -> SeriesList:
+    """``consolidateBy(seriesList, consolidationFunc)``.
+
+    How values are merged when points are consolidated (``maxDataPoints``,
+    combining series of different steps): sum, average, min, max, first, last.
+    """
+    for series in series_list:
+        series.consolidation_func = consolidation_func
+        series.set_tag("consolidateBy", consolidation_func)
+        series.name = f'consolidateBy({series.name},"{consolidation_func}")'
+        series.path_expression = series.name
+    return series_list
+
+
+# -- parameters and the registry ------------------------------------------------------
+
+
+@attrs.frozen
+class Param:
+    """One parameter of a function, as graphite-web's ``Param``.
+
+    Attributes:
+        name: the keyword it may be given by.
+        kind: ``seriesList``, ``float``, ``integer``, ``intOrInf``,
+            ``interval``, ``intOrInterval``, ``boolean``, ``string``,
+            ``aggFunc``, ``aggOrSeriesFunc``, ``nodeOrTag``, ``tag`` or ``any``.
+        required: must be given.
+        multiple: takes every remaining positional argument.
+        options: the allowed values, if restricted.
+    """
+
+    name: str
+    kind: str
+    required: bool = False
+    multiple: bool = False
+    options: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Function:
+    """A render function: its graphite-web name, implementation and parameters."""
+
+    name: str
+    impl: Callable[..., SeriesList]
+    params: tuple[Param, ...]
+    aggregator: bool = False
+    defaults: tuple[Any, ...] = ()
+    """The implementation's default per parameter (what an explicit None means)."""
+    keywords: tuple[str, ...] = ()
+    """The implementation's Python name per parameter."""
+
+
+def _check_value(function: str, param: Param, value: Any) -> Any:
+    """The value converted as graphite-web's param types do, or an error."""
+    if param.options and value not in param.options:
+        raise BadArgumentError(
+            f'invalid option for {function}() parameter "{param.name}": '
+            f"{_describe(value)}; expected one of {', '.join(param.options)}"
+        )
+    try:
+        return _CONVERTERS[param.kind](value)
+    except (TypeError, ValueError) as exc:
+        raise BadArgumentError(
+            f'invalid {param.kind} for {function}() parameter "{param.name}": '
+            f"{_describe(value)} ({exc})"
+        ) from None
+
+
+def _describe(value: Any) -> str:
+    """An argument as an error message shows it (a series list is not listed)."""
+    if isinstance(value, list):
+        return f"a series list ({len(value)} series)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _series_list(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise TypeError("expected a series list (a metric path or a function)")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, float | bool):
+        raise TypeError("expected an integer")
+    if not isinstance(value, int | str):
+        raise TypeError("expected an integer")
+    return int(value)
+
+
+def _int_or_inf(value: Any) -> float:
+    if isinstance(value, float) and value == INF:
+        return INF
+    return _integer(value)
+
+
+def _interval(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a quoted interval such as '1h'")
+    parse_offset_ms(value)
+    return value
+
+
+def _int_or_interval(value: Any) -> int | str:
+    if isinstance(value, str):
+        return _interval(value)
+    return _integer(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError("expected true or false")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    raise ValueError("expected true or false")
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a quoted string")
+    return value
+
+
+def _agg_func(value: Any) -> str:
+    if not isinstance(value, str) or (
+        value not in AGGREGATION_FUNCTIONS
+        and not (value.endswith("Series") and value[:-6] in AGGREGATION_FUNCTIONS)
+    ):
+        raise ValueError("expected one of " + ", ".join(AGGREGATION_FUNCTIONS))
+    return value
+
+
+def _agg_or_series_func(value: Any) -> str:
+    if isinstance(value, str):
+        found = FUNCTIONS.get(value)
+        if found is not None and found.aggregator:
+            return value
+    return _agg_func(value)
+
+
+def _node_or_tag_value(value: Any) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("expected a node number or a tag name")
+    return value
+
+
+_CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {
+    "seriesList": _series_list,
+    "float": _float,
+    "integer": _integer,
+    "intOrInf": _int_or_inf,
+    "interval": _interval,
+    "intOrInterval": _int_or_interval,
+    "boolean": _boolean,
+    "string": _string,
+    "aggFunc": _agg_func,
+    "aggOrSeriesFunc": _agg_or_series_func,
+    "nodeOrTag": _node_or_tag_value,
+    "tag": _string,
+    "any": lambda value: value,
+}
+
+
+def bind_arguments(
+    function: Function, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Check and convert a call's arguments as graphite-web's ``validateParams``.
+
+    Raises:
+        BadArgumentError: too many, missing, unexpected or ill-typed arguments.
+    """
+    params = function.params
+    name = function.name
+    if len(args) + len(kwargs) > len(params) and not params[-1].multiple:
+        raise BadArgumentError(f"too many arguments for {name}()")
+    positional: tuple[Param, ...]
+    keyword: tuple[Param, ...]
+    if len(args) > len(params):
+        positional, keyword = params, ()
+    else:
+        positional, keyword = params[: len(args)], params[len(args) :]
+    out_args = []
+    for index, value in enumerate(args):
+        param = positional[min(index, len(positional) - 1)]
+        if value is None and not param.required and not param.multiple:
+            # graphite-web lets None through for an optional parameter.
+            out_args.append(function.defaults[min(index, len(params) - 1)])
+            continue
+        out_args.append(_check_value(name, param, value))
+    out_kwargs: dict[str, Any] = {}
+    for param in keyword:
+        value = kwargs.get(param.name)
+        if value is None:
+            if param.required:
+                raise BadArgumentError(
+                    f'missing required parameter "{param.name}" for {name}()'
+                )
+            continue
+        if param.multiple:
+            raise BadArgumentError(
+                f'parameter "{param.name}" of {name}() cannot be given by keyword'
+            )
+        out_kwargs[param.name] = _check_value(name, param, value)
+    unexpected = [
+        key for key in kwargs if key not in out_kwargs and kwargs[key] is not None
+    ]
+    if unexpected:
+        raise BadArgumentError(
+            f"unexpected keyword arguments for {name}(): {', '.join(unexpected)}"
+        )
+    python_names = dict(zip((p.name for p in params), function.keywords, strict=True))
+    return out_args, {python_names[key]: value for key, value in out_kwargs.items()}
+
+
+def _p(
+    name: str,
+    kind: str,
+    *,
+    required: bool = False,
+    multiple: bool = False,
+    options: tuple[str, ...] = (),
+) -> Param:
+    return Param(name, kind, required, multiple, options)
+
+
+_SERIES = _p("seriesList", "seriesList", required=True)
+_SERIES_LISTS = _p("seriesLists", "seriesList", required=True, multiple=True)
+_N = _p("n", "integer", required=True)
+_CONSOLIDATIONS = tuple(CONSOLIDATION_FUNCTIONS)
+
+
+def _function(
+    name: str, impl: Callable[..., SeriesList], *params: Param, aggregator: bool = False
+) -> Function:
+    signature = list(inspect.signature(impl).parameters.values())[1:]
+    defaults = tuple(
+        None if p.default is inspect.Parameter.empty else p.default for p in signature
+    )
+    defaults += (None,) * (len(params) - len(defaults))
+    keywords = tuple(p.name for p in signature)
+    return Function(name, impl, params, aggregator, defaults, keywords)
+
+
+_ALL: Final = (
+    _function(
+        "aggregate",
+        aggregate,
+        _SERIES,
+        _p("func", "aggFunc", required=True),
+        _p("xFilesFactor", "float"),
+    ),
+    _function("sumSeries", sum_series, _SERIES_LISTS, aggregator=True),
+    _function("sum", sum_series, _SERIES_LISTS, aggregator=True),
+    _function("averageSeries", average_series, _SERIES_LISTS, aggregator=True),
+    _function("avg", average_series, _SERIES_LISTS, aggregator=True),
+    _function("minSeries", min_series, _SERIES_LISTS, aggregator=True),
+    _function("maxSeries", max_series, _SERIES_LISTS, aggregator=True),
+    _function("alias", alias, _SERIES, _p("newName", "string", required=True)),
+    _function(
+        "aliasByNode",
+        alias_by_node,
+        _SERIES,
+        _p("nodes", "nodeOrTag", required=True, multiple=True),
+    ),
+    _function(
+        "aliasByTags",
+        alias_by_tags,
+        _SERIES,
+        _p("tags", "nodeOrTag", required=True, multiple=True),
+    ),
+    _function("scale", scale, _SERIES, _p("factor", "float", required=True)),
+    _function("offset", offset, _SERIES, _p("factor", "float", required=True)),
+    _function("absolute", absolute, _SERIES),
+    _function(
+        "summarize",
+        summarize,
+        _SERIES,
+        _p("intervalString", "interval", required=True),
+        _p("func", "aggFunc"),
+        _p("alignToFrom", "boolean"),
+    ),
+    _function(
+        "perSecond",
+        per_second,
+        _SERIES,
+        _p("maxValue", "float"),
+        _p("minValue", "float"),
+    ),
+    _function(
+        "nonNegativeDerivative",
+        non_negative_derivative,
+        _SERIES,
+        _p("maxValue", "float"),
+        _p("minValue", "float"),
+    ),
+    _function("derivative", derivative, _SERIES),
+    _function("integral", integral, _SERIES),
+    _function(
+        "movingWindow",
+        moving_window,
+        _SERIES,
+        _p("windowSize", "intOrInterval", required=True),
+        _p("func", "aggFunc"),
+        _p("xFilesFactor", "float"),
+    ),
+    _function(
+        "movingAverage",
+        moving_average,
+        _SERIES,
+        _p("windowSize", "intOrInterval", required=True),
+        _p("xFilesFactor", "float"),
+    ),
+    _function("keepLastValue", keep_last_value, _SERIES, _p("limit", "intOrInf")),
+    _function(
+        "transformNull",
+        transform_null,
+        _SERIES,
+        _p("default", "float"),
+        _p("referenceSeries", "seriesList"),
+    ),
+    _function(
+        "timeShift",
+        time_shift,
+        _SERIES,
+        _p("timeShift", "interval", required=True),
+        _p("resetEnd", "boolean"),
+        _p("alignDst", "boolean"),
+    ),
+    _function(
+        "asPercent",
+        as_percent,
+        _SERIES,
+        _p("total", "any"),
+        _p("nodes", "nodeOrTag", multiple=True),
+        aggregator=True,
+    ),
+    _function(
+        "pct",
+        as_percent,
+        _SERIES,
+        _p("total", "any"),
+        _p("nodes", "nodeOrTag", multiple=True),
+        aggregator=True,
+    ),
+    _function("highest", highest, _SERIES, _p("n", "integer"), _p("func", "aggFunc")),
+    _function("lowest", lowest, _SERIES, _p("n", "integer"), _p("func", "aggFunc")),
+    _function("highestAverage", highest_average, _SERIES, _N),
+    _function("highestCurrent", highest_current, _SERIES, _N),
+    _function("highestMax", highest_max, _SERIES, _N),
+    _function("lowestAverage", lowest_average, _SERIES, _N),
+    _function("limit", limit, _SERIES, _N),
+    _function(
+        "sortBy", sort_by, _SERIES, _p("func", "aggFunc"), _p("reverse", "boolean")
+    ),
+    _function(
+        "sortByName",
+        sort_by_name,
+        _SERIES,
+        _p("natural", "boolean"),
+        _p("reverse", "boolean"),
+    ),
+    _function("sortByMaxima", sort_by_maxima, _SERIES),
+    _function(
+        "groupByNode",
+        group_by_node,
+        _SERIES,
+        _p("nodeNum", "nodeOrTag", required=True),
+        _p("callback", "aggOrSeriesFunc"),
+    ),
+    _function(
+        "groupByNodes",
+        group_by_nodes,
+        _SERIES,
+        _p("callback", "aggOrSeriesFunc", required=True),
+        _p("nodes", "nodeOrTag", multiple=True),
+    ),
+    _function(
+        "groupByTags",
+        group_by_tags,
+        _SERIES,
+        _p("callback", "aggOrSeriesFunc", required=True),
+        _p("tags", "tag", required=True, multiple=True),
+    ),
+    _function(
+        "consolidateBy",
+        consolidate_by,
+        _SERIES,
+        _p("consolidationFunc", "string", required=True, options=_CONSOLIDATIONS),
+    ),
+)
+
+FUNCTIONS: Final[dict[str, Function]] = {function.name: function for function in _ALL}
+"""Every render function but ``seriesByTag`` (the evaluator fetches that), by name."""
+
+SPECIAL_FUNCTIONS: Final = frozenset({"seriesByTag"})
+"""Functions the evaluator handles itself."""

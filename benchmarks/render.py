@@ -96,7 +96,8 @@ def main() -> None:
             seconds = timed(lambda target=target: render(target), repeats)
             print(
                 f"  evaluate({target!r:32}) {seconds * 1000:8.1f} ms  "
-                f"{points / seconds:12,.0f} points/s  ({seconds / floor:.2f}x the raw read)"
+                f"{points / seconds:12,.0f} points/s  "
+                f"({seconds / floor:.2f}x the raw read)"
             )
         series = render("host*.cpu")
         seconds = timed(lambda: format_json(series), repeats)  # type: ignore[arg-type]

@@ -32,10 +32,16 @@ GROUPS: Final[dict[str, str]] = {
             "groupByNode",
             "groupByNodes",
             "groupByTags",
+            "diffSeries",
+            "multiplySeries",
+            "countSeries",
+            "divideSeries",
         ),
         "Combine",
     ),
-    **dict.fromkeys(("alias", "aliasByNode", "aliasByTags"), "Alias"),
+    **dict.fromkeys(
+        ("alias", "aliasByNode", "aliasByTags", "aliasSub", "aliasByMetric"), "Alias"
+    ),
     **dict.fromkeys(
         (
             "scale",
@@ -61,12 +67,20 @@ GROUPS: Final[dict[str, str]] = {
             "highestCurrent",
             "highestMax",
             "lowestAverage",
+            "lowestCurrent",
             "limit",
+            "exclude",
+            "grep",
+            "removeEmptySeries",
         ),
         "Filter Series",
     ),
-    **dict.fromkeys(("sortBy", "sortByName", "sortByMaxima"), "Sorting"),
-    **dict.fromkeys(("consolidateBy", "seriesByTag"), "Special"),
+    **dict.fromkeys(("removeAboveValue", "removeBelowValue"), "Filter Data"),
+    **dict.fromkeys(
+        ("sortBy", "sortByName", "sortByMaxima", "sortByMinima", "sortByTotal"),
+        "Sorting",
+    ),
+    **dict.fromkeys(("consolidateBy", "seriesByTag", "substr"), "Special"),
 }
 """graphite-web's group of each function."""
 

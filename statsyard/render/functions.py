@@ -1087,6 +1087,167 @@ def consolidate_by(
     return series_list
 
 
+# -- more of graphite-web's everyday functions ------------------------------------
+
+
+def _regex(function: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise BadArgumentError(
+            f"bad regex {pattern!r} for {function}(): {exc}"
+        ) from None
+
+
+def diff_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``diffSeries(*seriesLists)``: the first series minus the others."""
+    return _aggregate(context, series_lists, "diff")
+
+
+def multiply_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``multiplySeries(*seriesLists)``: the product at each point."""
+    if len(series_lists) == 1 and len(series_lists[0]) == 1:
+        return series_lists[0]
+    return _aggregate(context, series_lists, "multiply")
+
+
+def count_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``countSeries(*seriesLists)``: how many series there are, at each point."""
+    if not series_lists:
+        raise BadArgumentError("countSeries() of nothing is not supported")
+    flat, start, end, step = normalize(series_lists)
+    name = f"countSeries({format_path_expressions(flat)})"
+    values = [len(row) for row in zip_longest(*flat)]
+    return [
+        TimeSeries(
+            name, start, end, step, values, x_files_factor=context.x_files_factor
+        )
+    ]
+
+
+def divide_series(
+    context: Context, dividend_series_list: SeriesList, divisor_series: SeriesList
+) -> SeriesList:
+    """``divideSeries(dividendSeriesList, divisorSeries)``: by one series."""
+    if not divisor_series:
+        for series in dividend_series_list:
+            series.name = f"divideSeries({series.name},MISSING)"
+            series.path_expression = series.name
+            series.values = [None] * len(series.values)
+        return dividend_series_list
+    if len(divisor_series) > 1:
+        raise BadArgumentError(
+            "divideSeries second argument must reference exactly 1 series "
+            f"(got {len(divisor_series)})"
+        )
+    divisor = divisor_series[0]
+    results = []
+    for dividend in dividend_series_list:
+        name = f"divideSeries({dividend.name},{divisor.name})"
+        _, start, end, step = normalize([(dividend, divisor)])
+        values = [safe_div(a, b) for a, b in zip_longest(dividend, divisor)]
+        results.append(
+            TimeSeries(
+                name, start, end, step, values, x_files_factor=context.x_files_factor
+            )
+        )
+    return results
+
+
+def alias_sub(
+    context: Context, series_list: SeriesList, search: str, replace: str
+) -> SeriesList:
+    """``aliasSub(seriesList, search, replace)``: regex substitution on names."""
+    regex = _regex("aliasSub", search)
+    try:
+        for series in series_list:
+            series.name = regex.sub(replace, series.name)
+    except (re.error, IndexError) as exc:
+        raise BadArgumentError(
+            f"bad replacement {replace!r} for aliasSub(): {exc}"
+        ) from None
+    return series_list
+
+
+def substr(
+    context: Context, series_list: SeriesList, start: int = 0, stop: int = 0
+) -> SeriesList:
+    """``substr(seriesList, start=0, stop=0)``: keep nodes start to stop of names."""
+    for series in series_list:
+        left = series.name.rfind("(") + 1
+        right = series.name.find(")")
+        if right < 0:
+            right = len(series.name) + 1
+        nodes = series.name[left:right].split(".")
+        kept = nodes[int(start) :] if int(stop) == 0 else nodes[int(start) : int(stop)]
+        series.name = re.sub(",.*$", "", ".".join(kept))
+    return series_list
+
+
+def alias_by_metric(context: Context, series_list: SeriesList) -> SeriesList:
+    """``aliasByMetric(seriesList)``: the last node of each name."""
+    return substr(context, series_list, -1, 0)
+
+
+def exclude(context: Context, series_list: SeriesList, pattern: str) -> SeriesList:
+    """``exclude(seriesList, pattern)``: drop series whose name matches a regex."""
+    regex = _regex("exclude", pattern)
+    return [series for series in series_list if not regex.search(series.name)]
+
+
+def grep(context: Context, series_list: SeriesList, pattern: str) -> SeriesList:
+    """``grep(seriesList, pattern)``: keep series whose name matches a regex."""
+    regex = _regex("grep", pattern)
+    return [series for series in series_list if regex.search(series.name)]
+
+
+def remove_empty_series(
+    context: Context, series_list: SeriesList, x_files_factor: float | None = None
+) -> SeriesList:
+    """``removeEmptySeries(seriesList, xFilesFactor=None)``: drop all-null series."""
+    xff = 0.0 if x_files_factor is None else x_files_factor
+    return [series for series in series_list if _xff_values(list(series), xff)]
+
+
+def remove_above_value(
+    context: Context, series_list: SeriesList, n: float
+) -> SeriesList:
+    """``removeAboveValue(seriesList, n)``: values above n become null."""
+    for series in series_list:
+        series.name = f"removeAboveValue({series.name}, {_fmt_g(n)})"
+        series.path_expression = series.name
+        series.values = [None if v is not None and v > n else v for v in series]
+    return series_list
+
+
+def remove_below_value(
+    context: Context, series_list: SeriesList, n: float
+) -> SeriesList:
+    """``removeBelowValue(seriesList, n)``: values below n become null."""
+    for series in series_list:
+        series.name = f"removeBelowValue({series.name}, {_fmt_g(n)})"
+        series.path_expression = series.name
+        series.values = [None if v is None or v < n else v for v in series]
+    return series_list
+
+
+def lowest_current(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``lowestCurrent(seriesList, n)``: the n series of least last value."""
+    return lowest(context, series_list, n, "current")
+
+
+def sort_by_minima(context: Context, series_list: SeriesList) -> SeriesList:
+    """``sortByMinima(seriesList)``: by least value; series never above 0 dropped."""
+    kept = [series for series in series_list if (safe_max(list(series)) or 0) > 0]
+    kept.sort(key=_sort_key(safe_min))
+    return kept
+
+
+def sort_by_total(context: Context, series_list: SeriesList) -> SeriesList:
+    """``sortByTotal(seriesList)``: by sum, descending."""
+    return sort_by(context, series_list, "sum", reverse=True)
+
+
 # -- parameters and the registry ------------------------------------------------------
 
 
@@ -1474,7 +1635,49 @@ _ALL: Final = (
     ),
 )
 
-FUNCTIONS: Final[dict[str, Function]] = {function.name: function for function in _ALL}
+_MORE: Final = (
+    _function("diffSeries", diff_series, _SERIES_LISTS, aggregator=True),
+    _function("multiplySeries", multiply_series, _SERIES_LISTS, aggregator=True),
+    _function(
+        "countSeries",
+        count_series,
+        _p("seriesLists", "seriesList", multiple=True),
+        aggregator=True,
+    ),
+    _function(
+        "divideSeries",
+        divide_series,
+        _p("dividendSeriesList", "seriesList", required=True),
+        _p("divisorSeries", "seriesList", required=True),
+    ),
+    _function(
+        "aliasSub",
+        alias_sub,
+        _SERIES,
+        _p("search", "string", required=True),
+        _p("replace", "string", required=True),
+    ),
+    _function("substr", substr, _SERIES, _p("start", "integer"), _p("stop", "integer")),
+    _function("aliasByMetric", alias_by_metric, _SERIES),
+    _function("exclude", exclude, _SERIES, _p("pattern", "string", required=True)),
+    _function("grep", grep, _SERIES, _p("pattern", "string", required=True)),
+    _function(
+        "removeEmptySeries", remove_empty_series, _SERIES, _p("xFilesFactor", "float")
+    ),
+    _function(
+        "removeAboveValue", remove_above_value, _SERIES, _p("n", "float", required=True)
+    ),
+    _function(
+        "removeBelowValue", remove_below_value, _SERIES, _p("n", "float", required=True)
+    ),
+    _function("lowestCurrent", lowest_current, _SERIES, _N),
+    _function("sortByMinima", sort_by_minima, _SERIES),
+    _function("sortByTotal", sort_by_total, _SERIES),
+)
+
+FUNCTIONS: Final[dict[str, Function]] = {
+    function.name: function for function in (*_ALL, *_MORE)
+}
 """Every render function but ``seriesByTag`` (the evaluator fetches that), by name."""
 
 SPECIAL_FUNCTIONS: Final = frozenset({"seriesByTag"})

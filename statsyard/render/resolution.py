@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -91,7 +91,7 @@ class RenderSettings:
     @classmethod
     def from_config(cls, config: Config) -> RenderSettings:
         """The render settings of a loaded configuration."""
-        render: Any = config.render
+        render = config.render
         return cls(
             default_entity=config.graphite.default_entity,
             default_step=render.default_step,

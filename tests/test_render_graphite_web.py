@@ -260,11 +260,16 @@ def answers(
             keys.append((target, start, end, ""))
             requests.append({"target": target, "from": start, "until": end})
     for target in [
-        *TARGETS[:12],
-        "consolidateBy(web.a.requests, 'max')",
+        *TARGETS,
         "consolidateBy(db.x.load, 'sum')",
+        "sumSeries(consolidateBy(db.x.load, 'min'), web.a.requests)",
     ]:
-        for extra in ("maxDataPoints=7", "maxDataPoints=1", "noNullPoints=1"):
+        for extra in (
+            "maxDataPoints=7",
+            "maxDataPoints=1",
+            "noNullPoints=1",
+            "xFilesFactor=0.5",
+        ):
             key, value = extra.split("=")
             keys.append((target, "-1h", "now", extra))
             requests.append(
@@ -296,6 +301,7 @@ def _ours(storage: Storage, target: str, start: str, end: str, extra: str) -> st
         now_ms=now_ms,
         source=StorageSource(storage),
         settings=SETTINGS,
+        x_files_factor=0.5 if extra == "xFilesFactor=0.5" else None,
     )
     if extra == "csv":
         return format_csv(series)

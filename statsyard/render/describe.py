@@ -13,7 +13,8 @@ import inspect
 import json
 from typing import Any, Final
 
-from statsyard.render.functions import FUNCTIONS, Function, Param
+from statsyard.render.functions import FUNCTIONS
+from statsyard.render.params import Function, Param
 
 __all__ = ["GROUPS", "function_info", "function_list", "to_json"]
 

@@ -73,17 +73,15 @@ class Setting:
 
     Attributes:
         kind: one of ``str``, ``int``, ``float``, ``bool``, ``choice``,
-            ``table`` (str to str) .
+            ``table`` (str to str), ``duration`` (seconds, from an int or
+            ``"10s"``/``"1m"``/``"1h"``/``"1d"``), ``schema`` (a list of
+            ``{pattern = REGEX, step = DURATION}`` tables).
         minimum: smallest allowed number (inclusive), if any.
         maximum: largest allowed number (inclusive), if any.
         above: numbers must be strictly greater than this, if set.
         choices: the allowed strings for ``choice``.
         off_when_zero: ``0`` (or an empty env value) means "off" and becomes None.
         help: one line for ``--help`` and the example file.
-
-    The ``[render]`` section adds two kinds: ``duration`` (whole seconds,
-    from an int or ``"10s"``/``"1m"``/``"1h"``/``"1d"``) and ``schema`` (a
-    list of ``{pattern = REGEX, step = DURATION}`` tables).
     """
 
     kind: str
@@ -98,6 +96,10 @@ class Setting:
 
     def expected(self) -> str:
         """Describe the accepted values, for error messages."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "table":
+            return "a table of strings to strings"
         if self.kind == "duration":
             return 'a positive duration: seconds, or e.g. "10s", "1m", "1h", "1d"'
         if self.kind == "schema":
@@ -105,10 +107,6 @@ class Setting:
                 'a list of tables { pattern = "REGEX", step = "10s" } '
                 "(from the environment: REGEX=STEP;REGEX=STEP)"
             )
-        if self.kind == "choice":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.kind == "table":
-            return "a table of strings to strings"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":

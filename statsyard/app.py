@@ -815,9 +815,10 @@ class StatsYard:
         """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
 
         Runs in the calling thread while ingest goes on, and sees every point
-        whose write was acknowledged before it started. With ``step`` (ms),
-        points are downsampled into buckets aggregated with ``agg``: ``avg``,
-        ``min``, ``max``, ``sum``, ``count`` or ``last``.
+        whose write was acknowledged before it started; a point written twice
+        (same series and timestamp) reads back once, the last write winning.
+        With ``step`` (ms), points are downsampled into buckets aggregated
+        with ``agg``: ``avg``, ``min``, ``max``, ``sum``, ``count`` or ``last``.
         """
         return self._storage_handle.get(timeout=10.0).query(
             metric, entity, start=start, end=end, step=step, agg=agg

@@ -61,9 +61,15 @@ def test_a_function_is_described_as_graphite_web_describes_it() -> None:
 
 def test_groups_filter_and_nest_the_list() -> None:
     """?group=Alias and ?grouped=true, as graphite-web's /functions."""
-    assert set(function_list(group="Alias")) == {"alias", "aliasByNode", "aliasByTags"}
+    assert set(function_list(group="Alias")) == {
+        "alias",
+        "aliasByNode",
+        "aliasByTags",
+        "aliasSub",
+        "aliasByMetric",
+    }
     nested = function_list(grouped=True)
-    assert set(nested["Sorting"]) == {"sortBy", "sortByName", "sortByMaxima"}
+    assert set(nested["Filter Data"]) == {"removeAboveValue", "removeBelowValue"}
 
 
 def test_json_writes_infinity_as_graphite_web_does() -> None:

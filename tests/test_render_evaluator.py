@@ -188,8 +188,8 @@ def _render_storage(storage: Storage, target: str) -> str:
 EXPECTED_JSON = (
     '[{"target": "cpu.user", "tags": {"name": "cpu.user"}, "datapoints": '
     f"[[2.0, {B}], [3.0, {B + 60}], [null, {B + 120}], [null, {B + 180}]]}}, "
-    '{"target": "cpu.user;entity=web1", "tags": {"name": "cpu.user", "entity": '
-    f'"web1"}}, "datapoints": [[null, {B}], [null, {B + 60}], [7.5, {B + 120}], '
+    '{"target": "cpu.user;entity=web1", "tags": {"entity": "web1", "name": '
+    f'"cpu.user"}}, "datapoints": [[null, {B}], [null, {B + 60}], [7.5, {B + 120}], '
     f"[null, {B + 180}]]}}]"
 )
 

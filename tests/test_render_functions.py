@@ -465,3 +465,71 @@ def test_keyword_arguments_bind_by_graphite_web_names() -> None:
     named = 'summarize(a.b, intervalString="2min", func="max", alignToFrom=false)'
     assert values(named, data)[:2] == [2, 4]
     assert values("keepLastValue(a.b, limit=1)", {"a.b": [1, N, 3]})[:3] == [1, 1, 3]
+
+
+# -- the everyday extras ---------------------------------------------------------------
+
+
+def test_diff_multiply_count_and_divide_series() -> None:
+    """Combining by difference, product, count and quotient, named as graphite-web."""
+    data = {"a.b": [10, 4, N], "a.c": [3, N, 2], "d.x": [2, 0, 4]}
+    assert shown(render("diffSeries(a.*)", data))[0] == (
+        "diffSeries(a.*)",
+        [7, 4, 2] + [N] * 7,
+    )
+    assert shown(render("multiplySeries(a.*)", data))[0] == (
+        "multiplySeries(a.*)",
+        [30.0, N, N] + [N] * 7,
+    )
+    assert shown(render("multiplySeries(a.b)", data)) == [("a.b", [10, 4, N] + [N] * 7)]
+    assert shown(render("countSeries(a.*)", data)) == [("countSeries(a.*)", [2] * 10)]
+    assert shown(render("divideSeries(a.*, d.x)", data)) == [
+        ("divideSeries(a.b,d.x)", [5.0, N, N] + [N] * 7),
+        ("divideSeries(a.c,d.x)", [1.5, N, 0.5] + [N] * 7),
+    ]
+    assert shown(render("divideSeries(a.b, nothing)", data)) == [
+        ("divideSeries(a.b,MISSING)", [N] * 10)
+    ]
+    with pytest.raises(BadArgumentError, match="exactly 1 series"):
+        render("divideSeries(d.x, a.*)", data)
+
+
+def test_alias_sub_by_metric_and_substr() -> None:
+    """Regex renames, the last node, and a slice of nodes."""
+    data = {"ip.host1.TCP80": [1], "ip.host2.TCP443": [1]}
+    assert names_of(r"aliasSub(ip.*.*, '^.*TCP(\d+)', '\1')", data) == ["80", "443"]
+    assert names_of("aliasByMetric(ip.*.*)", data) == ["TCP80", "TCP443"]
+    assert names_of("substr(ip.*.*, 1, 2)", data) == ["host1", "host2"]
+    assert names_of("substr(scale(ip.host1.TCP80, 2), 1)", data) == ["host1.TCP80"]
+    with pytest.raises(BadArgumentError, match="bad regex"):
+        render("aliasSub(ip.*.*, '(', 'x')", data)
+
+
+def names_of(target: str, data: dict) -> list[str]:  # type: ignore[type-arg]
+    return [series.name for series in render(target, data)]
+
+
+def test_exclude_grep_and_remove_empty_series() -> None:
+    """Regex filters on names; removeEmptySeries drops all-null series."""
+    data = {"s.web1": [1], "s.db1": [2], "s.web2": [N]}
+    assert names_of("exclude(s.*, 'web')", data) == ["s.db1"]
+    assert names_of("grep(s.*, 'web')", data) == ["s.web1", "s.web2"]
+    assert names_of("removeEmptySeries(s.*)", data) == ["s.db1", "s.web1"]
+    assert names_of("removeEmptySeries(s.*, 0.5)", data) == []
+
+
+def test_remove_above_and_below_value() -> None:
+    """Values beyond the bound become null; names use %g with a space."""
+    data = {"a.b": [1, 5, N, 10]}
+    (above,) = render("removeAboveValue(a.b, 5)", data)
+    assert (above.name, list(above)[:4]) == ("removeAboveValue(a.b, 5)", [1, 5, N, N])
+    (below,) = render("removeBelowValue(a.b, 5)", data)
+    assert (below.name, list(below)[:4]) == ("removeBelowValue(a.b, 5)", [N, 5, N, 10])
+
+
+def test_lowest_current_sort_by_minima_and_total() -> None:
+    """More ranking and sorting, as graphite-web's."""
+    assert names_of("lowestCurrent(s.*, 2)", RANK) == ["s.d", "s.b"]
+    # sortByMinima drops series whose maximum is not above 0 (s.d).
+    assert names_of("sortByMinima(s.*)", RANK) == ["s.a", "s.b", "s.c"]
+    assert names_of("sortByTotal(s.*)", RANK) == ["s.b", "s.a", "s.c", "s.d"]

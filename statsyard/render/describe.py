@@ -13,7 +13,8 @@ import inspect
 import json
 from typing import Any, Final
 
-from statsyard.render.functions import FUNCTIONS, Function, Param
+from statsyard.render.functions import FUNCTIONS
+from statsyard.render.params import Function, Param
 
 __all__ = ["GROUPS", "function_info", "function_list", "to_json"]
 
@@ -32,10 +33,16 @@ GROUPS: Final[dict[str, str]] = {
             "groupByNode",
             "groupByNodes",
             "groupByTags",
+            "diffSeries",
+            "multiplySeries",
+            "countSeries",
+            "divideSeries",
         ),
         "Combine",
     ),
-    **dict.fromkeys(("alias", "aliasByNode", "aliasByTags"), "Alias"),
+    **dict.fromkeys(
+        ("alias", "aliasByNode", "aliasByTags", "aliasSub", "aliasByMetric"), "Alias"
+    ),
     **dict.fromkeys(
         (
             "scale",
@@ -61,12 +68,20 @@ GROUPS: Final[dict[str, str]] = {
             "highestCurrent",
             "highestMax",
             "lowestAverage",
+            "lowestCurrent",
             "limit",
+            "exclude",
+            "grep",
+            "removeEmptySeries",
         ),
         "Filter Series",
     ),
-    **dict.fromkeys(("sortBy", "sortByName", "sortByMaxima"), "Sorting"),
-    **dict.fromkeys(("consolidateBy", "seriesByTag"), "Special"),
+    **dict.fromkeys(("removeAboveValue", "removeBelowValue"), "Filter Data"),
+    **dict.fromkeys(
+        ("sortBy", "sortByName", "sortByMaxima", "sortByMinima", "sortByTotal"),
+        "Sorting",
+    ),
+    **dict.fromkeys(("consolidateBy", "seriesByTag", "substr"), "Special"),
 }
 """graphite-web's group of each function."""
 

@@ -20,13 +20,9 @@ from statsyard.exceptions import (
     TooManyPointsError,
     UnknownFunctionError,
 )
-from statsyard.render.functions import (
-    FUNCTIONS,
-    Context,
-    EmptyResultError,
-    bind_arguments,
-)
+from statsyard.render.functions import FUNCTIONS, Context, EmptyResultError
 from statsyard.render.grammar import Call, Literal, Node, PathExpression, parse_target
+from statsyard.render.params import bind_arguments
 from statsyard.render.resolution import RenderSettings, bucket, slots
 from statsyard.render.series import TimeSeries
 from statsyard.render.source import (

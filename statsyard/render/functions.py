@@ -24,7 +24,18 @@ from typing import Any, Final
 import attrs
 
 from statsyard.exceptions import BadArgumentError, TooManyPointsError
+from statsyard.render.aggregation import (
+    AggregationFunction,
+    aggregation_function,
+    safe_div,
+    safe_max,
+    safe_min,
+    safe_mul,
+    safe_sum,
+    usable,
+)
 from statsyard.render.grammar import Call, Node, PathExpression, parse_target
+from statsyard.render.params import Function, Param
 from statsyard.render.series import (
     CONSOLIDATION_FUNCTIONS,
     TimeSeries,
@@ -34,14 +45,10 @@ from statsyard.render.series import (
 from statsyard.timeparse import parse_offset_ms
 
 __all__ = [
-    "AGGREGATION_FUNCTIONS",
     "FUNCTIONS",
     "SPECIAL_FUNCTIONS",
     "Context",
     "EmptyResultError",
-    "Function",
-    "Param",
-    "bind_arguments",
     "normalize",
 ]
 
@@ -75,144 +82,6 @@ class Context:
     max_points: int
     evaluate: Callable[[Node, int, int], SeriesList]
     raw_args: tuple[Node, ...] = ()
-
-
-# -- aggregation helpers (graphite-web's safe.py / aggfuncs.py) ----------------
-
-
-def _usable(values: Sequence[Value]) -> list[float]:
-    return [v for v in values if v is not None]
-
-
-def safe_sum(values: Sequence[Value]) -> float | None:
-    """Sum of the non-null values, None if there are none."""
-    usable = _usable(values)
-    return sum(usable) if usable else None
-
-
-def _safe_average(values: Sequence[Value]) -> float | None:
-    usable = _usable(values)
-    return sum(usable) / len(usable) if usable else None
-
-
-def _safe_average_zero(values: Sequence[Value]) -> float | None:
-    if not values:
-        return None
-    return sum(0 if v is None else v for v in values) / len(values)
-
-
-def _safe_median(values: Sequence[Value]) -> float | None:
-    usable = sorted(_usable(values))
-    if not usable:
-        return None
-    mid = len(usable) // 2
-    if len(usable) % 2 == 0:
-        return float(usable[mid - 1] + usable[mid]) / 2
-    return usable[mid]
-
-
-def safe_min(values: Sequence[Value]) -> float | None:
-    """Least non-null value, None if there are none."""
-    usable = _usable(values)
-    return min(usable) if usable else None
-
-
-def safe_max(values: Sequence[Value]) -> float | None:
-    """Greatest non-null value, None if there are none."""
-    usable = _usable(values)
-    return max(usable) if usable else None
-
-
-def _safe_diff(values: Sequence[Value]) -> float | None:
-    usable = _usable(values)
-    if not usable:
-        return None
-    return usable[0] + sum(-x for x in usable[1:])
-
-
-def _safe_stddev(values: Sequence[Value]) -> float | None:
-    usable = _usable(values)
-    if not usable:
-        return None
-    average = sum(usable) / len(usable)
-    return math.sqrt(sum((v - average) * (v - average) for v in usable) / len(usable))
-
-
-def _safe_count(values: Sequence[Value]) -> float | None:
-    return len(_usable(values))
-
-
-def _safe_range(values: Sequence[Value]) -> float | None:
-    high, low = safe_max(values), safe_min(values)
-    if high is None or low is None:
-        return None
-    return float(high) - float(low)
-
-
-def _safe_multiply(values: Sequence[Value]) -> float | None:
-    if None in values:
-        return None
-    return reduce(lambda x, y: x * y, [float(v) for v in values if v is not None])
-
-
-def safe_last(values: Sequence[Value]) -> float | None:
-    """Last non-null value, None if there is none."""
-    for value in reversed(values):
-        if value is not None:
-            return value
-    return None
-
-
-def safe_mul(a: Value, b: Value) -> Value:
-    """``a * b`` as floats, None if either is None."""
-    if a is None or b is None:
-        return None
-    return float(a) * float(b)
-
-
-def safe_div(a: Value, b: Value) -> Value:
-    """``a / b``, None if ``a`` is None or ``b`` is 0 or None."""
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-AggregationFunction = Callable[[Sequence[Value]], float | None]
-
-AGGREGATION_FUNCTIONS: Final[dict[str, AggregationFunction]] = {
-    "average": _safe_average,
-    "avg_zero": _safe_average_zero,
-    "median": _safe_median,
-    "sum": safe_sum,
-    "min": safe_min,
-    "max": safe_max,
-    "diff": _safe_diff,
-    "stddev": _safe_stddev,
-    "count": _safe_count,
-    "range": _safe_range,
-    "multiply": _safe_multiply,
-    "last": safe_last,
-    "rangeOf": _safe_range,
-    "avg": _safe_average,
-    "total": safe_sum,
-    "current": safe_last,
-}
-"""graphite-web's aggregation functions (``aggregate``, ``summarize``, ...), by name."""
-
-
-def aggregation_function(name: str, raw: str | None = None) -> AggregationFunction:
-    """The aggregation function called ``name``.
-
-    Raises:
-        BadArgumentError: no such function.
-    """
-    found = AGGREGATION_FUNCTIONS.get(name)
-    if found is None:
-        raise BadArgumentError(
-            f"unsupported aggregation function {raw or name!r}: expected one of "
-            + ", ".join(AGGREGATION_FUNCTIONS)
-        )
-    return found
 
 
 # -- shared machinery -------------------------------------------------------------
@@ -254,7 +123,7 @@ def _xff(non_null: int, total: float, x_files_factor: float) -> bool:
 def _xff_values(values: Sequence[Value], x_files_factor: float) -> bool:
     if not values:
         return False
-    return _xff(len(_usable(values)), len(values), x_files_factor)
+    return _xff(len(usable(values)), len(values), x_files_factor)
 
 
 def format_path_expressions(series_list: Sequence[TimeSeries]) -> str:
@@ -649,9 +518,9 @@ def moving_window(
         values: list[Value] = []
         raw = series.values
         for i in range(window + 1, len(raw) + 1):
-            usable = _usable(raw[i - window : i])
-            if usable and _xff(len(usable), window, xff):
-                values.append(combine(usable))
+            present = usable(raw[i - window : i])
+            if present and _xff(len(present), window, xff):
+                values.append(combine(present))
             else:
                 values.append(None)
         results.append(
@@ -1087,214 +956,168 @@ def consolidate_by(
     return series_list
 
 
-# -- parameters and the registry ------------------------------------------------------
+# -- more of graphite-web's everyday functions ------------------------------------
 
 
-@attrs.frozen
-class Param:
-    """One parameter of a function, as graphite-web's ``Param``.
-
-    Attributes:
-        name: the keyword it may be given by.
-        kind: ``seriesList``, ``float``, ``integer``, ``intOrInf``,
-            ``interval``, ``intOrInterval``, ``boolean``, ``string``,
-            ``aggFunc``, ``aggOrSeriesFunc``, ``nodeOrTag``, ``tag`` or ``any``.
-        required: must be given.
-        multiple: takes every remaining positional argument.
-        options: the allowed values, if restricted.
-    """
-
-    name: str
-    kind: str
-    required: bool = False
-    multiple: bool = False
-    options: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class Function:
-    """A render function: its graphite-web name, implementation and parameters."""
-
-    name: str
-    impl: Callable[..., SeriesList]
-    params: tuple[Param, ...]
-    aggregator: bool = False
-    defaults: tuple[Any, ...] = ()
-    """The implementation's default per parameter (what an explicit None means)."""
-    keywords: tuple[str, ...] = ()
-    """The implementation's Python name per parameter."""
-
-
-def _check_value(function: str, param: Param, value: Any) -> Any:
-    """The value converted as graphite-web's param types do, or an error."""
-    if param.options and value not in param.options:
-        raise BadArgumentError(
-            f'invalid option for {function}() parameter "{param.name}": '
-            f"{_describe(value)}; expected one of {', '.join(param.options)}"
-        )
+def _regex(function: str, pattern: str) -> re.Pattern[str]:
     try:
-        return _CONVERTERS[param.kind](value)
-    except (TypeError, ValueError) as exc:
+        return re.compile(pattern)
+    except re.error as exc:
         raise BadArgumentError(
-            f'invalid {param.kind} for {function}() parameter "{param.name}": '
-            f"{_describe(value)} ({exc})"
+            f"bad regex {pattern!r} for {function}(): {exc}"
         ) from None
 
 
-def _describe(value: Any) -> str:
-    """An argument as an error message shows it (a series list is not listed)."""
-    if isinstance(value, list):
-        return f"a series list ({len(value)} series)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."
+def diff_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``diffSeries(*seriesLists)``: the first series minus the others."""
+    return _aggregate(context, series_lists, "diff")
 
 
-def _series_list(value: Any) -> Any:
-    if not isinstance(value, list):
-        raise TypeError("expected a series list (a metric path or a function)")
-    return value
+def multiply_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``multiplySeries(*seriesLists)``: the product at each point."""
+    if len(series_lists) == 1 and len(series_lists[0]) == 1:
+        return series_lists[0]
+    return _aggregate(context, series_lists, "multiply")
 
 
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError("expected a number")
-    return float(value)
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, float | bool):
-        raise TypeError("expected an integer")
-    if not isinstance(value, int | str):
-        raise TypeError("expected an integer")
-    return int(value)
-
-
-def _int_or_inf(value: Any) -> float:
-    if isinstance(value, float) and value == INF:
-        return INF
-    return _integer(value)
-
-
-def _interval(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a quoted interval such as '1h'")
-    parse_offset_ms(value)
-    return value
-
-
-def _int_or_interval(value: Any) -> int | str:
-    if isinstance(value, str):
-        return _interval(value)
-    return _integer(value)
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError("expected true or false")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    raise ValueError("expected true or false")
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a quoted string")
-    return value
-
-
-def _agg_func(value: Any) -> str:
-    if not isinstance(value, str) or (
-        value not in AGGREGATION_FUNCTIONS
-        and not (value.endswith("Series") and value[:-6] in AGGREGATION_FUNCTIONS)
-    ):
-        raise ValueError("expected one of " + ", ".join(AGGREGATION_FUNCTIONS))
-    return value
-
-
-def _agg_or_series_func(value: Any) -> str:
-    if isinstance(value, str):
-        found = FUNCTIONS.get(value)
-        if found is not None and found.aggregator:
-            return value
-    return _agg_func(value)
-
-
-def _node_or_tag_value(value: Any) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError("expected a node number or a tag name")
-    return value
-
-
-_CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {
-    "seriesList": _series_list,
-    "float": _float,
-    "integer": _integer,
-    "intOrInf": _int_or_inf,
-    "interval": _interval,
-    "intOrInterval": _int_or_interval,
-    "boolean": _boolean,
-    "string": _string,
-    "aggFunc": _agg_func,
-    "aggOrSeriesFunc": _agg_or_series_func,
-    "nodeOrTag": _node_or_tag_value,
-    "tag": _string,
-    "any": lambda value: value,
-}
-
-
-def bind_arguments(
-    function: Function, args: list[Any], kwargs: dict[str, Any]
-) -> tuple[list[Any], dict[str, Any]]:
-    """Check and convert a call's arguments as graphite-web's ``validateParams``.
-
-    Raises:
-        BadArgumentError: too many, missing, unexpected or ill-typed arguments.
-    """
-    params = function.params
-    name = function.name
-    if len(args) + len(kwargs) > len(params) and not params[-1].multiple:
-        raise BadArgumentError(f"too many arguments for {name}()")
-    positional: tuple[Param, ...]
-    keyword: tuple[Param, ...]
-    if len(args) > len(params):
-        positional, keyword = params, ()
-    else:
-        positional, keyword = params[: len(args)], params[len(args) :]
-    out_args = []
-    for index, value in enumerate(args):
-        param = positional[min(index, len(positional) - 1)]
-        if value is None and not param.required and not param.multiple:
-            # graphite-web lets None through for an optional parameter.
-            out_args.append(function.defaults[min(index, len(params) - 1)])
-            continue
-        out_args.append(_check_value(name, param, value))
-    out_kwargs: dict[str, Any] = {}
-    for param in keyword:
-        value = kwargs.get(param.name)
-        if value is None:
-            if param.required:
-                raise BadArgumentError(
-                    f'missing required parameter "{param.name}" for {name}()'
-                )
-            continue
-        if param.multiple:
-            raise BadArgumentError(
-                f'parameter "{param.name}" of {name}() cannot be given by keyword'
-            )
-        out_kwargs[param.name] = _check_value(name, param, value)
-    unexpected = [
-        key for key in kwargs if key not in out_kwargs and kwargs[key] is not None
-    ]
-    if unexpected:
-        raise BadArgumentError(
-            f"unexpected keyword arguments for {name}(): {', '.join(unexpected)}"
+def count_series(context: Context, *series_lists: SeriesList) -> SeriesList:
+    """``countSeries(*seriesLists)``: how many series there are, at each point."""
+    if not series_lists:
+        raise BadArgumentError("countSeries() of nothing is not supported")
+    flat, start, end, step = normalize(series_lists)
+    name = f"countSeries({format_path_expressions(flat)})"
+    values = [len(row) for row in zip_longest(*flat)]
+    return [
+        TimeSeries(
+            name, start, end, step, values, x_files_factor=context.x_files_factor
         )
-    python_names = dict(zip((p.name for p in params), function.keywords, strict=True))
-    return out_args, {python_names[key]: value for key, value in out_kwargs.items()}
+    ]
+
+
+def divide_series(
+    context: Context, dividend_series_list: SeriesList, divisor_series: SeriesList
+) -> SeriesList:
+    """``divideSeries(dividendSeriesList, divisorSeries)``: by one series."""
+    if not divisor_series:
+        for series in dividend_series_list:
+            series.name = f"divideSeries({series.name},MISSING)"
+            series.path_expression = series.name
+            series.values = [None] * len(series.values)
+        return dividend_series_list
+    if len(divisor_series) > 1:
+        raise BadArgumentError(
+            "divideSeries second argument must reference exactly 1 series "
+            f"(got {len(divisor_series)})"
+        )
+    divisor = divisor_series[0]
+    results = []
+    for dividend in dividend_series_list:
+        name = f"divideSeries({dividend.name},{divisor.name})"
+        _, start, end, step = normalize([(dividend, divisor)])
+        values = [safe_div(a, b) for a, b in zip_longest(dividend, divisor)]
+        results.append(
+            TimeSeries(
+                name, start, end, step, values, x_files_factor=context.x_files_factor
+            )
+        )
+    return results
+
+
+def alias_sub(
+    context: Context, series_list: SeriesList, search: str, replace: str
+) -> SeriesList:
+    """``aliasSub(seriesList, search, replace)``: regex substitution on names."""
+    regex = _regex("aliasSub", search)
+    try:
+        for series in series_list:
+            series.name = regex.sub(replace, series.name)
+    except (re.error, IndexError) as exc:
+        raise BadArgumentError(
+            f"bad replacement {replace!r} for aliasSub(): {exc}"
+        ) from None
+    return series_list
+
+
+def substr(
+    context: Context, series_list: SeriesList, start: int = 0, stop: int = 0
+) -> SeriesList:
+    """``substr(seriesList, start=0, stop=0)``: keep nodes start to stop of names."""
+    for series in series_list:
+        left = series.name.rfind("(") + 1
+        right = series.name.find(")")
+        if right < 0:
+            right = len(series.name) + 1
+        nodes = series.name[left:right].split(".")
+        kept = nodes[int(start) :] if int(stop) == 0 else nodes[int(start) : int(stop)]
+        series.name = re.sub(",.*$", "", ".".join(kept))
+    return series_list
+
+
+def alias_by_metric(context: Context, series_list: SeriesList) -> SeriesList:
+    """``aliasByMetric(seriesList)``: the last node of each name."""
+    return substr(context, series_list, -1, 0)
+
+
+def exclude(context: Context, series_list: SeriesList, pattern: str) -> SeriesList:
+    """``exclude(seriesList, pattern)``: drop series whose name matches a regex."""
+    regex = _regex("exclude", pattern)
+    return [series for series in series_list if not regex.search(series.name)]
+
+
+def grep(context: Context, series_list: SeriesList, pattern: str) -> SeriesList:
+    """``grep(seriesList, pattern)``: keep series whose name matches a regex."""
+    regex = _regex("grep", pattern)
+    return [series for series in series_list if regex.search(series.name)]
+
+
+def remove_empty_series(
+    context: Context, series_list: SeriesList, x_files_factor: float | None = None
+) -> SeriesList:
+    """``removeEmptySeries(seriesList, xFilesFactor=None)``: drop all-null series."""
+    xff = 0.0 if x_files_factor is None else x_files_factor
+    return [series for series in series_list if _xff_values(list(series), xff)]
+
+
+def remove_above_value(
+    context: Context, series_list: SeriesList, n: float
+) -> SeriesList:
+    """``removeAboveValue(seriesList, n)``: values above n become null."""
+    for series in series_list:
+        series.name = f"removeAboveValue({series.name}, {_fmt_g(n)})"
+        series.path_expression = series.name
+        series.values = [None if v is not None and v > n else v for v in series]
+    return series_list
+
+
+def remove_below_value(
+    context: Context, series_list: SeriesList, n: float
+) -> SeriesList:
+    """``removeBelowValue(seriesList, n)``: values below n become null."""
+    for series in series_list:
+        series.name = f"removeBelowValue({series.name}, {_fmt_g(n)})"
+        series.path_expression = series.name
+        series.values = [None if v is None or v < n else v for v in series]
+    return series_list
+
+
+def lowest_current(context: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """``lowestCurrent(seriesList, n)``: the n series of least last value."""
+    return lowest(context, series_list, n, "current")
+
+
+def sort_by_minima(context: Context, series_list: SeriesList) -> SeriesList:
+    """``sortByMinima(seriesList)``: by least value; series never above 0 dropped."""
+    kept = [series for series in series_list if (safe_max(list(series)) or 0) > 0]
+    kept.sort(key=_sort_key(safe_min))
+    return kept
+
+
+def sort_by_total(context: Context, series_list: SeriesList) -> SeriesList:
+    """``sortByTotal(seriesList)``: by sum, descending."""
+    return sort_by(context, series_list, "sum", reverse=True)
+
+
+# -- the registry ----------------------------------------------------------------------
 
 
 def _p(
@@ -1474,7 +1297,49 @@ _ALL: Final = (
     ),
 )
 
-FUNCTIONS: Final[dict[str, Function]] = {function.name: function for function in _ALL}
+_MORE: Final = (
+    _function("diffSeries", diff_series, _SERIES_LISTS, aggregator=True),
+    _function("multiplySeries", multiply_series, _SERIES_LISTS, aggregator=True),
+    _function(
+        "countSeries",
+        count_series,
+        _p("seriesLists", "seriesList", multiple=True),
+        aggregator=True,
+    ),
+    _function(
+        "divideSeries",
+        divide_series,
+        _p("dividendSeriesList", "seriesList", required=True),
+        _p("divisorSeries", "seriesList", required=True),
+    ),
+    _function(
+        "aliasSub",
+        alias_sub,
+        _SERIES,
+        _p("search", "string", required=True),
+        _p("replace", "string", required=True),
+    ),
+    _function("substr", substr, _SERIES, _p("start", "integer"), _p("stop", "integer")),
+    _function("aliasByMetric", alias_by_metric, _SERIES),
+    _function("exclude", exclude, _SERIES, _p("pattern", "string", required=True)),
+    _function("grep", grep, _SERIES, _p("pattern", "string", required=True)),
+    _function(
+        "removeEmptySeries", remove_empty_series, _SERIES, _p("xFilesFactor", "float")
+    ),
+    _function(
+        "removeAboveValue", remove_above_value, _SERIES, _p("n", "float", required=True)
+    ),
+    _function(
+        "removeBelowValue", remove_below_value, _SERIES, _p("n", "float", required=True)
+    ),
+    _function("lowestCurrent", lowest_current, _SERIES, _N),
+    _function("sortByMinima", sort_by_minima, _SERIES),
+    _function("sortByTotal", sort_by_total, _SERIES),
+)
+
+FUNCTIONS: Final[dict[str, Function]] = {
+    function.name: function for function in (*_ALL, *_MORE)
+}
 """Every render function but ``seriesByTag`` (the evaluator fetches that), by name."""
 
 SPECIAL_FUNCTIONS: Final = frozenset({"seriesByTag"})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -91,7 +91,7 @@ class RenderSettings:
     @classmethod
     def from_config(cls, config: Config) -> RenderSettings:
         """The render settings of a loaded configuration."""
-        render: Any = config.render
+        render = config.render
         return cls(
             default_entity=config.graphite.default_entity,
             default_step=render.default_step,
@@ -138,13 +138,21 @@ def slots(from_s: int, until_s: int, now_s: int, step: int) -> Slots | None:
 
 
 def bucket(points: Sequence[tuple[int, float]], window: Slots) -> list[float | None]:
-    """Values per slot of time-ordered points: the last point of a slot wins."""
-    values: list[float | None] = [None] * window.count
-    first, step = window.start, window.step
-    for timestamp, value in points:
-        seconds = timestamp // 1000
-        index = (seconds - seconds % step - first) // step
-        if 0 <= index < len(values):
+    """Values per slot of time-ordered points: the last point of a slot wins.
+
+    Slot ``k`` holds the points in ``[start + k * step, start + (k + 1) * step)``
+    seconds; as ``start`` is a multiple of ``step``, that is whisper's
+    ``s - s % step`` for ``s = t // 1000``.
+    """
+    count = window.count
+    values: list[float | None] = [None] * count
+    if not points:
+        return values
+    base, width = window.start * 1000, window.step * 1000
+    # A dict keeps the last value per slot (points are in time order).
+    latest = {(timestamp - base) // width: value for timestamp, value in points}
+    for index, value in latest.items():
+        if 0 <= index < count:
             values[index] = float(value)
     return values
 

@@ -182,16 +182,18 @@ _FUNCTION_LIKE: Final = re.compile(r"^[a-z]+[(].+[)]$", re.IGNORECASE)
 def tags_of_name(name: str) -> dict[str, str]:
     """The tags graphite-web gives a new series called ``name``.
 
-    ``a.b;k=v`` gives ``{"name": "a.b", "k": "v"}``; a function-wrapped name
-    such as ``sumSeries(a.*)`` is not parsed: ``{"name": name}``.
+    ``a.b;k=v`` gives ``{"k": "v", "name": "a.b"}`` (graphite-web's order:
+    the name last); a function-wrapped name such as ``sumSeries(a.*)`` is not
+    parsed: ``{"name": name}``.
     """
     if _FUNCTION_LIKE.match(name) or ";" not in name:
         return {"name": name}
     metric, *pairs = name.split(";")
-    tags = {"name": metric}
+    tags = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             return {"name": name}
         tags[key] = value
+    tags["name"] = metric
     return tags

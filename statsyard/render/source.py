@@ -7,7 +7,8 @@ one over its live :class:`~statsyard.storage.Storage` handle
 Naming: a series whose entity is the default entity
 (``graphite.default_entity``) is the plain Graphite path ``metric``, tags
 ``{"name": metric}``; any other series is the Graphite 1.1 tagged series
-``metric;entity=E``, tags ``{"name": metric, "entity": E}``. Plain path
+``metric;entity=E``, tags ``{"entity": E, "name": metric}`` (graphite-web's
+order: the name tag last). Plain path
 globs match only default-entity series, as graphite-web's finder shows
 plain paths; ``seriesByTag()`` reaches every series.
 """
@@ -100,22 +101,25 @@ def series_tags(metric: str, entity: str, default_entity: str) -> dict[str, str]
     """The Graphite tags of a stored series."""
     if entity == default_entity:
         return {"name": metric}
-    return {"name": metric, "entity": entity}
+    return {"entity": entity, "name": metric}
 
 
 def parse_series_name(name: str) -> dict[str, str]:
-    """Tags of a Graphite series name: ``a.b;k=v`` gives ``name=a.b, k=v``.
+    """Tags of a Graphite series name: ``a.b;k=v`` gives ``k=v, name=a.b``.
+
+    As graphite-web's ``TaggedSeries.parse``: the name tag comes last.
 
     Raises:
         BadArgumentError: a tag has no ``=``.
     """
     metric, *pairs = name.split(";")
-    tags = {"name": metric}
+    tags = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise BadArgumentError(f"bad tag {pair!r} in series name {name!r}")
         tags[key] = value
+    tags["name"] = metric
     return tags
 
 

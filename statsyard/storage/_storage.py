@@ -984,9 +984,10 @@ class Storage:
     ) -> QueryResult:
         """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
 
-        Sees every point appended before the call. With ``step``, points are
-        aggregated into buckets of ``step`` ms aligned on multiples of
-        ``step``; each bucket is ``(bucket start, aggregate)``.
+        Sees every point appended before the call. A timestamp written more
+        than once for the series reads back once: the last write wins. With
+        ``step``, points are aggregated into buckets of ``step`` ms aligned on
+        multiples of ``step``; each bucket is ``(bucket start, aggregate)``.
 
         Args:
             metric: the metric name (exact).

@@ -42,6 +42,7 @@ from statsyard.exceptions import (
 )
 from statsyard.forward import Cursor, Forwarding, ForwardSettings
 from statsyard.graphite_listener import GraphiteListener
+from statsyard.http.options import HttpOptions
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
 from statsyard.instrumentation import (
     ListenerInstruments,
@@ -63,7 +64,7 @@ from statsyard.supervisor import (
 )
 from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
-__all__ = ["CONSUMER", "GRAPHITE", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "GRAPHITE", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ GRAPHITE = "graphite"
 
 _GRAPHITE_DRAIN = 5.0
 """Seconds the Graphite listener may take at stop to queue what it read."""
+HTTP = "http"
 
 
 class _HostLink:
@@ -172,6 +174,8 @@ class StatsYard:
         ingest_observer: extra per-batch validation hooks (the stress run's).
         graphite: run the Graphite plaintext listener with these settings
             (when ``enabled``); it is the child right after the queue.
+        http: serve the HTTP API (``docs/http.md``): True for the defaults
+            or :class:`~statsyard.http.HttpOptions`; off by default.
         on_exit: called once when the tree has stopped (by itself or by
             ``stop()``) and every point is settled; from StatsYard's linger
             thread, or from the thread that called ``stop()``.
@@ -209,6 +213,7 @@ class StatsYard:
         ingest_observer: IngestObserver | None = None,
         graphite: GraphiteConfig | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
+        http: bool | HttpOptions = False,
         forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
     ) -> None:
         if queue_capacity < 1:
@@ -268,6 +273,10 @@ class StatsYard:
         }
         self._process_stats = process_stats
         self._host_on_exit = on_exit
+        self._http: HttpOptions | None = (
+            (HttpOptions() if http is True else http) if http else None
+        )
+        self._running = threading.Event()
 
         self.ledger = Ledger()
         self._storage_handle = StorageHandle()
@@ -316,6 +325,8 @@ class StatsYard:
                 default_entity=settings.default_entity,
                 max_line_length=settings.max_line_length,
                 max_connections=settings.max_connections,
+                entity_tag=settings.entity_tag,
+                templates=settings.templates,
                 drain_timeout=_GRAPHITE_DRAIN,
                 observer=self._listener_instruments,
                 progress=lambda: self.ledger.committed_upto,
@@ -369,13 +380,38 @@ class StatsYard:
             ChildSpec(WRITER, start_writer, start_timeout=None),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
-            *self.forwarding.specs(self._storage_handle),
         ]
+        if self._http is not None:
+            specs.append(self._http_spec(self._http))
+        specs += self.forwarding.specs(self._storage_handle)  # after http: a
+        # forwarder crash then restarts only the shipper with it
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
         for spec in specs:  # each child's restarts ship from the first interval, at 0
             self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
+
+    def _http_spec(self, options: HttpOptions) -> ChildSpec:
+        """The HTTP child: serves the API from the live storage (statsyard.http)."""
+        from statsyard.http.http_server import HttpServer
+        from statsyard.http.wiring import build_api
+
+        def start_http(ctx: StartContext) -> pykka.ActorRef[Any]:
+            api = build_api(
+                options,
+                storage=self._storage_handle.get,
+                registry=self.registry,
+                ready=self.ready,
+            )
+            return HttpServer.start(
+                app=api,
+                host=options.host,
+                port=options.port,
+                threads=options.threads,
+                link=ctx.link,
+            )
+
+        return ChildSpec(HTTP, start_http, shutdown=15.0)
 
     def _count_restart(self, child_id: str) -> None:
         self.registry.counter("supervisor.restarts", tags={"child": child_id}).inc()
@@ -426,6 +462,7 @@ class StatsYard:
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )
         self._linger_thread.start()
+        self._running.set()
         logger.info(
             "StatsYard started in %s (queue capacity %d, fsync %s)",
             self.data_dir,
@@ -450,6 +487,7 @@ class StatsYard:
         if self._stopping:
             return self.counts()
         self._stopping = True
+        self._running.clear()
         self._wake.set()  # the linger thread returns once it is not sending
         if self._exit is None and self._supervisor_ref is not None:
             self._stop_input()
@@ -521,6 +559,7 @@ class StatsYard:
         (staged points, a push not yet answered) is settled by the linger
         thread or ``stop()``, which then tell the host.
         """
+        self._running.clear()
         if self._exit is None:
             self._exit = exit_
         if exit_.gave_up:
@@ -588,6 +627,25 @@ class StatsYard:
         if self._supervisor_ref is None:
             raise NotRunningError("StatsYard is not started")
         return self._supervisor_ref.proxy()
+
+    def ready(self) -> bool:
+        """Whether the tree is up and the storage open (HTTP ``/-/ready``)."""
+        if not self._running.is_set():
+            return False
+        try:
+            self._storage_handle.get(timeout=0)
+        except NotRunningError:
+            return False
+        return True
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """The HTTP API's bound ``(host, port)``, or None when it is not served."""
+        if self._http is None or self._supervisor_ref is None:
+            return None
+        server = self._table.get(HTTP, 5.0)
+        address: tuple[str, int] = server.proxy().address().get(timeout=5.0)
+        return address
 
     def child(self, child_id: str, timeout: float | None = 5.0) -> pykka.ActorRef[Any]:
         """The living child ``child_id``, waiting through a restart."""
@@ -785,9 +843,10 @@ class StatsYard:
         """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
 
         Runs in the calling thread while ingest goes on, and sees every point
-        whose write was acknowledged before it started. With ``step`` (ms),
-        points are downsampled into buckets aggregated with ``agg``: ``avg``,
-        ``min``, ``max``, ``sum``, ``count`` or ``last``.
+        whose write was acknowledged before it started; a point written twice
+        (same series and timestamp) reads back once, the last write winning.
+        With ``step`` (ms), points are downsampled into buckets aggregated
+        with ``agg``: ``avg``, ``min``, ``max``, ``sum``, ``count`` or ``last``.
         """
         return self._storage_handle.get(timeout=10.0).query(
             metric, entity, start=start, end=end, step=step, agg=agg

@@ -1,7 +1,7 @@
 """``python -m statsyard``: the service, its configuration, stress runs, queries.
 
 Subcommands: ``run`` (the default), ``config``, ``stress N``, ``query``,
-``series`` and ``check``. Each takes ``--config PATH``, ``--log-level``,
+``series``, ``check`` and ``plot``. Each takes ``--config PATH``, ``--log-level``,
 ``--log-format`` and ``--debug``, plus the settings (``--<section>-<key>``,
 see ``docs/service.md``) that apply to it. Options are never abbreviated.
 
@@ -252,6 +252,16 @@ def build_parser() -> _Parser:
             "Exit status 1 if anything is damaged.",
         )
     )
+    from statsyard.plot_cli import add_plot_arguments
+
+    add_plot_arguments(
+        commands.add_parser(
+            "plot",
+            parents=[common],
+            help="draw render targets to a PNG or SVG file",
+            description="Draw render targets from a data directory to PNG or SVG.",
+        )
+    )
     return parser
 
 
@@ -366,6 +376,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         with tuned_gc_for_ingest():
             return run_stress(args, config)
+    if command == "plot":
+        from statsyard.plot_cli import run_plot
+
+        return run_plot(args, config)
     if command in ("query", "series"):
         if args.data_dir is None:
             # No --data-dir: read where the service writes (--config, env, flags).
@@ -394,6 +408,22 @@ def storage_options(config: Config) -> dict[str, Any]:
     }
 
 
+def _http_options(config: Config) -> Any:
+    """The HTTP API's options, or False when ``[http] enabled`` is off."""
+    if not config.http.enabled:
+        return False
+    from statsyard.http import HttpOptions
+    from statsyard.render import RenderSettings
+
+    return HttpOptions(
+        host=config.http.host,
+        port=config.http.port,
+        threads=config.http.threads,
+        default_entity=config.graphite.default_entity,
+        render=RenderSettings.from_config(config),
+    )
+
+
 def build_yard(config: Config, **overrides: Any) -> StatsYard:
     """A StatsYard (not started) configured from ``config``, with its children."""
     from statsyard.app import StatsYard
@@ -415,6 +445,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "ship_interval": config.metrics.interval,
         "process_stats": config.metrics.process_stats,
         "forward": config.forward,
+        "http": _http_options(config),
     }
     options.update(overrides)
     data_dir = options.pop("data_dir", config.storage.data_dir)

@@ -32,15 +32,19 @@ import attrs
 
 from statsyard.exceptions import ConfigError
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
+from statsyard.graphite_templates import compile_templates
+from statsyard.timeparse import parse_duration_s
 
 __all__ = [
     "ENV_PREFIX",
     "SECTIONS",
     "Config",
     "GraphiteConfig",
+    "HttpConfig",
     "LoggingConfig",
     "MetricsConfig",
     "PipelineConfig",
+    "RenderConfig",
     "Setting",
     "StorageConfig",
     "env_name",
@@ -77,7 +81,11 @@ class Setting:
 
     Attributes:
         kind: one of ``str``, ``int``, ``float``, ``bool``, ``choice``,
-            ``table`` (str to str), ``tags`` (a table of DogStatsD tags).
+            ``table`` (str to str), ``tags`` (a table of DogStatsD tags),
+            ``list`` (of non-empty strings; from the
+            environment or a flag, comma-separated), ``duration`` (seconds,
+            from an int or ``"10s"``/``"1m"``/``"1h"``/``"1d"``), ``schema`` (a
+            list of ``{pattern = REGEX, step = DURATION}`` tables).
         minimum: smallest allowed number (inclusive), if any.
         maximum: largest allowed number (inclusive), if any.
         above: numbers must be strictly greater than this, if set.
@@ -107,6 +115,15 @@ class Setting:
                 'tags: in a file a table like { env = "prod" }, in a flag or '
                 "environment variable env=prod,team=ops; a key is a letter then "
                 "letters, digits or _.-/, a value has no | , # or whitespace"
+            )
+        if self.kind == "list":
+            return "a list of non-empty strings"
+        if self.kind == "duration":
+            return 'a positive duration: seconds, or e.g. "10s", "1m", "1h", "1d"'
+        if self.kind == "schema":
+            return (
+                'a list of tables { pattern = "REGEX", step = "10s" } '
+                "(from the environment: REGEX=STEP;REGEX=STEP)"
             )
         if self.kind == "bool":
             return "true or false"
@@ -163,6 +180,16 @@ class Setting:
             ):
                 raise _BadValueError(self.expected())
             return dict(sorted(value.items()))
+        if kind == "list":
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise _BadValueError(self.expected())
+            if not all(isinstance(item, str) and item.strip() for item in value):
+                raise _BadValueError(self.expected())
+            return tuple(item.strip() for item in value)
+        if kind == "duration":
+            return _duration(value, self.expected())
+        if kind == "schema":
+            return _schema(value, self.expected())
         if value is None and self.off_when_zero:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -215,6 +242,18 @@ class Setting:
                     )
                 table[key.strip()] = val.strip()
             return self.check(table)
+        if kind == "list":
+            return self.check([p.strip() for p in stripped.split(",") if p.strip()])
+        if kind == "duration":
+            return self.check(int(stripped) if stripped.isdigit() else stripped)
+        if kind == "schema":
+            rules = []
+            for item in filter(None, (part.strip() for part in stripped.split(";"))):
+                pattern, sep, step = item.rpartition("=")
+                if not sep or not pattern:
+                    raise _BadValueError(self.expected())
+                rules.append({"pattern": pattern, "step": step})
+            return self.check(rules)
         if self.off_when_zero and stripped.lower() in ("", "off", "none", "null"):
             return None
         try:
@@ -235,6 +274,38 @@ class Setting:
             ) from None
 
 
+def _duration(value: Any, expected: str) -> int:
+    """Seconds of a duration setting (an int, or text such as ``"1m"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _BadValueError(expected)
+    try:
+        seconds = parse_duration_s(value)
+    except ValueError:
+        raise _BadValueError(expected) from None
+    return seconds
+
+
+def _schema(value: Any, expected: str) -> tuple[tuple[str, int], ...]:
+    """``(pattern, step seconds)`` rules of a schema setting, checked."""
+    if isinstance(value, tuple):
+        value = [{"pattern": p, "step": s} for p, s in value]
+    if not isinstance(value, list):
+        raise _BadValueError(expected)
+    rules = []
+    for rule in value:
+        if not isinstance(rule, Mapping) or set(rule) != {"pattern", "step"}:
+            raise _BadValueError(expected)
+        pattern = rule["pattern"]
+        if not isinstance(pattern, str) or not pattern:
+            raise _BadValueError(expected)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _BadValueError(f"{expected}; bad regex {pattern!r}: {exc}") from None
+        rules.append((pattern, _duration(rule["step"], expected)))
+    return tuple(rules)
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
@@ -242,9 +313,9 @@ def _fmt(number: float) -> str:
 def _setting(default: Any, setting: Setting) -> Any:
     """An attrs field that ``setting`` normalises and checks."""
     converter = attrs.Converter(setting.convert, takes_field=True)
-    if isinstance(default, dict):
+    if isinstance(default, dict | list):
         return attrs.field(
-            factory=lambda: dict(default),
+            factory=lambda: type(default)(default),
             converter=converter,
             metadata={"setting": setting},
         )
@@ -361,6 +432,41 @@ class GraphiteConfig:
         1000,
         Setting("int", minimum=1, help="Concurrent TCP connections; more are refused."),
     )
+    entity_tag: str = _setting(
+        "entity",
+        Setting("str", help="The Graphite tag that becomes the entity (e.g. host)."),
+    )
+    templates: tuple[str, ...] = _setting(
+        [],
+        Setting(
+            "list",
+            help='"FILTER TEMPLATE" rules mapping plain paths to metric and entity.',
+        ),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        """Check the templates, so that a bad one stops start-up with the rest."""
+        compile_templates(self.templates)
+
+
+@attrs.frozen
+class HttpConfig:
+    """``[http]``: the Graphite-compatible HTTP API, pictures and the web page."""
+
+    enabled: bool = _setting(
+        True, Setting("bool", help="Serve the HTTP API (graphite-web compatible).")
+    )
+    host: str = _setting(
+        "127.0.0.1", Setting("str", help="Address to listen on (0.0.0.0 for all).")
+    )
+    port: int = _setting(
+        8080,
+        Setting("int", minimum=0, maximum=65535, help="TCP port; 0 picks a free port."),
+    )
+    threads: int = _setting(
+        8,
+        Setting("int", minimum=1, maximum=256, help="Requests served at once."),
+    )
 
 
 @attrs.frozen
@@ -392,6 +498,31 @@ class MetricsConfig:
 
 
 @attrs.frozen
+class RenderConfig:
+    """``[render]``: how ``/render`` turns raw points into Graphite series."""
+
+    default_step: int = _setting(
+        60,
+        Setting(
+            "duration",
+            help="Seconds per point when no [[render.schema]] rule matches.",
+        ),
+    )
+    max_points: int = _setting(
+        2_000_000,
+        Setting("int", minimum=1, help="Points one render request may read."),
+    )
+    schema: tuple[tuple[str, int], ...] = _setting(
+        (),
+        Setting(
+            "schema",
+            help="Step per metric: [[render.schema]] pattern (regex), step; "
+            "the first match wins.",
+        ),
+    )
+
+
+@attrs.frozen
 class LoggingConfig:
     """``[logging]``: what goes to stderr."""
 
@@ -418,7 +549,9 @@ SECTIONS: Final[Mapping[str, type[Any]]] = {
     "storage": StorageConfig,
     "pipeline": PipelineConfig,
     "graphite": GraphiteConfig,
+    "http": HttpConfig,
     "metrics": MetricsConfig,
+    "render": RenderConfig,
     "logging": LoggingConfig,
 }
 """Section name to its attrs class, in the order of the example file."""
@@ -453,7 +586,9 @@ class Config:
     storage: StorageConfig = attrs.field(factory=StorageConfig)
     pipeline: PipelineConfig = attrs.field(factory=PipelineConfig)
     graphite: GraphiteConfig = attrs.field(factory=GraphiteConfig)
+    http: HttpConfig = attrs.field(factory=HttpConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
+    render: RenderConfig = attrs.field(factory=RenderConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     forward: tuple[ForwardSettings, ...] = ()
     """``[[forward]]`` destinations (file only: no environment or flags)."""
@@ -608,9 +743,14 @@ def load_config(
         flag = flag_name(section, key)
         take(section, key, f"flag {flag}", f"{section}.{key} (from {flag})", text, True)
 
+    sections: dict[str, Any] = {}
+    for name in SECTIONS:
+        try:
+            sections[name] = SECTIONS[name](**values[name])
+        except ConfigError as error:  # a check across keys (graphite.templates)
+            problems.extend(error.problems)
     if problems:
         raise ConfigError(problems)
-    sections = {name: SECTIONS[name](**values[name]) for name in SECTIONS}
     return Config(**sections, forward=forward, sources=sources)
 
 
@@ -621,11 +761,19 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list) and all(isinstance(i, str) for i in value):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
         inner = ", ".join(
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
         )
         return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, tuple):  # schema rules: (pattern, step seconds)
+        rules = ", ".join(
+            f"{{ pattern = {_toml_value(p)}, step = {_toml_value(s)} }}"
+            for p, s in value
+        )
+        return f"[{rules}]"
     return repr(value)
 
 

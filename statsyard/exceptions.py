@@ -223,3 +223,69 @@ class TimeFormatError(StatsYardError, ValueError):
     def __init__(self, message: str, *, text: str) -> None:
         super().__init__(message)
         self.text = text
+
+
+class RenderError(StatsYardError, ValueError):
+    """A render request cannot be answered as asked (the HTTP layer's 400).
+
+    Base of the render engine's errors; the message is one line for the user.
+    """
+
+
+class TargetSyntaxError(RenderError):
+    """A render target is not valid graphite-web target syntax.
+
+    Attributes:
+        target: the target as given.
+        position: index in ``target`` where parsing stopped.
+    """
+
+    def __init__(self, message: str, *, target: str, position: int) -> None:
+        super().__init__(message)
+        self.target = target
+        self.position = position
+
+
+class UnknownFunctionError(RenderError):
+    """A render target calls a function the engine does not have.
+
+    Attributes:
+        function: the function's name as written.
+    """
+
+    def __init__(self, message: str, *, function: str) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+class BadArgumentError(RenderError):
+    """A render function got an argument of the wrong kind, or too many or few."""
+
+
+class TooManyPointsError(RenderError):
+    """A render request would read more points than ``render.max_points`` allows.
+
+    Attributes:
+        limit: the configured limit.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+# -- The HTTP API --------------------------------------------------------------
+
+
+class HttpBindError(StatsYardError, OSError):
+    """The HTTP API could not listen on its address (port taken, bad host).
+
+    Attributes:
+        host: the address it was asked to listen on.
+        port: the port it was asked for.
+    """
+
+    def __init__(self, message: str, *, host: str, port: int) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port

@@ -252,6 +252,9 @@ class GraphiteListener(ChildActor):
             committed index); at stop, the listener stops waiting for room
             once it stands still for half a second. None: wait the whole
             ``drain_timeout``.
+        entity_tag: the Graphite tag that becomes the entity.
+        templates: ``"FILTER TEMPLATE"`` rules mapping plain paths to metric
+            and entity (:mod:`statsyard.graphite_templates`).
     """
 
     def __init__(
@@ -270,13 +273,18 @@ class GraphiteListener(ChildActor):
         recv_buffer_bytes: int | None = None,
         udp_pending: int = _UDP_PENDING,
         progress: Callable[[], int] | None = None,
+        entity_tag: str = "entity",
+        templates: Sequence[str] = (),
     ) -> None:
         super().__init__(link=link)
         self._queue = queue
         self._host = host
         self._ports = (tcp_port, udp_port)
         self._parser = GraphiteParser(
-            default_entity=default_entity, max_line_length=max_line_length
+            default_entity=default_entity,
+            max_line_length=max_line_length,
+            entity_tag=entity_tag,
+            templates=templates,
         )
         self._max_connections = max_connections
         self._observer = observer if observer is not None else ListenerObserver()

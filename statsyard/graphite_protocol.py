@@ -11,8 +11,10 @@ Rules (a superset of carbon-cache 1.1's line receiver):
   (decimals rounded to the nearest ms); ``-1`` or ``N`` means "now" (one
   clock reading per received batch). It must fall in the range
   :func:`statsyard.validate` accepts (2000-01-01 to 2100-01-01).
-- **Graphite tags**: ``path;tag=value;...``. The ``entity`` tag becomes the
-  point's entity; without it the configured default entity is used. The
+- **Graphite tags**: ``path;tag=value;...``. The ``entity`` tag (the
+  configured ``entity_tag``) becomes the point's entity; without it a
+  matching template rule (:mod:`statsyard.graphite_templates`) may take the
+  entity from the path, else the configured default entity is used. The
   other tags stay part of the series name, sorted by tag name, in Graphite's
   own canonical form: ``cpu;host=a;dc=x`` and ``cpu;dc=x;host=a`` both become
   metric ``cpu;dc=x;host=a``. So two series that differ only by a tag stay
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
 import attrs
@@ -42,6 +44,7 @@ from statsyard.datapoint import (
     MIN_TIMESTAMP_MS,
     Row,
 )
+from statsyard.graphite_templates import compile_templates
 
 __all__ = [
     "REASONS",
@@ -122,10 +125,18 @@ class GraphiteParser:
     Args:
         default_entity: the entity of points without an ``entity`` tag.
         max_line_length: the longest accepted line, in bytes, without its newline.
+        entity_tag: the Graphite tag that becomes the entity.
+        templates: ``"FILTER TEMPLATE"`` rules taking the entity from a plain
+            path (:mod:`statsyard.graphite_templates`); an explicit tag wins.
     """
 
     def __init__(
-        self, *, default_entity: str = "graphite", max_line_length: int = 4096
+        self,
+        *,
+        default_entity: str = "graphite",
+        max_line_length: int = 4096,
+        entity_tag: str = "entity",
+        templates: Sequence[str] = (),
     ) -> None:
         if _bad_name(default_entity):
             raise ValueError(
@@ -135,27 +146,35 @@ class GraphiteParser:
             )
         self.default_entity = default_entity
         self.max_line_length = max_line_length
+        self.entity_tag = entity_tag
+        self._templates = compile_templates(templates)
         self._paths: dict[str, tuple[str, str]] = {}
 
     # -- name resolution (cache misses only) ------------------------------
 
     def _resolve(self, path: str) -> tuple[str, str] | str:
         """``(metric, entity)`` for a raw path, or the reason it is bad."""
-        entity = self.default_entity
+        entity: str | None = None
+        name = path
+        found: dict[str, str] = {}
         if ";" in path:
             name, *tags = path.split(";")
-            found: dict[str, str] = {}
             for tag in tags:
                 key, sep, value = tag.partition("=")
                 if not sep or not key or not value:
                     return TAGS
                 found[key] = value
-            entity = found.pop("entity", entity)
+            entity = found.pop(self.entity_tag, None)
             if not name:
                 return TAGS
-            metric = name + "".join(f";{key}={found[key]}" for key in sorted(found))
-        else:
-            metric = path
+        if self._templates:
+            mapped = self._templates.resolve(name)
+            if mapped is not None:
+                name, from_path = mapped
+                entity = entity or from_path or None
+        if entity is None:
+            entity = self.default_entity
+        metric = name + "".join(f";{key}={found[key]}" for key in sorted(found))
         if _bad_name(metric) or _bad_name(entity):
             return NAME
         if len(self._paths) >= _CACHE_LIMIT:

@@ -503,8 +503,15 @@ class Histogram:
             old, self._hdr = self._hdr, fresh
         return _summarize(old)
 
-    def _samples(self, shippable: ShippableStats) -> list[Sample]:
-        stats = self.drain()
+    def peek(self) -> dict[str, float]:
+        """The stats :meth:`drain` would return now, without resetting."""
+        with self._lock:
+            return _summarize(self._hdr)
+
+    def _samples(
+        self, shippable: ShippableStats, *, drain: bool = True
+    ) -> list[Sample]:
+        stats = self.drain() if drain else self.peek()
         return [
             Sample(f"{self.name}.{stat}", stats[stat], self.tags)
             for stat in shippable.histogram
@@ -810,6 +817,32 @@ class Registry:
                 samples.extend(metric._samples(shippable))
             except Exception as error:  # noqa: BLE001 (deliberate: a user callback)
                 self._gauge_failed(metric, error)
+        return samples
+
+    def snapshot(
+        self, *, shippable: ShippableStats = _ALL_STATS
+    ) -> list[tuple[str, Sample]]:
+        """Like :meth:`collect`, but histograms are read, not drained.
+
+        For a reader beside the shipper (the HTTP ``/metrics`` endpoint):
+        each sample comes with its metric's kind, ``counter``, ``gauge``,
+        ``meter`` or ``histogram``; histogram stats cover the values recorded
+        since the shipper's last collection.
+        """
+        with self._lock:
+            metrics = list(self._metrics.values())
+        samples: list[tuple[str, Sample]] = []
+        for metric in metrics:
+            kind = type(metric).__name__.lower()
+            try:
+                if type(metric) is Histogram:
+                    found = metric._samples(shippable, drain=False)
+                else:
+                    found = metric._samples(shippable)
+            except Exception as error:  # noqa: BLE001 (deliberate: a user callback)
+                self._gauge_failed(metric, error)
+                continue
+            samples.extend((kind, sample) for sample in found)
         return samples
 
     def _warn_once(

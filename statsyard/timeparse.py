@@ -29,7 +29,7 @@ from typing import Final
 
 from statsyard.exceptions import TimeFormatError
 
-__all__ = ["parse_offset_ms", "parse_time"]
+__all__ = ["parse_duration_s", "parse_offset_ms", "parse_time"]
 
 _MONTHS: Final = (
     "jan",
@@ -112,6 +112,41 @@ def parse_offset_ms(text: str) -> int:
             f"bad time offset {_shown(raw)} ({exc}): expected e.g. -1h, 30min, 2d, 1w",
             text=raw,
         ) from None
+
+
+def parse_duration_s(value: str | int) -> int:
+    """A positive whole number of seconds: an int, or ``"10s"``, ``"1m"``,
+    ``"5min"``, ``"1h"``, ``"1d"``, ``"1w"``, ``"1y"`` (a carbon retention step).
+
+    Raises:
+        TimeFormatError: not such a duration, signed, not positive, or not
+            whole seconds.
+    """
+    text = str(value)
+    expected = "expected e.g. 10s, 1m, 1h, 1d or an int of seconds"
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value)
+    elif isinstance(value, str) and value.strip()[:1].isdigit():
+        try:
+            milliseconds = _offset_ms(value.strip().lower())
+        except ValueError as exc:
+            raise TimeFormatError(
+                f"bad duration {_shown(text)} ({exc}): {expected}", text=text
+            ) from None
+        if milliseconds % 1000:
+            raise TimeFormatError(
+                f"bad duration {_shown(text)}: not whole seconds", text=text
+            )
+        seconds = milliseconds // 1000
+    else:
+        raise TimeFormatError(f"bad duration {_shown(text)}: {expected}", text=text)
+    if seconds <= 0:
+        raise TimeFormatError(
+            f"bad duration {_shown(text)}: must be positive", text=text
+        )
+    return seconds
 
 
 def _offset_ms(value: str) -> int:

@@ -35,14 +35,15 @@ def points(
 
 
 def expected(batch: Iterable[DataPoint], metric: str) -> Expected:
-    """What a raw query of ``metric`` returns for ``batch``: by entity, by time."""
-    out: Expected = {}
+    """What a raw query of ``metric`` returns for ``batch``: by entity, by time.
+
+    A timestamp written more than once reads back once: the last write wins.
+    """
+    latest: dict[str, dict[int, int | float]] = {}
     for point in batch:
         if point.metric == metric:
-            out.setdefault(point.entity, []).append((point.timestamp, point.value))
-    for rows in out.values():
-        rows.sort(key=lambda row: row[0])  # stable: arrival order on ties
-    return out
+            latest.setdefault(point.entity, {})[point.timestamp] = point.value
+    return {entity: sorted(rows.items()) for entity, rows in latest.items()}
 
 
 def reopened(data_dir: Path, **options: object) -> Storage:

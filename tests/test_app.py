@@ -417,3 +417,16 @@ def test_points_without_a_timestamp_are_stamped_when_pushed(
     for metric in ("one.by.one", "in.bulk", "mapping"):
         [(stamp, _)] = yard.query(metric)["e"]
         assert before <= stamp <= after, metric
+
+
+def test_a_retried_point_reads_back_once(make_yard: YardFactory) -> None:
+    """StatsYard.query(): the same series and timestamp pushed twice is one point."""
+    yard = make_yard()
+    yard.push_many([DataPoint("disk.used", "a", v, TS + 1000 * v) for v in range(3)])
+    yard.flush(timeout=WAIT)
+    yard.push(DataPoint("disk.used", "a", 10, TS + 1000))  # the client retried
+    yard.flush(timeout=WAIT)
+    assert yard.query("disk.used") == {"a": [(TS, 0), (TS + 1000, 10), (TS + 2000, 2)]}
+    assert yard.query("disk.used", step=10_000, agg="count") == {
+        "a": [(TS - TS % 10_000, 3)]
+    }

@@ -125,6 +125,8 @@ def test_run_serves_graphite_and_drains_on_a_signal(
             "0",
             "--metrics-enabled",
             "false",
+            "--http-port",
+            "0",
         ],
         cwd=tmp_path,
         env=env,
@@ -139,6 +141,7 @@ def test_run_serves_graphite_and_drains_on_a_signal(
     seen: list[str] = []
     try:
         found = _wait_for(lines, r"Graphite listener on tcp 127\.0\.0\.1:(\d+)", seen)
+        _wait_for(lines, r"HTTP API on http://127\.0\.0\.1:\d+$", seen)
         with socket.create_connection(
             ("127.0.0.1", int(found.group(1))), TIMEOUT
         ) as sock:
@@ -185,6 +188,8 @@ def _service(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
             "--graphite-tcp-port",
             "0",
             "--graphite-udp-port",
+            "0",
+            "--http-port",
             "0",
             "--metrics-enabled",
             "false",

@@ -45,6 +45,7 @@ def service_config(tcp_port: int = 0, **pipeline: Any) -> Config:
         storage=attrs.evolve(base.storage, fsync="never"),
         graphite=attrs.evolve(base.graphite, tcp_port=tcp_port, udp_port=0),
         metrics=attrs.evolve(base.metrics, enabled=False),
+        http=attrs.evolve(base.http, port=0),
     )
 
 
@@ -64,7 +65,13 @@ def test_the_listener_is_the_child_right_after_the_queue(
     yard = build_yard(service_config(), data_dir=tmp_path)
     yards.append(yard.start())
     children = yard.supervisor.which_children().get(timeout=WAIT)
-    assert [c.id for c in children] == ["queue", "graphite", "writer", "consumer"]
+    assert [c.id for c in children] == [
+        "queue",
+        "graphite",
+        "writer",
+        "consumer",
+        "http",
+    ]
     listener = yard.child("graphite").proxy()
     (_, port), _ = listener.addresses().get(timeout=WAIT)
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:

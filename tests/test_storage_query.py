@@ -42,7 +42,10 @@ def test_unknown_metric_or_entity_gives_an_empty_result(storage: Storage) -> Non
 def test_out_of_order_points_come_back_in_order(
     storage: Storage, with_checkpoints: bool
 ) -> None:
-    """Late points, across batches and checkpoints, are merged by time (stably)."""
+    """Late points, across batches and checkpoints, are merged by time.
+
+    The timestamp written twice (3 then 33) reads back once: the last write.
+    """
     batches = [
         points("m", "e", [5, 6], start=T0 + 5000),
         points("m", "e", [1, 2], start=T0 + 1000),
@@ -57,7 +60,6 @@ def test_out_of_order_points_come_back_in_order(
     assert got == [
         (T0 + 1000, 1),
         (T0 + 2000, 2),
-        (T0 + 3000, 3),
         (T0 + 3000, 33),
         (T0 + 5000, 5),
         (T0 + 6000, 6),
@@ -258,3 +260,42 @@ def s_now() -> int:
     from statsyard.datapoint import now_ms
 
     return now_ms()
+
+
+@pytest.mark.parametrize("checkpoint_between", [False, True])
+def test_a_point_written_twice_reads_back_once_last_write_wins(
+    storage: Storage, checkpoint_between: bool
+) -> None:
+    """A retried write (same series and timestamp) is one point: the last value.
+
+    Holds within one batch, across batches, across blocks and the head, for
+    raw reads and for step aggregates (a count or sum does not double).
+    """
+    storage.append([*points("m", "e", [1, 2, 3]), DataPoint("m", "e", 20, T0 + 1000)])
+    if checkpoint_between:
+        storage.checkpoint()
+    storage.append([DataPoint("m", "e", 30, T0 + 2000), DataPoint("m", "f", 7, T0)])
+    storage.append([DataPoint("m", "e", 31, T0 + 2000)])
+    want = [(T0, 1), (T0 + 1000, 20), (T0 + 2000, 31)]
+    assert storage.query("m", entity="e") == {"e": want}
+    assert storage.query("m", step=10_000, agg="count") == {
+        "e": [(T0 - T0 % 10_000, 3)],
+        "f": [(T0 - T0 % 10_000, 1)],
+    }
+    assert storage.query("m", entity="e", step=10_000, agg="sum") == {
+        "e": [(T0 - T0 % 10_000, 52)]
+    }
+    storage.checkpoint()
+    assert storage.query("m", entity="e") == {"e": want}
+
+
+def test_duplicates_stay_resolved_after_reopening(tmp_path: Path) -> None:
+    """Recovery (log replay) and a read-only reader agree: last write wins."""
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        s.append(points("m", "e", [1, 2]))
+        s.checkpoint()
+        s.append([DataPoint("m", "e", 9, T0)])
+    with Storage.open_readonly(tmp_path) as reader:
+        assert reader.query("m") == {"e": [(T0, 9), (T0 + 1000, 2)]}
+    with Storage.open(tmp_path, checkpoint_points=None) as s:
+        assert s.query("m") == {"e": [(T0, 9), (T0 + 1000, 2)]}

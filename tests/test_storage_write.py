@@ -355,10 +355,10 @@ def test_value_types_may_change_from_batch_to_batch(
         assert s.query("m") == expected(every, "m")
 
 
-def test_out_of_order_points_come_back_sorted_ties_in_arrival_order(
+def test_out_of_order_points_come_back_sorted_ties_to_the_last_written(
     tmp_path: Path,
 ) -> None:
-    """Late points are sorted into place; equal timestamps keep arrival order."""
+    """Late points are sorted into place; of equal timestamps the last written wins."""
     rows = [
         ("m", "e", 1.0, T0 + 3000),
         ("m", "e", 2.0, T0 + 1000),
@@ -366,15 +366,7 @@ def test_out_of_order_points_come_back_sorted_ties_in_arrival_order(
         ("m", "e", 4.0, T0 + 2000),
         ("m", "e", 5.0, T0 + 1000),
     ]
-    want = {
-        "e": [
-            (T0 + 1000, 2.0),
-            (T0 + 1000, 5.0),
-            (T0 + 2000, 4.0),
-            (T0 + 3000, 1.0),
-            (T0 + 3000, 3.0),
-        ]
-    }
+    want = {"e": [(T0 + 1000, 5.0), (T0 + 2000, 4.0), (T0 + 3000, 3.0)]}
     with Storage.open(tmp_path, checkpoint_points=None) as s:
         s.append(rows[:3])
         s.append(rows[3:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -56,7 +57,9 @@ def check_agg(agg: str) -> Callable[[Sequence[Value]], Value]:
 def merge(pieces: list[Piece]) -> Piece:
     """One time-ordered series from pieces (blocks, then the head), stably.
 
-    Points with equal timestamps keep the order of ``pieces``, i.e. of arrival.
+    ``pieces`` come in arrival order, and so do the points within each.
+    Points with equal timestamps are the same point written again (a client
+    retrying, a replay): only the last written is kept.
     """
     pieces = [piece for piece in pieces if piece[0]]
     if not pieces:
@@ -65,17 +68,33 @@ def merge(pieces: list[Piece]) -> Piece:
         earlier[0][-1] <= later[0][0] for earlier, later in itertools.pairwise(pieces)
     )
     if len(pieces) == 1 and in_order:
-        return pieces[0]
+        return last_write_wins(pieces[0])
     timestamps: list[int] = []
     values: list[Value] = []
     for ts, vs in pieces:
         timestamps += ts
         values += vs
-    if in_order:
-        return timestamps, values
-    order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
-    return list(map(timestamps.__getitem__, order)), list(
-        map(values.__getitem__, order)
+    if not in_order:
+        order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
+        timestamps = list(map(timestamps.__getitem__, order))
+        values = list(map(values.__getitem__, order))
+    return last_write_wins((timestamps, values))
+
+
+def last_write_wins(piece: Piece) -> Piece:
+    """A time-ordered piece with one point per timestamp: the last of equals.
+
+    Ties must be in arrival order (a stable sort keeps them so). Checks at C
+    speed and copies nothing when there is no duplicate (the usual case).
+    """
+    timestamps, values = piece
+    following = itertools.islice(timestamps, 1, None)
+    if not any(map(operator.eq, timestamps, following)):
+        return piece
+    keep = [*map(operator.ne, timestamps, itertools.islice(timestamps, 1, None)), True]
+    return (
+        list(itertools.compress(timestamps, keep)),
+        list(itertools.compress(values, keep)),
     )
 
 

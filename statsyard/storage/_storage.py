@@ -1022,9 +1022,10 @@ class Storage:
     ) -> QueryResult:
         """The points of ``metric`` in ``[start, end)`` ms, by entity, sorted by time.
 
-        Sees every point appended before the call. With ``step``, points are
-        aggregated into buckets of ``step`` ms aligned on multiples of
-        ``step``; each bucket is ``(bucket start, aggregate)``.
+        Sees every point appended before the call. A timestamp written more
+        than once for the series reads back once: the last write wins. With
+        ``step``, points are aggregated into buckets of ``step`` ms aligned on
+        multiples of ``step``; each bucket is ``(bucket start, aggregate)``.
 
         Args:
             metric: the metric name (exact).
@@ -1079,6 +1080,15 @@ class Storage:
             else:
                 result[name] = downsample(piece, step, aggregate, pace)
         return result
+
+    def pace(self) -> None:
+        """Step aside for ingest if it is active (for readers' own long work).
+
+        A reader that computes on query results (the HTTP API formatting a
+        render) calls this between pieces of work, as queries do between
+        blocks, so that it shares the interpreter lock with ingest.
+        """
+        self._pacer()
 
     def _read_blocks(self, refs: list[BlockRef], pace: _Pacer) -> list[Piece]:
         """Read and decode blocks; a damaged one is skipped, counted and logged."""

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
+from prometheus_client.parser import text_string_to_metric_families
 
 from statsyard import StatsYard
 from statsyard.exceptions import ConfigError
+from statsyard.http import HttpOptions
 from tests._peers import RecordingReceiver, receiver, wait_until
 
 __all__ = ["receiver"]
@@ -400,3 +403,27 @@ def test_stop_lets_forwarders_deliver_what_is_left_within_their_deadline(
     yard.push_many(rows(3000))
     yard.stop(timeout=WAIT)
     assert by_series(receiver.accepted()) == by_series(as_samples(rows(3000)))
+
+
+def test_forwarder_metrics_show_in_the_http_metrics_endpoint(
+    receiver: RecordingReceiver, tmp_path: Path, yards: list[StatsYard]
+) -> None:
+    """forward.* metrics, tagged by forwarder, are in /metrics (Prometheus text)."""
+    yard = start(
+        yards,
+        tmp_path / "data",
+        forward=[forward(receiver.url)],
+        http=HttpOptions(port=0),
+    )
+    yard.push_many(rows(300))
+    yard.flush(timeout=WAIT)
+    assert yard.wait_forwarded(timeout=WAIT)
+    address = yard.http_address
+    assert address is not None
+    host, port = address
+    text = urllib3.PoolManager().request("GET", f"http://{host}:{port}/metrics").data
+    families = {f.name: f for f in text_string_to_metric_families(text.decode("utf-8"))}
+    sent = families["statsyard_forward_samples_sent"].samples[0]
+    assert (sent.labels, sent.value) == ({"forwarder": NAME}, 300.0)
+    assert "statsyard_forward_lag_seconds" in families
+    assert "statsyard_forward_pending_bytes" in families

@@ -4,7 +4,7 @@
   its own temporary storage and a free port (installed by ``.ci/run``).
 - :class:`CarbonCache`: Debian's ``graphite-carbon`` with its own config in a
   temporary directory and free ports; :meth:`CarbonCache.fetch` reads whisper
-  files with ``whisper-fetch``.
+  files with the ``whisper`` module (carbon's own file format library).
 - :class:`RecordingReceiver`: a tiny remote write server (``http.server``)
   that decodes every request and answers what the test scripts (500s, a 400,
   a slow answer), to count duplicates and failures exactly.
@@ -27,6 +27,7 @@ from typing import Any
 import cramjam
 import pytest
 import urllib3
+import whisper
 
 from statsyard.forward.remote_write import WriteRequest
 
@@ -145,7 +146,6 @@ class CarbonCache:
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.binary = _needs("carbon-cache", "graphite-carbon")
-        self.fetcher = _needs("whisper-fetch", "python3-whisper")
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -237,23 +237,13 @@ class CarbonCache:
         file = self.whisper_file(path)
         if not file.exists():
             return {}
-        out = subprocess.run(
-            [
-                self.fetcher,
-                "--json",
-                f"--from={start - 1}",
-                f"--until={until}",
-                str(file),
-            ],
-            check=True,
-            capture_output=True,
-        ).stdout
-        data = json.loads(out)
-        step = data["step"]
-        first = data["start"]
+        fetched = whisper.fetch(str(file), start - 1, until)
+        if fetched is None:
+            return {}
+        (first, _end, step), values = fetched
         return {
             first + i * step: value
-            for i, value in enumerate(data["values"])
+            for i, value in enumerate(values)
             if value is not None
         }
 

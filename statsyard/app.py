@@ -40,6 +40,7 @@ from statsyard.exceptions import (
     QueueClosedError,
     StatsYardError,
 )
+from statsyard.forward import Cursor, Forwarding, ForwardSettings
 from statsyard.graphite_listener import GraphiteListener
 from statsyard.http.options import HttpOptions
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
@@ -178,6 +179,12 @@ class StatsYard:
         on_exit: called once when the tree has stopped (by itself or by
             ``stop()``) and every point is settled; from StatsYard's linger
             thread, or from the thread that called ``stop()``.
+        forward: destinations to forward acknowledged points to
+            (:class:`~statsyard.forward.ForwardSettings` or mappings of the
+            ``[[forward]]`` keys; see docs/forwarding.md).
+
+    Raises:
+        ConfigError: a ``forward`` destination is malformed.
     """
 
     def __init__(
@@ -207,6 +214,7 @@ class StatsYard:
         graphite: GraphiteConfig | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
         http: bool | HttpOptions = False,
+        forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
     ) -> None:
         if queue_capacity < 1:
             raise ValueError(f"queue_capacity must be at least 1, got {queue_capacity}")
@@ -227,6 +235,19 @@ class StatsYard:
         self._graphite = graphite if graphite is not None and graphite.enabled else None
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
+        # -- forwarding (statsyard.forward) --
+        self.forwarding = Forwarding(
+            forward,
+            data_dir=self.data_dir,
+            registry=self.registry,
+            ingest_busy=lambda: self._contents.size * 2 >= self.queue_capacity,
+        )
+        """The forwarders: settings, progress (see :meth:`wait_forwarded`)."""
+        if self.forwarding.retention is not None:
+            self._storage_options = {
+                **self._storage_options,
+                "log_retention": self.forwarding.retention,
+            }
         self._instruments = PipelineInstruments(self.registry) if instrument else None
         self._listener_instruments = (
             ListenerInstruments(self.registry)
@@ -362,6 +383,8 @@ class StatsYard:
         ]
         if self._http is not None:
             specs.append(self._http_spec(self._http))
+        specs += self.forwarding.specs(self._storage_handle)  # after http: a
+        # forwarder crash then restarts only the shipper with it
         if self._ship_metrics:
             specs.append(ChildSpec(SHIPPER, start_shipper))
         for spec in specs:  # each child's restarts ship from the first interval, at 0
@@ -470,6 +493,11 @@ class StatsYard:
             self._stop_input()
             try:
                 self._flush(drain_deadline)
+                if self.forwarding:  # let forwarders deliver within their deadline
+                    end = self._storage_handle.get(timeout=0).log_end
+                    self.forwarding.drain(
+                        Cursor(end.seq, end.size), _remaining(drain_deadline)
+                    )
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
@@ -827,6 +855,15 @@ class StatsYard:
     def series(self, pattern: str = "*") -> list[tuple[str, str]]:
         """Stored (metric, entity) pairs whose metric matches a Graphite glob."""
         return self._storage_handle.get(timeout=10.0).series(pattern)
+
+    def wait_forwarded(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every forwarder delivered all that was acknowledged before.
+
+        Points dropped and counted (a batch refused for good) count as done.
+        Returns False if that did not happen within ``timeout`` seconds.
+        """
+        end = self._storage_handle.get(timeout=timeout).log_end
+        return self.forwarding.wait_delivered(Cursor(end.seq, end.size), timeout)
 
     def counts(self) -> Counts:
         """Where pushed points ended: ``pushed == written+invalid+lost+pending``."""

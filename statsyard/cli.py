@@ -444,6 +444,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "metrics_tags": config.metrics.tags,
         "ship_interval": config.metrics.interval,
         "process_stats": config.metrics.process_stats,
+        "forward": config.forward,
         "http": _http_options(config),
     }
     options.update(overrides)

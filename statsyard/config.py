@@ -31,6 +31,7 @@ from typing import Any, Final
 import attrs
 
 from statsyard.exceptions import ConfigError
+from statsyard.forward.settings import ForwardSettings, parse_forward_tables
 from statsyard.graphite_templates import compile_templates
 from statsyard.timeparse import parse_duration_s
 
@@ -589,6 +590,8 @@ class Config:
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     render: RenderConfig = attrs.field(factory=RenderConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
+    forward: tuple[ForwardSettings, ...] = ()
+    """``[[forward]]`` destinations (file only: no environment or flags)."""
     sources: Mapping[str, str] = attrs.field(factory=dict)
     """``"section.key"`` to its source; a key that is absent is a default."""
 
@@ -627,6 +630,7 @@ def load_config(
         ConfigError: listing every unknown key, unreadable file and bad value.
     """
     problems: list[str] = []
+    forward: tuple[ForwardSettings, ...] = ()
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     sources: dict[str, str] = {}
     all_keys = {s: [f.name for f in attrs.fields(c)] for s, c in SECTIONS.items()}
@@ -672,6 +676,11 @@ def load_config(
                 [f"config file {file_label}: not valid TOML (nested too deeply)"]
             ) from None
         for section, table in document.items():
+            if section == "forward":  # [[forward]]: an array of tables
+                forward, more = parse_forward_tables(table, file_label)
+                problems.extend(more)
+                sources["forward"] = f"file {file_label}"
+                continue
             if section not in SECTIONS:
                 problems.append(
                     f"{file_label}: unknown section [{section}]"
@@ -742,7 +751,7 @@ def load_config(
             problems.extend(error.problems)
     if problems:
         raise ConfigError(problems)
-    return Config(**sections, sources=sources)
+    return Config(**sections, forward=forward, sources=sources)
 
 
 def _toml_value(value: Any) -> str:
@@ -798,6 +807,16 @@ def render_config(
             if value is None:
                 comment += "; 0 = off"
             rows.append((text, comment))
+        width = max(len(text) for text, _ in rows)
+        lines.extend(f"{text.ljust(width)}  # {comment}" for text, comment in rows)
+    for settings in config.forward:
+        lines.extend(["", "[[forward]]"])
+        source = config.sources.get("forward", "default")
+        defaults = {f.name: f.default for f in attrs.fields(ForwardSettings)}
+        rows = [
+            (f"{k} = {_toml_value(v)}", "default" if defaults[k] == v else source)
+            for k, v in settings.rows()
+        ]
         width = max(len(text) for text, _ in rows)
         lines.extend(f"{text.ljust(width)}  # {comment}" for text, comment in rows)
     return "\n".join(lines) + "\n"

@@ -186,6 +186,30 @@ class DataDirectoryInUseError(StatsYardError, RuntimeError):
         self.path = path
 
 
+# -- Forwarding (statsyard.forward) ---------------------------------------------
+
+
+class ForwardError(StatsYardError):
+    """A forwarder could not deliver a batch.
+
+    Attributes:
+        reason: short, metric-tag-safe cause (``connection``, ``timeout``,
+            ``http_503``, ``http_400``, ...).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RetryableSendError(ForwardError):
+    """Delivery failed in a way worth retrying (connection, timeout, 5xx, 429)."""
+
+
+class RejectedBatchError(ForwardError):
+    """The destination refused the batch for good (a 4xx): it is dropped, counted."""
+
+
 # -- Reading back: time arguments and the render engine (issue 11) -------------
 
 

@@ -61,6 +61,7 @@ from statsyard.storage._index import (
     decode_checkpoint,
     encode_checkpoint,
 )
+from statsyard.storage._log_watch import LogEnd, LogRetention
 from statsyard.storage._query import (
     Piece,
     check_agg,
@@ -178,6 +179,7 @@ class Storage:
         retention_max_bytes: int | None,
         checkpoint_points: int | None,
         readonly: bool,
+        log_retention: LogRetention | None = None,
     ) -> None:
         """Store the settings; use :meth:`open` or :meth:`open_readonly` instead."""
         for name, setting in (
@@ -212,6 +214,11 @@ class Storage:
         self._bytes_read = 0
         self._last_append = -1.0
         self._pacer = _Pacer(self)
+        # -- log readers (forwarders): see _log_watch.py --
+        self._log_retention = log_retention
+        self._kept_logs: list[int] = []
+        self._log_end = LogEnd(0, 0, None)
+        self._opened_log_end = self._log_end
 
     def _reset_state(self) -> None:
         self._head = Head()
@@ -237,6 +244,7 @@ class Storage:
         retention_max_age_ms: int | None = None,
         retention_max_bytes: int | None = None,
         checkpoint_points: int | None = DEFAULT_CHECKPOINT_POINTS,
+        log_retention: LogRetention | None = None,
     ) -> Storage:
         """Open (creating if needed) a data directory for writing, recovering it.
 
@@ -254,6 +262,8 @@ class Storage:
                 files take more than this (None: no limit).
             checkpoint_points: compact the head into a segment whenever it holds
                 this many points (None: only when :meth:`checkpoint` is called).
+            log_retention: asked which covered logs to keep for log readers
+                (forwarders); None deletes them all.
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
@@ -269,12 +279,14 @@ class Storage:
             retention_max_bytes=retention_max_bytes,
             checkpoint_points=checkpoint_points,
             readonly=False,
+            log_retention=log_retention,
         )
         check_data_directory(directory, create=True)
         storage._lock_directory()
         try:
             storage._load(repair=True)
             storage._start_writing()
+            storage._opened_log_end = storage._log_end
             storage._apply_retention()
         except BaseException:
             storage._release_files()
@@ -390,8 +402,10 @@ class Storage:
         self._wal_seqs = [s for s, _ in live]
         self._wal_seq = max([self._covered, *(s for s, _ in wals)])
         if repair:
+            kept = self._logs_to_keep([s for s, _ in wals if s <= self._covered])
+            self._kept_logs = sorted(kept)
             for seq, path in wals:
-                if seq <= self._covered:
+                if seq <= self._covered and seq not in kept:
                     with open(path, "rb") as f:
                         header = f.read(FILE_HEADER_SIZE)
                     if len(header) == FILE_HEADER_SIZE or not WAL_MAGIC.startswith(
@@ -564,6 +578,7 @@ class Storage:
             self._wal_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             self._wal_seq = seq
             self._wal_size = os.fstat(self._wal_fd).st_size
+            self._log_end = LogEnd(seq, self._wal_size, None)
         else:
             self._new_wal()
         if self._segments:
@@ -598,6 +613,7 @@ class Storage:
         self._wal_seqs.append(seq)
         self._unsynced = True
         self._dir_unsynced = True
+        self._log_end = LogEnd(seq, len(header), self._log_end.last_timestamp)
 
     def _rotate_wal(self) -> None:
         """Seal the current log (fsynced) and start the next one."""
@@ -709,6 +725,7 @@ class Storage:
         # by whole batches, which a query either sees or does not.
         self._head.add(numbers, stamps, column)
         self._wal_size += len(record)
+        self._log_end = LogEnd(self._wal_seq, self._wal_size, stamps[-1])
         self._unsynced = True
         self._points_written += len(numbers)
         self._bytes_written += len(record)
@@ -868,13 +885,18 @@ class Storage:
         self._next_checkpoint = self._checkpoint_points
         self._covered = covered
         points = sum(entry[3] for entry in entries)
-        for seq in [s for s in self._wal_seqs if s <= covered]:
+        done = [s for s in self._wal_seqs if s <= covered]
+        self._wal_seqs = [s for s in self._wal_seqs if s > covered]
+        candidates = sorted({*self._kept_logs, *done})
+        kept = self._logs_to_keep(candidates)
+        self._kept_logs = [s for s in candidates if s in kept]
+        for seq in [s for s in candidates if s not in kept]:
             try:
                 (self._dir / wal_name(seq)).unlink()
             except OSError as exc:
                 logger.error("Could not remove covered log %s: %s", wal_name(seq), exc)
+                self._kept_logs.append(seq)  # retried at the next checkpoint
                 continue
-            self._wal_seqs.remove(seq)
             self._dir_unsynced = True
         logger.info(
             "Checkpoint: %d points of %d series into %s (%d bytes)",
@@ -885,6 +907,22 @@ class Storage:
         )
         self._apply_retention()
         self.sync()
+
+    def _logs_to_keep(self, seqs: Sequence[int]) -> set[int]:
+        """Of covered logs ``seqs``, those the log retention hook says to keep."""
+        if self._log_retention is None or not seqs:
+            return set()
+        sizes = []
+        for seq in seqs:
+            try:
+                sizes.append((seq, (self._dir / wal_name(seq)).stat().st_size))
+            except FileNotFoundError:
+                continue
+        try:
+            return set(self._log_retention.keep(sizes)) & set(seqs)
+        except Exception:  # deliberate: a broken hook keeps logs rather than lose them
+            logger.exception("Log retention hook failed; keeping covered logs")
+            return set(seqs)
 
     def _new_segment(self) -> _Segment:
         """Create the next segment's data and index files (each atomically)."""
@@ -1156,6 +1194,16 @@ class Storage:
     def directory(self) -> Path:
         """The data directory."""
         return self._dir
+
+    @property
+    def log_end(self) -> LogEnd:
+        """Where the acknowledged log ends; any thread may read it (see LogEnd)."""
+        return self._log_end
+
+    @property
+    def opened_log_end(self) -> LogEnd:
+        """Where the log ended when this storage was opened (before any append)."""
+        return self._opened_log_end
 
     @property
     def points_written(self) -> int:

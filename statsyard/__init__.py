@@ -27,7 +27,7 @@ from statsyard.exceptions import (
 )
 from statsyard.ledger import Counts
 from statsyard.metrics import Registry
-from statsyard.supervisor import SupervisorExit
+from statsyard.supervision import SupervisorExit
 
 __all__ = [
     "ChildStartError",

@@ -35,6 +35,7 @@ from statsyard.blocking_queue import (
 from statsyard.config import GraphiteConfig
 from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
+    ChildStartError,
     FlushTimeout,
     NotRunningError,
     QueueClosedError,
@@ -54,14 +55,16 @@ from statsyard.metrics import Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
 from statsyard.stat_shipper import StatShipper
 from statsyard.storage import QueryResult
-from statsyard.supervisor import (
+from statsyard.supervision import (
     ChildSpec,
     ChildTable,
     StartContext,
     Supervisor,
     SupervisorExit,
     ThreadTracker,
+    TreeStoppedError,
 )
+from statsyard.supervision import ChildStartError as _SupervisionStartError
 from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
 __all__ = ["CONSUMER", "GRAPHITE", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
@@ -301,9 +304,7 @@ class StatsYard:
         self._linger_wakeups = 0
         self._linger_thread: threading.Thread | None = None
 
-        self.queue = BlockingQueueClient(
-            lambda timeout: self._table.get(QUEUE, timeout)
-        )
+        self.queue = BlockingQueueClient(lambda timeout: self._living(QUEUE, timeout))
         """Blocking client of the queue actor (follows it through restarts)."""
 
     # -- lifecycle ----------------------------------------------------------
@@ -455,6 +456,8 @@ class StatsYard:
             cause = error.__cause__
             if isinstance(cause, StatsYardError):
                 raise cause from None  # it names the directory, port, ...
+            if isinstance(error, _SupervisionStartError):
+                raise ChildStartError(str(error), child_id=error.child_id) from cause
             if isinstance(error, StatsYardError):
                 raise error
             raise NotRunningError(f"StatsYard could not start: {error}") from error
@@ -529,7 +532,7 @@ class StatsYard:
         if self._graphite is None or self._supervisor_ref is None:
             return
         try:
-            self._table.get(GRAPHITE, 0.0)
+            self._living(GRAPHITE, 0.0)
         except NotRunningError:
             return  # already terminated (the service does it on a signal)
         try:
@@ -643,13 +646,26 @@ class StatsYard:
         """The HTTP API's bound ``(host, port)``, or None when it is not served."""
         if self._http is None or self._supervisor_ref is None:
             return None
-        server = self._table.get(HTTP, 5.0)
+        server = self._living(HTTP, 5.0)
         address: tuple[str, int] = server.proxy().address().get(timeout=5.0)
         return address
 
     def child(self, child_id: str, timeout: float | None = 5.0) -> pykka.ActorRef[Any]:
-        """The living child ``child_id``, waiting through a restart."""
-        return self._table.get(child_id, timeout)
+        """The living child ``child_id``, waiting through a restart.
+
+        Raises:
+            NotRunningError: the tree stopped, or no living child in time.
+        """
+        return self._living(child_id, timeout)
+
+    def _living(self, child_id: str, timeout: float | None) -> pykka.ActorRef[Any]:
+        """The child table's answer, with its error in StatsYard's terms."""
+        try:
+            return self._table.get(child_id, timeout)
+        except TreeStoppedError as exc:
+            if isinstance(exc, NotRunningError):
+                raise
+            raise NotRunningError(f"StatsYard is not running: {exc}") from exc
 
     # -- ingest ---------------------------------------------------------------
 
@@ -817,7 +833,7 @@ class StatsYard:
         target = self.ledger.next_index
         try:
             self.queue.await_committed(target, timeout=_remaining(deadline))
-            writer = self._table.get(WRITER, _remaining(deadline))
+            writer = self._living(WRITER, _remaining(deadline))
             writer.proxy().sync().get(timeout=_remaining(deadline))
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc

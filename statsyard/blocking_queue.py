@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import attrs
 import pykka
 
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import (
     FlushTimeout,
     NotRunningError,
@@ -36,6 +35,7 @@ from statsyard.exceptions import (
     QueueTimeout,
 )
 from statsyard.ledger import Ledger, QueueContents, QueueSnapshot
+from statsyard.supervision import ChildActor, Link
 
 __all__ = [
     "Ack",

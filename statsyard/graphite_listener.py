@@ -47,9 +47,9 @@ import pykka
 
 from statsyard._ratelimit import RateLimitedLogger
 from statsyard.blocking_queue import Push
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import ListenerError
 from statsyard.graphite_protocol import REASONS, GraphiteParser, LineStream, Reject
+from statsyard.supervision import ChildActor, Link
 
 if TYPE_CHECKING:
     from statsyard.datapoint import Row

@@ -22,10 +22,10 @@ import pykka
 
 from statsyard._reply import Replied, TellReply
 from statsyard.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
-from statsyard.child_actor import ChildActor, Link
 from statsyard.datapoint import Invalid, validate_rows
 from statsyard.exceptions import WriteError
 from statsyard.ledger import Ledger
+from statsyard.supervision import ChildActor, Link
 from statsyard.timestamp_writer import WriteAck, WriteBatch
 
 __all__ = ["IngestConsumer", "IngestFanOut", "IngestObserver"]

@@ -36,10 +36,10 @@ from datadog.dogstatsd.base import DogStatsd
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from statsyard._ticker import Ticker
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import MetricError
 from statsyard.metrics import Registry, Sample, ShippableStats
 from statsyard.process_stats import ProcessStats
+from statsyard.supervision import ChildActor, Link
 
 __all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]
 

@@ -35,11 +35,11 @@ import attrs
 import pykka
 
 from statsyard._ticker import Ticker
-from statsyard.child_actor import ChildActor, Link
 from statsyard.datapoint import Row, validate_rows
 from statsyard.exceptions import NotRunningError, WriteError
 from statsyard.ledger import Ledger
 from statsyard.storage import Storage
+from statsyard.supervision import ChildActor, Link
 
 __all__ = [
     "FsyncPolicy",

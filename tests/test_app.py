@@ -16,7 +16,7 @@ from statsyard import DataPoint, StatsYard
 from statsyard.blocking_queue import Close
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
-from statsyard.supervisor import SupervisorExit
+from statsyard.supervision import SupervisorExit
 from tests._stored import stored_points
 
 WAIT = 10.0
@@ -122,7 +122,7 @@ def test_a_child_crash_mid_stream_restarts_the_right_children_and_loses_nothing(
     restarts it and those after it, in order, and the pipeline writes again."""
     yard = make_yard()
     yard.push_many(points(2000))
-    with caplog.at_level(logging.DEBUG, logger="statsyard.supervisor"):
+    with caplog.at_level(logging.DEBUG, logger="statsyard.supervision.supervisor"):
         caplog.clear()
         yard.child(crashed).tell("an unknown message")
         yard.push_many(points(2000, start=2000))

@@ -15,7 +15,6 @@ import pykka
 import pytest
 
 from statsyard import StatsYard, StatsYardError
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import (
     ChildStartError,
     DataDirectoryInUseError,
@@ -23,7 +22,13 @@ from statsyard.exceptions import (
 )
 from statsyard.ingest_consumer import IngestObserver
 from statsyard.storage import Storage
-from statsyard.supervisor import ChildSpec, StartContext, SupervisorExit
+from statsyard.supervision import (
+    ChildActor,
+    ChildSpec,
+    Link,
+    StartContext,
+    SupervisorExit,
+)
 
 WAIT = 10.0
 TS = 1_700_000_000_000

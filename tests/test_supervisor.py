@@ -10,13 +10,16 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import ChildCrashError, ChildStartError, NotRunningError
-from statsyard.supervisor import (
+from statsyard.supervision import (
+    ChildActor,
+    ChildCrashError,
     ChildSpec,
+    ChildStartError,
+    Link,
     StartContext,
     Supervisor,
     SupervisorExit,
+    TreeStoppedError,
 )
 from tests.conftest import RecordingLink
 
@@ -185,7 +188,7 @@ def test_a_restart_is_logged_at_info_with_child_reason_and_what_restarted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """One INFO line (and structured fields for --log-format json) per restart."""
-    with caplog.at_level(logging.INFO, logger="statsyard.supervisor"):
+    with caplog.at_level(logging.INFO, logger="statsyard.supervision.supervisor"):
         crash(tree, "b")
         assert journal.wait_for(lambda e: "start d" in e)
         tree.proxy().which_children().get(timeout=WAIT)  # the restart is done
@@ -290,7 +293,7 @@ def test_the_child_table_follows_restarts_and_closes_with_the_tree(
     assert second is not first
     assert second.is_alive()
     ref.stop(block=True, timeout=WAIT)
-    with pytest.raises(NotRunningError):
+    with pytest.raises(TreeStoppedError):
         table.get("a", timeout=0.1)
 
 

@@ -26,7 +26,7 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
 from statsyard.metrics import Registry
-from statsyard.supervisor import ChildSpec, StartContext
+from statsyard.supervision import ChildSpec, StartContext
 from statsyard.timestamp_writer import StorageHandle
 
 __all__ = ["Forwarding"]

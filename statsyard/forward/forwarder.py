@@ -42,7 +42,6 @@ import attrs
 import pykka
 
 from statsyard._ratelimit import RateLimitedLogger
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import NotRunningError, RejectedBatchError, RetryableSendError
 from statsyard.forward.backoff import Backoff
 from statsyard.forward.cursor import Cursor, CursorFile, cursor_path
@@ -52,6 +51,7 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
 from statsyard.storage import LogEnd
 from statsyard.storage._framing import FILE_HEADER_SIZE
+from statsyard.supervision import ChildActor, Link
 from statsyard.timestamp_writer import StorageHandle
 
 __all__ = ["Forwarder", "Sender", "make_sender"]

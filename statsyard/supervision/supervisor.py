@@ -11,254 +11,42 @@ stops the whole tree in reverse order and reports why through ``on_exit``.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import pykka
 
-from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import ChildStartError, ChildStopError, NotRunningError
+from statsyard.supervision.child_actor import ChildActor
+from statsyard.supervision.child_spec import (
+    ChildInfo,
+    ChildSpec,
+    StartContext,
+    SupervisorExit,
+)
+from statsyard.supervision.child_table import ChildTable
+from statsyard.supervision.errors import (
+    BadSpecError,
+    ChildStartError,
+    ChildStopError,
+    NoSuchChildError,
+)
+from statsyard.supervision.link import ChildExited, ChildLink, Link
+from statsyard.supervision.thread_tracker import ThreadTracker
 
-__all__ = [
-    "ChildInfo",
-    "ChildSpec",
-    "ChildTable",
-    "StartContext",
-    "Supervisor",
-    "SupervisorExit",
-    "ThreadTracker",
-]
+__all__ = ["Supervisor"]
 
 logger = logging.getLogger(__name__)
-
-Restart = Literal["permanent", "transient", "temporary"]
-
-
-@attrs.frozen(slots=True)
-class StartContext:
-    """What a child's start function gets: its link and its elder siblings."""
-
-    link: Link
-    siblings: Mapping[str, pykka.ActorRef[Any]]
-    """Children started before this one, by id: fresh references."""
-
-
-@attrs.frozen(slots=True)
-class ChildSpec:
-    """How to start and supervise one child (OTP's child specification).
-
-    Attributes:
-        id: unique name of the child.
-        start: starts the actor and returns its ref.
-        restart: ``permanent`` (always restarted), ``transient`` (restarted
-            after a crash only) or ``temporary`` (never restarted).
-        shutdown: seconds to wait for the child to stop. A child still
-            running after that is never started again beside itself: the
-            supervisor stops the tree instead.
-        start_timeout: seconds to wait for the child's ``on_start``; ``None``
-            waits as long as it takes (OTP's ``infinity``), for a child whose
-            start does long legitimate work such as recovering a data directory.
-    """
-
-    id: str
-    start: Callable[[StartContext], pykka.ActorRef[Any]]
-    restart: Restart = attrs.field(
-        default="permanent",
-        validator=attrs.validators.in_(("permanent", "transient", "temporary")),
-    )
-    shutdown: float = 5.0
-    start_timeout: float | None = 30.0
-
-
-@attrs.frozen(slots=True)
-class ChildInfo:
-    """One row of :meth:`Supervisor.which_children`."""
-
-    id: str
-    ref: pykka.ActorRef[Any] | None
-    alive: bool
-    restarts: int
-    restart: Restart
-
-
-@attrs.frozen(slots=True)
-class SupervisorExit:
-    """Why a supervision tree stopped."""
-
-    reason: str
-    gave_up: bool
-    """True when the restart intensity was exceeded."""
-    child_id: str | None = None
-
-
-@attrs.frozen(slots=True)
-class ChildExited:
-    """A child's link reporting its exit to the supervisor."""
-
-    child_id: str
-    incarnation: int
-    crashed: bool
-    error: str | None
-
-
-class ChildTable:
-    """Thread-safe lookup of the living children by id, for callers outside the tree.
-
-    A restarted child appears under the same id with a new ref; :meth:`get`
-    waits through a restart instead of handing out a dead ref.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._refs: dict[str, pykka.ActorRef[Any]] = {}
-        self._closed: str | None = None
-
-    def set(self, child_id: str, ref: pykka.ActorRef[Any]) -> None:
-        """Publish a (re)started child."""
-        with self._cond:
-            self._refs[child_id] = ref
-            self._cond.notify_all()
-
-    def remove(self, child_id: str) -> None:
-        """Forget a terminated child."""
-        with self._cond:
-            self._refs.pop(child_id, None)
-
-    def close(self, reason: str) -> None:
-        """The tree stopped: wake every waiter with :class:`NotRunningError`."""
-        with self._cond:
-            self._closed = reason
-            self._refs.clear()
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        """True once the tree has stopped."""
-        with self._cond:
-            return self._closed is not None
-
-    def mailboxes(self) -> dict[str, int]:
-        """Messages waiting in each living child's mailbox, by child id."""
-        with self._cond:
-            refs = dict(self._refs)
-        return {
-            child_id: cast("queue.Queue[Any]", ref.actor_inbox).qsize()
-            for child_id, ref in refs.items()
-        }
-
-    def get(self, child_id: str, timeout: float | None = None) -> pykka.ActorRef[Any]:
-        """Return the living child, waiting up to ``timeout`` s through a restart.
-
-        Raises:
-            NotRunningError: the tree stopped, or no living child in time.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._closed is not None:
-                    raise NotRunningError(f"StatsYard is not running: {self._closed}")
-                ref = self._refs.get(child_id)
-                if ref is not None and ref.is_alive():
-                    return ref
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise NotRunningError(f"no living child {child_id!r}")
-                # Wake up now and then: a child can die without the table hearing.
-                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
-
-
-class ThreadTracker:
-    """The threads a tree's actors ran on, so that shutdown can join them all."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    def add(self, thread: threading.Thread) -> None:
-        """Remember a thread (called from that thread)."""
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-
-    def join(self, timeout: float | None = None) -> list[threading.Thread]:
-        """Join every remembered thread; return those still alive after ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            if thread is threading.current_thread():
-                continue
-            remaining = (
-                None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
-            thread.join(remaining)
-        return [
-            t for t in threads if t.is_alive() and t is not threading.current_thread()
-        ]
-
-
-class _ChildLink:
-    """The link a child reports through: its thread, its start, its exit."""
-
-    def __init__(
-        self,
-        supervisor: pykka.ActorRef[Any],
-        child_id: str,
-        incarnation: int,
-        threads: ThreadTracker,
-    ) -> None:
-        self._supervisor = supervisor
-        self._child_id = child_id
-        self._incarnation = incarnation
-        self._threads = threads
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-
-    def adopt(self, thread: threading.Thread) -> None:
-        self.thread = thread
-        self._threads.add(thread)
-
-    def started(self) -> None:
-        self._ready.set()
-
-    def wait_started(self, timeout: float | None) -> BaseException | None:
-        """Wait for the child's ``on_start``; return its error, or None.
-
-        Raises:
-            TimeoutError: ``on_start`` did not finish within ``timeout`` s.
-        """
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"did not start within {timeout} s")
-        return self._start_error
-
-    def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        if not self._ready.is_set():
-            self._start_error = error or RuntimeError("stopped while starting")
-            self._ready.set()
-        try:
-            self._supervisor.tell(
-                ChildExited(
-                    self._child_id,
-                    self._incarnation,
-                    crashed,
-                    None if error is None else f"{type(error).__name__}: {error}",
-                )
-            )
-        except pykka.ActorDeadError:
-            pass  # the supervisor is gone; nobody to restart us
 
 
 @attrs.define(slots=True)
 class _Child:
     spec: ChildSpec
     ref: pykka.ActorRef[Any] | None = None
-    link: _ChildLink | None = None
+    link: ChildLink | None = None
     incarnation: int = 0
     restarts: int = 0
 
@@ -291,9 +79,9 @@ class Supervisor(ChildActor):
         super().__init__(link=link)
         ids = [spec.id for spec in specs]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"child ids must be unique, got {ids}")
+            raise BadSpecError(f"child ids must be unique, got {ids}")
         if max_restarts < 0 or max_seconds <= 0:
-            raise ValueError(
+            raise BadSpecError(
                 "max_restarts must be >= 0 and max_seconds > 0, "
                 f"got {max_restarts} and {max_seconds}"
             )
@@ -363,11 +151,13 @@ class Supervisor(ChildActor):
         """The child's current ref.
 
         Raises:
-            KeyError: no such child, or it is terminated.
+            NoSuchChildError: no such child, or it is terminated.
         """
         child = self._find(child_id)
         if child.ref is None:
-            raise KeyError(f"child {child_id!r} is terminated")
+            raise NoSuchChildError(
+                f"child {child_id!r} is terminated", child_id=child_id
+            )
         return child.ref
 
     def terminate_child(self, child_id: str) -> None:
@@ -415,7 +205,7 @@ class Supervisor(ChildActor):
         for index, child in enumerate(self._children):
             if child.spec.id == child_id:
                 return index
-        raise KeyError(f"no child named {child_id!r}")
+        raise NoSuchChildError(f"no child named {child_id!r}", child_id=child_id)
 
     def _start_from(self, index: int) -> None:
         """Start the children from ``index`` on, each after the one before is up.
@@ -429,7 +219,7 @@ class Supervisor(ChildActor):
         }
         for child in self._children[index:]:
             child.incarnation += 1
-            link = _ChildLink(
+            link = ChildLink(
                 self.actor_ref, child.spec.id, child.incarnation, self.threads
             )
             child.link = link

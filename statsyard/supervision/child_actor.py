@@ -14,31 +14,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from statsyard.exceptions import ChildCrashError, UnknownMessageError
+from statsyard.supervision.errors import ChildCrashError, UnknownMessageError
+from statsyard.supervision.link import Link
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["ChildActor", "Link"]
+__all__ = ["ChildActor"]
 
 logger = logging.getLogger(__name__)
-
-
-class Link(Protocol):
-    """What a child calls, from its own thread, when it starts and exits."""
-
-    def adopt(self, thread: threading.Thread) -> None:
-        """Record the child's thread, so its owner can join it at shutdown."""
-
-    def started(self) -> None:
-        """The child's start succeeded (a failed start calls ``exited`` instead)."""
-
-    def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        """Report the child's exit; ``crashed`` is False for a normal stop."""
 
 
 class ChildActor(pykka.ThreadingActor):

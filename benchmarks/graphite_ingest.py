@@ -27,9 +27,9 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from statsyard.cli import build_yard
+from statsyard.cli.service import build_yard
 from statsyard.config import Config, load_config
-from statsyard.graphite_protocol import GraphiteParser
+from statsyard.graphite.protocol import GraphiteParser
 
 CLIENT = r"""
 import socket, sys, time

@@ -25,8 +25,8 @@ from statsyard.exceptions import (
     StatsYardError,
     StatsYardTimeoutError,
 )
-from statsyard.ledger import Counts
-from statsyard.metrics import Registry
+from statsyard.metrics.registry import Registry
+from statsyard.pipeline.ledger import Counts
 from statsyard.supervision import SupervisorExit
 
 __all__ = [

@@ -25,13 +25,6 @@ from typing import Any
 
 import pykka
 
-from statsyard.blocking_queue import (
-    BlockingQueue,
-    BlockingQueueClient,
-    NoAnswerYet,
-    PendingPush,
-    close_contents,
-)
 from statsyard.config import GraphiteConfig
 from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
@@ -42,18 +35,34 @@ from statsyard.exceptions import (
     StatsYardError,
 )
 from statsyard.forward import Cursor, Forwarding, ForwardSettings
-from statsyard.graphite_listener import GraphiteListener
+from statsyard.graphite.listener import GraphiteListener
 from statsyard.http.options import HttpOptions
-from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
-from statsyard.instrumentation import (
+from statsyard.metrics.instruments import (
     ListenerInstruments,
     PipelineInstruments,
     register_pipeline_gauges,
 )
-from statsyard.ledger import Counts, Ledger, QueueContents
-from statsyard.metrics import Registry, ShippableStats
-from statsyard.process_stats import ProcessStats
-from statsyard.stat_shipper import StatShipper
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.registry import Registry, ShippableStats
+from statsyard.metrics.stat_shipper import StatShipper
+from statsyard.pipeline.blocking_queue import (
+    BlockingQueue,
+    BlockingQueueClient,
+    NoAnswerYet,
+    PendingPush,
+    close_contents,
+)
+from statsyard.pipeline.ingest_consumer import (
+    IngestConsumer,
+    IngestFanOut,
+    IngestObserver,
+)
+from statsyard.pipeline.ledger import Counts, Ledger, QueueContents
+from statsyard.pipeline.timestamp_writer import (
+    FsyncPolicy,
+    StorageHandle,
+    TimestampWriter,
+)
 from statsyard.storage import QueryResult
 from statsyard.supervision import (
     ChildSpec,
@@ -65,7 +74,6 @@ from statsyard.supervision import (
     TreeStoppedError,
 )
 from statsyard.supervision import ChildStartError as _SupervisionStartError
-from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
 __all__ = ["CONSUMER", "GRAPHITE", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 

@@ -32,7 +32,7 @@ import attrs
 
 from statsyard.exceptions import ConfigError
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
-from statsyard.graphite_templates import compile_templates
+from statsyard.graphite.templates import compile_templates
 from statsyard.timeparse import parse_duration_s
 
 __all__ = [

@@ -149,7 +149,7 @@ class NotADataDirectoryError(StatsYardError, ValueError):
         self.path = path
 
 
-# -- Self-metrics (statsyard.metrics, statsyard.stat_shipper) ---------------
+# -- Self-metrics (statsyard.metrics, statsyard.metrics.stat_shipper) ---------------
 
 
 class MetricError(StatsYardError, ValueError):

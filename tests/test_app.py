@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from statsyard import DataPoint, StatsYard
-from statsyard.blocking_queue import Close
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
+from statsyard.pipeline.blocking_queue import Close
 from statsyard.supervision import SupervisorExit
 from tests._stored import stored_points
 

@@ -20,7 +20,7 @@ from statsyard.exceptions import (
     DataDirectoryInUseError,
     NotADataDirectoryError,
 )
-from statsyard.ingest_consumer import IngestObserver
+from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.storage import Storage
 from statsyard.supervision import (
     ChildActor,

@@ -1,4 +1,4 @@
-"""Tests of statsyard.cli: subcommands, configuration errors, signals."""
+"""Tests of statsyard.cli.main: subcommands, configuration errors, signals."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from statsyard.cli import SignalGate, main
+from statsyard.cli.main import main
+from statsyard.cli.service import SignalGate
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
@@ -159,14 +160,15 @@ def test_run_serves_graphite_and_drains_on_a_signal(
     assert (
         summary.group(0) == "Summary: 3 points accepted, 3 written, 0 invalid, 0 lost"
     )
-    assert any(re.search(r"INFO +statsyard\.cli: Received SIG", line) for line in seen)
+    received = r"INFO +statsyard\.cli\.service: Received SIG"
+    assert any(re.search(received, line) for line in seen)
 
 
 def test_ingest_commands_tune_the_collector_and_restore_it() -> None:
     """run and stress collect less often while they ingest, then put it back."""
     import gc
 
-    from statsyard.cli import tuned_gc_for_ingest
+    from statsyard.cli.service import tuned_gc_for_ingest
 
     before = gc.get_threshold()
     with tuned_gc_for_ingest():
@@ -374,7 +376,7 @@ def test_unexpected_errors_are_one_line_unless_debug(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An unexpected exception: one line and status 1; --debug lets it through."""
-    from statsyard import query_cli
+    from statsyard.cli import query as query_cli
 
     def explode(args: object) -> int:
         raise RuntimeError("disk on fire")
@@ -416,7 +418,7 @@ def test_version_flag_prints_the_installed_version(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`statsyard --version` prints the package version and exits 0."""
-    from statsyard.cli import version
+    from statsyard.cli.main import version
 
     with pytest.raises(SystemExit) as done:
         main(["--version"])

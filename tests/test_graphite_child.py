@@ -19,7 +19,7 @@ import attrs
 import pytest
 
 from statsyard import StatsYard
-from statsyard.cli import build_yard
+from statsyard.cli.service import build_yard
 from statsyard.config import Config, load_config
 from tests._graphite import QueueSink, RecordingObserver, start_listener
 from tests._stored import stored_points

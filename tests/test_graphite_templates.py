@@ -1,4 +1,4 @@
-"""Tests of statsyard.graphite_templates: entities taken out of Graphite paths."""
+"""Tests of statsyard.graphite.templates: entities taken out of Graphite paths."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from statsyard.app import StatsYard
 from statsyard.config import GraphiteConfig, load_config
 from statsyard.exceptions import ConfigError
-from statsyard.graphite_protocol import GraphiteParser
-from statsyard.graphite_templates import compile_templates
+from statsyard.graphite.protocol import GraphiteParser
+from statsyard.graphite.templates import compile_templates
 
 TIMEOUT = 10.0
 COLLECTD = "collectd.* metric.entity.metric*"

@@ -12,12 +12,17 @@ from typing import Any, cast
 import pykka
 import pytest
 
-from statsyard import stat_shipper
 from statsyard._ticker import next_due
 from statsyard.exceptions import MetricError, UnknownMessageError
-from statsyard.metrics import HISTOGRAM_STATS, M1_ALPHA, Registry, ShippableStats
-from statsyard.process_stats import ProcessStats
-from statsyard.stat_shipper import (
+from statsyard.metrics import stat_shipper
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.registry import (
+    HISTOGRAM_STATS,
+    M1_ALPHA,
+    Registry,
+    ShippableStats,
+)
+from statsyard.metrics.stat_shipper import (
     ERROR_KINDS,
     TICKER_THREAD_NAME,
     StatShipper,
@@ -280,7 +285,7 @@ def test_it_survives_a_closed_port_counts_and_logs_once(
         port = gone.port  # now closed: nothing listens there
     registry = Registry()
     shipper = proxy(start_shipper(registry=registry, port=port))
-    with caplog.at_level(logging.WARNING, logger="statsyard.stat_shipper"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.stat_shipper"):
         for _ in range(6):
             assert shipper.ship_now().get(timeout=TIMEOUT) >= 0
     errors = registry.counter("shipper.errors", tags={"kind": "econnrefused"})
@@ -318,7 +323,7 @@ def test_it_survives_an_unresolvable_agent(
     """A host name that does not resolve is a counted 'resolve' error."""
     registry = Registry()
     registry.counter("x").inc()
-    with caplog.at_level(logging.WARNING, logger="statsyard.stat_shipper"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.stat_shipper"):
         shipper = proxy(start_shipper(registry=registry, host="agent.invalid"))
         assert shipper.ship_now().get(timeout=TIMEOUT) == 0
         assert shipper.ship_now().get(timeout=TIMEOUT) == 0

@@ -15,19 +15,19 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard import timestamp_writer
 from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
-from statsyard.ingest_consumer import IngestObserver
-from statsyard.ledger import Ledger
-from statsyard.storage import Storage
-from statsyard.timestamp_writer import (
+from statsyard.pipeline import timestamp_writer
+from statsyard.pipeline.ingest_consumer import IngestObserver
+from statsyard.pipeline.ledger import Ledger
+from statsyard.pipeline.timestamp_writer import (
     StorageHandle,
     TimestampWriter,
     WriteAck,
     WriteBatch,
 )
+from statsyard.storage import Storage
 from tests._stored import stored_points
 from tests.conftest import RecordingLink
 
@@ -391,7 +391,7 @@ class _LogWatch(logging.Handler):
 def writer_log() -> Iterator[_LogWatch]:
     """Watches the writer's log for the disk-full and resume lines."""
     watch = _LogWatch("Cannot write to", "Still cannot write", "resumed after")
-    log = logging.getLogger("statsyard.timestamp_writer")
+    log = logging.getLogger("statsyard.pipeline.timestamp_writer")
     log.addHandler(watch)
     yield watch
     log.removeHandler(watch)

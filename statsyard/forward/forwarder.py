@@ -49,10 +49,10 @@ from statsyard.forward.instruments import ForwardInstruments
 from statsyard.forward.log_reader import Chunk, LogReader, Piece, oldest_log
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
+from statsyard.pipeline.timestamp_writer import StorageHandle
 from statsyard.storage import LogEnd
 from statsyard.storage._framing import FILE_HEADER_SIZE
 from statsyard.supervision import ChildActor, Link
-from statsyard.timestamp_writer import StorageHandle
 
 __all__ = ["Forwarder", "Sender", "make_sender"]
 

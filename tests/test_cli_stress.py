@@ -1,4 +1,4 @@
-"""Tests of statsyard.stress: the generated stream and the stress run's report."""
+"""Tests of statsyard.cli.stress: the generated stream and the stress run's report."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from statsyard.cli import main
-from statsyard.stress import (
+from statsyard.cli.main import main
+from statsyard.cli.stress import (
     IngestStress,
     generate_points,
     write_percentile_distribution,

@@ -8,7 +8,7 @@ it with :class:`~statsyard.exceptions.QueueTimeout` when its deadline passes.
 The actor itself never waits, so other callers keep being served.
 
 The contents (points and parked callers) live in a
-:class:`~statsyard.ledger.QueueContents` handed in by the owner, so they
+:class:`~statsyard.pipeline.ledger.QueueContents` handed in by the owner, so they
 survive a crash of the actor, as an ETS table survives with an heir.
 
 :class:`BlockingQueueClient` is the blocking API callers use (the seed's
@@ -34,7 +34,7 @@ from statsyard.exceptions import (
     QueueClosedError,
     QueueTimeout,
 )
-from statsyard.ledger import Ledger, QueueContents, QueueSnapshot
+from statsyard.pipeline.ledger import Ledger, QueueContents, QueueSnapshot
 from statsyard.supervision import ChildActor, Link
 
 __all__ = [

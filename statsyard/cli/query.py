@@ -2,7 +2,7 @@
 
 The service's argument parser calls :func:`add_query_arguments` /
 :func:`run_query` and :func:`add_series_arguments` / :func:`run_series`;
-``python -m statsyard.query_cli query|series ...`` runs them standalone. Both
+``python -m statsyard.cli.query query|series ...`` runs them standalone. Both
 open the directory read-only, so they work whether or not a service is
 writing to it. Results go to stdout; errors go to stderr with exit status 2
 (bad arguments, not a data directory) or 1 (unknown metric).
@@ -250,9 +250,9 @@ def run_series(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m statsyard.query_cli query|series ...``."""
+    """Standalone entry: ``python -m statsyard.cli.query query|series ...``."""
     parser = argparse.ArgumentParser(
-        prog="python -m statsyard.query_cli",
+        prog="python -m statsyard.cli.query",
         description="Read a StatsYard data directory.",
         allow_abbrev=False,
     )

@@ -1,4 +1,4 @@
-"""Tests of statsyard.process_stats: the vm.* samples."""
+"""Tests of statsyard.metrics.process_stats: the vm.* samples."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
-from statsyard.metrics import Sample
-from statsyard.process_stats import ProcessStats
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.registry import Sample
 
 
 class Idle(pykka.ThreadingActor):
@@ -71,7 +71,7 @@ def test_a_failing_mailbox_reader_is_skipped_counted_and_logged_once(
         raise pykka.ActorDeadError("gone")
 
     collector = ProcessStats(mailboxes=broken)
-    with caplog.at_level(logging.WARNING, logger="statsyard.process_stats"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.process_stats"):
         collector.samples()
         samples = collector.samples()
     assert Sample("vm.errors", 2.0, (("section", "mailboxes"),)) in samples

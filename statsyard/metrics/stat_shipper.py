@@ -3,7 +3,7 @@
 The seed keeps "the shipping of metrics out of the data path" with a
 dedicated, supervised StatShipper. Every ``interval`` it collects the
 :class:`~statsyard.metrics.Registry` (draining histograms) and the optional
-:class:`~statsyard.process_stats.ProcessStats`, and sends every sample as a
+:class:`~statsyard.metrics.process_stats.ProcessStats`, and sends every sample as a
 **gauge** through :class:`datadog.DogStatsd`: the agent then passes values
 through instead of aggregating them a second time.
 
@@ -37,8 +37,8 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from statsyard._ticker import Ticker
 from statsyard.exceptions import MetricError
-from statsyard.metrics import Registry, Sample, ShippableStats
-from statsyard.process_stats import ProcessStats
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.registry import Registry, Sample, ShippableStats
 from statsyard.supervision import ChildActor, Link
 
 __all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]

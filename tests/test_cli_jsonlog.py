@@ -1,4 +1,4 @@
-"""Tests of statsyard._jsonlog: one JSON object per log line."""
+"""Tests of statsyard.cli._jsonlog: one JSON object per log line."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from statsyard._jsonlog import JsonFormatter
-from statsyard.cli import main
+from statsyard.cli._jsonlog import JsonFormatter
+from statsyard.cli.main import main
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -1,4 +1,4 @@
-"""Tests of statsyard.metrics: the registry and every metric kind."""
+"""Tests of statsyard.metrics.registry: the registry and every metric kind."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from statsyard.exceptions import MetricError
-from statsyard.metrics import (
+from statsyard.metrics.registry import (
     HISTOGRAM_STATS,
     METER_STATS,
     Registry,
@@ -172,7 +172,7 @@ def test_a_failing_gauge_reader_is_skipped_counted_and_logged_once(
     registry.gauge("queue.size", lambda: 1 / 0)
     registry.gauge("queue.nan", lambda: math.nan)
     registry.counter("ingest.valid").inc()
-    with caplog.at_level(logging.WARNING, logger="statsyard.metrics"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.registry"):
         registry.collect()
         samples = registry.collect()
     values = {(s.name, s.tags): s.value for s in samples}
@@ -316,7 +316,7 @@ def test_histogram_record_clamps_and_counts_and_never_raises(
     """Out-of-range values are clamped, non-numbers dropped, both counted."""
     registry = Registry()
     histogram = registry.histogram("h", highest=1000)
-    with caplog.at_level(logging.WARNING, logger="statsyard.metrics"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.registry"):
         histogram.record(value, count=count)
         histogram.record(value, count=count)
     stats = {(s.name, s.tags): s.value for s in registry.collect()}

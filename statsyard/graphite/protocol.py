@@ -13,7 +13,7 @@ Rules (a superset of carbon-cache 1.1's line receiver):
   :func:`statsyard.validate` accepts (2000-01-01 to 2100-01-01).
 - **Graphite tags**: ``path;tag=value;...``. The ``entity`` tag (the
   configured ``entity_tag``) becomes the point's entity; without it a
-  matching template rule (:mod:`statsyard.graphite_templates`) may take the
+  matching template rule (:mod:`statsyard.graphite.templates`) may take the
   entity from the path, else the configured default entity is used. The
   other tags stay part of the series name, sorted by tag name, in Graphite's
   own canonical form: ``cpu;host=a;dc=x`` and ``cpu;dc=x;host=a`` both become
@@ -44,7 +44,7 @@ from statsyard.datapoint import (
     MIN_TIMESTAMP_MS,
     Row,
 )
-from statsyard.graphite_templates import compile_templates
+from statsyard.graphite.templates import compile_templates
 
 __all__ = [
     "REASONS",
@@ -127,7 +127,7 @@ class GraphiteParser:
         max_line_length: the longest accepted line, in bytes, without its newline.
         entity_tag: the Graphite tag that becomes the entity.
         templates: ``"FILTER TEMPLATE"`` rules taking the entity from a plain
-            path (:mod:`statsyard.graphite_templates`); an explicit tag wins.
+            path (:mod:`statsyard.graphite.templates`); an explicit tag wins.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Tests of statsyard.check: `statsyard check DATA_DIR` on sound and damaged data."""
+"""Tests of statsyard.cli.check: `statsyard check` on sound and damaged data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from _storage_helpers import T0, points
 
-from statsyard.check import check_directory
-from statsyard.cli import main
+from statsyard.cli.check import check_directory
+from statsyard.cli.main import main
 from statsyard.datapoint import DataPoint
 from statsyard.storage import Storage
 

@@ -8,7 +8,7 @@ import pytest
 from matplotlib import image
 
 from statsyard.app import StatsYard
-from statsyard.cli import main
+from statsyard.cli.main import main
 from tests._http_helpers import POINTS, T0
 
 

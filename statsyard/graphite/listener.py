@@ -5,12 +5,12 @@ The actor only owns the sockets' lifetime and answers :meth:`addresses` and
 :mod:`selectors` loop, so that no actor handler ever blocks on a socket.
 
 - **TCP**: many concurrent connections, each read in chunks and parsed by a
-  :class:`~statsyard.graphite_protocol.LineStream`. A connection closed in
+  :class:`~statsyard.graphite.protocol.LineStream`. A connection closed in
   the middle of a line loses only that line (counted as ``partial``).
 - **UDP**: each datagram is a batch of complete lines.
 - **The queue**: the listener talks only to the queue it was started with
   (its sibling, given by the supervisor), by ``tell``-ing it a
-  :class:`~statsyard.blocking_queue.Push` whose reply wakes the I/O thread.
+  :class:`~statsyard.pipeline.blocking_queue.Push` whose reply wakes the I/O thread.
   At most one push is in flight; it waits in the queue's FIFO of parked
   pushers like any embedded caller, so steady embedded pushers cannot starve
   it, and while it waits the I/O thread sleeps (no polling).
@@ -46,9 +46,9 @@ import attrs
 import pykka
 
 from statsyard._ratelimit import RateLimitedLogger
-from statsyard.blocking_queue import Push
 from statsyard.exceptions import ListenerError
-from statsyard.graphite_protocol import REASONS, GraphiteParser, LineStream, Reject
+from statsyard.graphite.protocol import REASONS, GraphiteParser, LineStream, Reject
+from statsyard.pipeline.blocking_queue import Push
 from statsyard.supervision import ChildActor, Link
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class GraphiteListener(ChildActor):
             ``drain_timeout``.
         entity_tag: the Graphite tag that becomes the entity.
         templates: ``"FILTER TEMPLATE"`` rules mapping plain paths to metric
-            and entity (:mod:`statsyard.graphite_templates`).
+            and entity (:mod:`statsyard.graphite.templates`).
     """
 
     def __init__(

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from statsyard.config import Config
-from statsyard.ingest_consumer import IngestObserver
+from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
 from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
 
@@ -245,7 +245,7 @@ class IngestStress:
             count: points to push.
             progress: called with the number of points pushed by each push.
         """
-        from statsyard.cli import build_yard
+        from statsyard.cli.service import build_yard
 
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")

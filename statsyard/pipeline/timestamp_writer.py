@@ -37,7 +37,7 @@ import pykka
 from statsyard._ticker import Ticker
 from statsyard.datapoint import Row, validate_rows
 from statsyard.exceptions import NotRunningError, WriteError
-from statsyard.ledger import Ledger
+from statsyard.pipeline.ledger import Ledger
 from statsyard.storage import Storage
 from statsyard.supervision import ChildActor, Link
 

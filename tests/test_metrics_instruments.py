@@ -12,8 +12,8 @@ import pytest
 
 from statsyard import DataPoint, StatsYard
 from statsyard.config import GraphiteConfig
-from statsyard.graphite_protocol import REASONS
-from statsyard.instrumentation import udp_socket_drops
+from statsyard.graphite.protocol import REASONS
+from statsyard.metrics.instruments import udp_socket_drops
 from statsyard.testing import DogStatsdCapture, StatsdLine
 
 WAIT = 10.0

@@ -120,7 +120,7 @@ class Ledger:
 class QueueContents:
     """The queue's points and parked callers, owned by whichever queue actor is alive.
 
-    The living :class:`~statsyard.blocking_queue.BlockingQueue` changes it
+    The living :class:`~statsyard.pipeline.blocking_queue.BlockingQueue` changes it
     from its own thread, and the host reads it (gauges) or closes it (when
     the tree stops) from others: everyone holds ``lock`` meanwhile, and no
     one holds it while waiting for anything. A successor queue picks the

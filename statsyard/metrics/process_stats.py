@@ -23,7 +23,7 @@ from typing import Final
 import psutil
 import pykka
 
-from statsyard.metrics import Sample
+from statsyard.metrics.registry import Sample
 
 __all__ = ["ProcessStats"]
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from statsyard.datapoint import DataPoint
-from statsyard.query_cli import (
+from statsyard.cli.query import (
     add_query_arguments,
     add_series_arguments,
     main,
@@ -20,6 +19,7 @@ from statsyard.query_cli import (
     run_query,
     run_series,
 )
+from statsyard.datapoint import DataPoint
 from statsyard.storage import Storage
 from tests._storage_helpers import REPO, T0, points
 
@@ -198,7 +198,7 @@ def test_series_lists_matching_pairs(
 def test_module_runs_as_a_program_while_a_writer_holds_the_directory(
     tmp_path: Path,
 ) -> None:
-    """python -m statsyard.query_cli reads a directory a live writer has open."""
+    """python -m statsyard.cli.query reads a directory a live writer has open."""
     with Storage.open(tmp_path) as writer:
         writer.append([DataPoint("disk.used", "h9", 42, T0)])
         writer.sync()
@@ -206,7 +206,7 @@ def test_module_runs_as_a_program_while_a_writer_holds_the_directory(
             [
                 sys.executable,
                 "-m",
-                "statsyard.query_cli",
+                "statsyard.cli.query",
                 "query",
                 "disk.used",
                 "--data-dir",

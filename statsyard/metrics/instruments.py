@@ -13,12 +13,12 @@ import threading
 from collections.abc import Sequence
 from typing import Final
 
-from statsyard.graphite_listener import ListenerObserver
-from statsyard.graphite_protocol import REASONS
-from statsyard.ingest_consumer import IngestObserver
-from statsyard.ledger import Ledger, QueueContents
-from statsyard.metrics import Registry
-from statsyard.timestamp_writer import WriterObserver
+from statsyard.graphite.listener import ListenerObserver
+from statsyard.graphite.protocol import REASONS
+from statsyard.metrics.registry import Registry
+from statsyard.pipeline.ingest_consumer import IngestObserver
+from statsyard.pipeline.ledger import Ledger, QueueContents
+from statsyard.pipeline.timestamp_writer import WriterObserver
 
 __all__ = [
     "ListenerInstruments",

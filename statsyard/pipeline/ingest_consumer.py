@@ -8,7 +8,7 @@ validation overlaps writing while the writer commits batches strictly in
 order (which is what makes redelivery after a crash exactly-once).
 
 It never blocks: a fetch and a write are requests whose answers come back
-as messages (:class:`~statsyard._reply.Replied`).
+as messages (:class:`~statsyard.pipeline._reply.Replied`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 
 import pykka
 
-from statsyard._reply import Replied, TellReply
-from statsyard.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.datapoint import Invalid, validate_rows
 from statsyard.exceptions import WriteError
-from statsyard.ledger import Ledger
+from statsyard.pipeline._reply import Replied, TellReply
+from statsyard.pipeline.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
+from statsyard.pipeline.ledger import Ledger
+from statsyard.pipeline.timestamp_writer import WriteAck, WriteBatch
 from statsyard.supervision import ChildActor, Link
-from statsyard.timestamp_writer import WriteAck, WriteBatch
 
 __all__ = ["IngestConsumer", "IngestFanOut", "IngestObserver"]
 

@@ -1,0 +1,15 @@
+"""The ingest pipeline, in the order a point travels through it.
+
+- :mod:`~statsyard.pipeline.ledger`: where every accepted point ends
+  (pushed = written + invalid + lost + pending) and the queue's contents,
+  which outlive a crash of the queue actor.
+- :mod:`~statsyard.pipeline.blocking_queue`: the bounded queue actor with
+  back-pressure, and its blocking client.
+- :mod:`~statsyard.pipeline.ingest_consumer`: pops batches, validates them,
+  hands the valid points to the writer.
+- :mod:`~statsyard.pipeline.timestamp_writer`: writes batches durably to
+  :mod:`statsyard.storage` and acknowledges them to the ledger.
+
+Nothing here imports the metrics, the Graphite input or the facade: they
+plug in from above, as observers and clients.
+"""

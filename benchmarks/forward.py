@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from statsyard.config import Config
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from statsyard import StatsYard
@@ -57,7 +59,7 @@ def rows(n: int, run: int) -> Iterator[tuple[str, str, float, int]]:
 
 def ingest(data_dir: Path, n: int, run: int, **options: Any) -> float:
     """Seconds to push and flush n points (the yard forwards if told to)."""
-    yard = StatsYard(data_dir, ship_metrics=False, **options).start()
+    yard = StatsYard(data_dir=data_dir, ship_metrics=False, **options).start()
     try:
         started = time.perf_counter()
         yard.push_many(rows(n, run))
@@ -71,7 +73,9 @@ def steady(
     data_dir: Path, rate: int, seconds: float, run: int, forward: dict[str, Any]
 ) -> tuple[float, float, float]:
     """Push at ``rate`` points/s; return (rate reached, behind at end (s), lag)."""
-    yard = StatsYard(data_dir, ship_metrics=False, forward=[forward]).start()
+    yard = StatsYard(
+        Config.of(forward=[forward]), data_dir=data_dir, ship_metrics=False
+    ).start()
     try:
         total = int(rate * seconds)
         batch = 5000
@@ -97,7 +101,9 @@ def steady(
 
 def drain(data_dir: Path, forward: dict[str, Any]) -> tuple[float, int]:
     """Seconds for a forwarder starting at the beginning to send everything."""
-    yard = StatsYard(data_dir, ship_metrics=False, forward=[forward]).start()
+    yard = StatsYard(
+        Config.of(forward=[forward]), data_dir=data_dir, ship_metrics=False
+    ).start()
     try:
         started = time.perf_counter()
         assert yard.wait_forwarded(timeout=900), "forwarding did not finish"

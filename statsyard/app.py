@@ -17,24 +17,25 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
-from statsyard.config import GraphiteConfig
+from statsyard.config import Config, with_shortcuts
 from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
     ChildStartError,
+    ConfigError,
     FlushTimeout,
     NotRunningError,
     QueueClosedError,
     StatsYardError,
 )
-from statsyard.forward import Cursor, Forwarding, ForwardSettings
+from statsyard.forward import Cursor, Forwarding
 from statsyard.graphite.listener import GraphiteListener
 from statsyard.http.options import HttpOptions
 from statsyard.metrics.instruments import (
@@ -43,7 +44,7 @@ from statsyard.metrics.instruments import (
     register_pipeline_gauges,
 )
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import Registry, ShippableStats
+from statsyard.metrics.registry import Registry
 from statsyard.metrics.stat_shipper import StatShipper
 from statsyard.pipeline.blocking_queue import (
     BlockingQueue,
@@ -63,6 +64,7 @@ from statsyard.pipeline.timestamp_writer import (
     StorageHandle,
     TimestampWriter,
 )
+from statsyard.render import RenderSettings
 from statsyard.storage import QueryResult
 from statsyard.supervision import (
     ChildSpec,
@@ -158,112 +160,85 @@ def _lock_timeout(deadline: float | None) -> float:
 
 
 class StatsYard:
-    """A supervised, embeddable time-series pipeline writing to ``data_dir``.
+    """A supervised, embeddable time-series pipeline, built from one settings tree.
+
+    The settings are the same :class:`~statsyard.config.Config` the service
+    builds from defaults, TOML, environment and flags, and that
+    ``statsyard config`` prints; every child (queue, Graphite listener,
+    writer, consumer, HTTP API, forwarders, shipper) is wired from it in
+    :meth:`_specs`. A few keyword shortcuts override the common settings.
 
     Args:
-        data_dir: where points are stored (created if missing).
-        queue_capacity: points the queue holds before pushes wait.
-        batch_size: points per queue message and per write.
-        fsync: ``always``, ``interval`` (default) or ``never``.
-        fsync_interval: seconds between fsyncs under ``interval``.
-        max_restarts: restarts allowed within ``max_seconds`` before the tree stops.
-        max_seconds: the restart-intensity period.
-        linger: seconds a partial batch of pushed points may wait before it is sent.
-        storage_options: passed to :meth:`statsyard.storage.Storage.open`.
-        extra_children: more children, started after the pipeline's own and
-            before the shipper.
+        settings: the settings tree; when None, ``Config.of()``: the
+            defaults, with no Graphite listener and no HTTP API.
+        data_dir: shortcut for ``settings.storage.data_dir``.
+        queue_capacity: shortcut for ``settings.pipeline.queue_capacity``.
+        batch_size: shortcut for ``settings.pipeline.batch_size``.
+        ship_metrics: shortcut for ``settings.metrics.enabled``.
         registry: where metrics are recorded; a fresh one by default.
-        instrument: record the pipeline's own metrics (docs/metrics.md).
-        ship_metrics: run the StatShipper, sending the registry to DogStatsD.
-        statsd_host: the DogStatsD agent's host.
-        statsd_port: the DogStatsD agent's UDP port.
-        metrics_namespace: prefix of every shipped metric name.
-        metrics_tags: tags added to every shipped metric.
-        ship_interval: seconds between shipments.
-        shippable: which histogram and meter statistics ship.
-        process_stats: also ship ``vm.*`` process statistics.
-        ingest_observer: extra per-batch validation hooks (the stress run's).
-        graphite: run the Graphite plaintext listener with these settings
-            (when ``enabled``); it is the child right after the queue.
-        http: serve the HTTP API (``docs/http.md``): True for the defaults
-            or :class:`~statsyard.http.HttpOptions`; off by default.
+        extra_children: more children (:class:`~statsyard.supervision.ChildSpec`),
+            started after the pipeline's own and before the HTTP API.
         on_exit: called once when the tree has stopped (by itself or by
             ``stop()``) and every point is settled; from StatsYard's linger
             thread, or from the thread that called ``stop()``.
-        forward: destinations to forward acknowledged points to
-            (:class:`~statsyard.forward.ForwardSettings` or mappings of the
-            ``[[forward]]`` keys; see docs/forwarding.md).
+        ingest_observer: extra per-batch validation hooks (the stress run's).
 
     Raises:
-        ConfigError: a ``forward`` destination is malformed.
+        ConfigError: a shortcut's value is invalid (it names the setting).
     """
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        settings: Config | None = None,
         *,
-        queue_capacity: int = 100_000,
-        batch_size: int = 5000,
-        fsync: FsyncPolicy = "interval",
-        fsync_interval: float = 1.0,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
-        linger: float = 0.05,
-        storage_options: dict[str, Any] | None = None,
-        extra_children: Sequence[ChildSpec] = (),
+        data_dir: str | os.PathLike[str] | None = None,
+        queue_capacity: int | None = None,
+        batch_size: int | None = None,
+        ship_metrics: bool | None = None,
         registry: Registry | None = None,
-        instrument: bool = True,
-        ship_metrics: bool = True,
-        statsd_host: str = "127.0.0.1",
-        statsd_port: int = 8125,
-        metrics_namespace: str = "statsyard",
-        metrics_tags: Mapping[str, str] | None = None,
-        ship_interval: float = 1.0,
-        shippable: ShippableStats | None = None,
-        process_stats: bool = True,
-        ingest_observer: IngestObserver | None = None,
-        graphite: GraphiteConfig | None = None,
+        extra_children: Sequence[ChildSpec] = (),
         on_exit: Callable[[SupervisorExit], None] | None = None,
-        http: bool | HttpOptions = False,
-        forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
+        ingest_observer: IngestObserver | None = None,
     ) -> None:
-        if queue_capacity < 1:
-            raise ValueError(f"queue_capacity must be at least 1, got {queue_capacity}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if linger <= 0:
-            raise ValueError(f"linger must be > 0 seconds, got {linger}")
-        self.data_dir = Path(data_dir)
-        self.queue_capacity = queue_capacity
-        self.batch_size = batch_size
-        self.fsync: FsyncPolicy = fsync
-        self.fsync_interval = fsync_interval
-        self.max_restarts = max_restarts
-        self.max_seconds = max_seconds
-        self.linger = linger
-        self._storage_options = storage_options or {}
+        if settings is not None and not isinstance(settings, Config):
+            raise ConfigError(
+                [
+                    f"settings must be a statsyard Config, got {settings!r}; "
+                    "a data directory is given as data_dir=..."
+                ]
+            )
+        settings = with_shortcuts(
+            settings if settings is not None else Config.of(),
+            data_dir=data_dir,
+            queue_capacity=queue_capacity,
+            batch_size=batch_size,
+            ship_metrics=ship_metrics,
+        )
+        self.settings = settings
+        """The effective settings tree."""
+        self.data_dir = Path(settings.storage.data_dir)
+        self.queue_capacity = settings.pipeline.queue_capacity
+        self.batch_size = settings.pipeline.batch_size
+        self.linger = settings.pipeline.linger
         self._extra_children = tuple(extra_children)
-        self._graphite = graphite if graphite is not None and graphite.enabled else None
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         # -- forwarding (statsyard.forward) --
         self.forwarding = Forwarding(
-            forward,
+            settings.forward,
             data_dir=self.data_dir,
             registry=self.registry,
             ingest_busy=lambda: self._contents.size * 2 >= self.queue_capacity,
         )
         """The forwarders: settings, progress (see :meth:`wait_forwarded`)."""
+        self._storage_options = settings.storage.open_options()
         if self.forwarding.retention is not None:
-            self._storage_options = {
-                **self._storage_options,
-                "log_retention": self.forwarding.retention,
-            }
+            self._storage_options["log_retention"] = self.forwarding.retention
+        instrument = settings.metrics.instrument
+        graphite = settings.graphite.enabled
         self._instruments = PipelineInstruments(self.registry) if instrument else None
         self._listener_instruments = (
-            ListenerInstruments(self.registry)
-            if instrument and self._graphite is not None
-            else None
+            ListenerInstruments(self.registry) if instrument and graphite else None
         )
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
@@ -273,25 +248,12 @@ class StatsYard:
             if observers
             else None
         )
-        self._ship_metrics = ship_metrics
-        self._shipper_options: dict[str, Any] = {
-            "host": statsd_host,
-            "port": statsd_port,
-            "namespace": metrics_namespace,
-            "constant_tags": dict(metrics_tags or {}),
-            "interval": ship_interval,
-            "shippable": shippable,
-        }
-        self._process_stats = process_stats
         self._host_on_exit = on_exit
-        self._http: HttpOptions | None = (
-            (HttpOptions() if http is True else http) if http else None
-        )
         self._running = threading.Event()
 
         self.ledger = Ledger()
         self._storage_handle = StorageHandle()
-        self._contents = QueueContents(capacity=queue_capacity)
+        self._contents = QueueContents(capacity=self.queue_capacity)
         self._table = ChildTable()
         self._threads = ThreadTracker()
         self._supervisor_ref: pykka.ActorRef[Supervisor] | None = None
@@ -324,8 +286,7 @@ class StatsYard:
             )
 
         def start_graphite(ctx: StartContext) -> pykka.ActorRef[Any]:
-            settings = self._graphite
-            assert settings is not None
+            settings = self.settings.graphite
             return GraphiteListener.start(
                 queue=ctx.siblings[QUEUE],
                 host=settings.host,
@@ -346,8 +307,8 @@ class StatsYard:
             return TimestampWriter.start(
                 data_dir=self.data_dir,
                 ledger=self.ledger,
-                fsync=self.fsync,
-                fsync_interval=self.fsync_interval,
+                fsync=cast("FsyncPolicy", self.settings.storage.fsync),
+                fsync_interval=self.settings.storage.fsync_interval,
                 storage_options=self._storage_options,
                 observer=self._instruments,
                 handle=self._storage_handle,
@@ -365,22 +326,27 @@ class StatsYard:
             )
 
         def start_shipper(ctx: StartContext) -> pykka.ActorRef[Any]:
+            metrics = self.settings.metrics
             stats = (
                 ProcessStats(mailboxes=self._table.mailboxes)
-                if self._process_stats
+                if metrics.process_stats
                 else None
             )
             return StatShipper.start(
                 registry=self.registry,
                 process_stats=stats,
+                host=metrics.host,
+                port=metrics.port,
+                namespace=metrics.namespace,
+                constant_tags=dict(metrics.tags),
+                interval=metrics.interval,
                 link=ctx.link,
-                **self._shipper_options,
             )
 
         # The listener needs only the queue, so it comes right after it: a
         # writer or consumer crash does not drop its connections.
         specs = [ChildSpec(QUEUE, start_queue)]
-        if self._graphite is not None:
+        if self.settings.graphite.enabled:
             specs.append(
                 ChildSpec(GRAPHITE, start_graphite, shutdown=_GRAPHITE_DRAIN + 5.0)
             )
@@ -390,15 +356,27 @@ class StatsYard:
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
         ]
-        if self._http is not None:
-            specs.append(self._http_spec(self._http))
+        if self.settings.http.enabled:
+            specs.append(self._http_spec(self._http_options()))
         specs += self.forwarding.specs(self._storage_handle)  # after http: a
         # forwarder crash then restarts only the shipper with it
-        if self._ship_metrics:
+        if self.settings.metrics.enabled:
             specs.append(ChildSpec(SHIPPER, start_shipper))
         for spec in specs:  # each child's restarts ship from the first interval, at 0
             self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
+
+    def _http_options(self) -> HttpOptions:
+        """The HTTP API's options, from the ``http``, ``graphite`` and ``render``
+        settings."""
+        settings = self.settings
+        return HttpOptions(
+            host=settings.http.host,
+            port=settings.http.port,
+            threads=settings.http.threads,
+            default_entity=settings.graphite.default_entity,
+            render=RenderSettings.from_config(settings),
+        )
 
     def _http_spec(self, options: HttpOptions) -> ChildSpec:
         """The HTTP child: serves the API from the live storage (statsyard.http)."""
@@ -444,8 +422,8 @@ class StatsYard:
         link = _HostLink(self._threads)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
-            max_restarts=self.max_restarts,
-            max_seconds=self.max_seconds,
+            max_restarts=self.settings.pipeline.max_restarts,
+            max_seconds=self.settings.pipeline.max_seconds,
             table=self._table,
             threads=self._threads,
             on_exit=self._on_tree_exit,
@@ -478,7 +456,7 @@ class StatsYard:
             "StatsYard started in %s (queue capacity %d, fsync %s)",
             self.data_dir,
             self.queue_capacity,
-            self.fsync,
+            self.settings.storage.fsync,
         )
         return self
 
@@ -537,7 +515,7 @@ class StatsYard:
 
     def _stop_input(self) -> None:
         """Stop the Graphite listener first: it queues what it read, then flush."""
-        if self._graphite is None or self._supervisor_ref is None:
+        if not self.settings.graphite.enabled or self._supervisor_ref is None:
             return
         try:
             self._living(GRAPHITE, 0.0)
@@ -652,7 +630,7 @@ class StatsYard:
     @property
     def http_address(self) -> tuple[str, int] | None:
         """The HTTP API's bound ``(host, port)``, or None when it is not served."""
-        if self._http is None or self._supervisor_ref is None:
+        if not self.settings.http.enabled or self._supervisor_ref is None:
             return None
         server = self._living(HTTP, 5.0)
         address: tuple[str, int] = server.proxy().address().get(timeout=5.0)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from statsyard import DataPoint, StatsYard
+from statsyard.config import Config
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.pipeline.blocking_queue import Close
@@ -167,7 +168,10 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
         exits.append(exit_)
         told.set()
 
-    yard = make_yard(max_restarts=3, max_seconds=60.0, on_exit=on_exit)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 3, "max_seconds": 60.0}),
+        on_exit=on_exit,
+    )
     for crash in range(3):
         consumer = yard.child("consumer")
         consumer.tell("crash")
@@ -193,7 +197,9 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
 
 def test_accounting_holds_under_repeated_crashes(make_yard: YardFactory) -> None:
     """pushed == written + invalid + lost, nothing twice, while children crash."""
-    yard = make_yard(max_restarts=100, max_seconds=1.0)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 100, "max_seconds": 1.0})
+    )
     bad = ("cpu.load", "host", "not a number", TS)
     expected_valid = 0
     for round_ in range(6):
@@ -284,7 +290,11 @@ def test_accounting_balances_when_the_tree_gives_up_mid_stream(
 ) -> None:
     """Points queued, in flight or still staged when the tree stops by itself
     are counted as lost: nothing disappears from the counts."""
-    yard = make_yard(max_restarts=0, queue_capacity=1000, batch_size=100)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 0}),
+        queue_capacity=1000,
+        batch_size=100,
+    )
     yard.push_many(points(950))
     yard.child("writer").tell("crash")  # no restart allowed: the tree stops
     assert yard.wait_stopped(WAIT) is not None

@@ -70,7 +70,7 @@ def test_query_and_series_read_the_configured_data_directory(
     from statsyard import StatsYard
 
     data_dir = tmp_path / "configured"
-    with StatsYard(data_dir, ship_metrics=False) as yard:
+    with StatsYard(data_dir=data_dir, ship_metrics=False) as yard:
         yard.push(("disk.free", "db-1", 42, 1_700_000_000_000))
     monkeypatch.setenv("STATSYARD_STORAGE_DATA_DIR", str(data_dir))
     assert main(["series"]) == 0
@@ -306,7 +306,7 @@ def _mistakes(tmp_path: Path) -> list[tuple[list[str], int, str]]:
     from statsyard import StatsYard
 
     good = tmp_path / "good"
-    with StatsYard(good, ship_metrics=False) as yard:
+    with StatsYard(data_dir=good, ship_metrics=False) as yard:
         yard.push(("cpu.load", "web-1", 1.0, 1_700_000_000_000))
     junk = tmp_path / "junk.toml"
     junk.write_bytes(bytes(range(256)) * 4)
@@ -430,7 +430,7 @@ def test_query_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     """`statsyard query ... | head -1`: no BrokenPipeError traceback, status 1."""
     from statsyard import StatsYard
 
-    with StatsYard(tmp_path / "d", ship_metrics=False) as yard:
+    with StatsYard(data_dir=tmp_path / "d", ship_metrics=False) as yard:
         yard.push_many(("m", "e", i, 1_700_000_000_000 + i) for i in range(20_000))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATSYARD_")}
     env["PYTHONPATH"] = str(ROOT)

@@ -16,7 +16,7 @@ from tests._http_helpers import POINTS, T0
 def data_dir(tmp_path: Path) -> Path:
     """A data directory holding the HTTP tests' points, written and closed."""
     directory = tmp_path / "data"
-    with StatsYard(directory, ship_metrics=False) as yard:
+    with StatsYard(data_dir=directory, ship_metrics=False) as yard:
         yard.push_many(POINTS)
         yard.flush()
     return directory

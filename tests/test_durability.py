@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     from statsyard import StatsYard
 
     data_dir, seed = sys.argv[1], int(sys.argv[2])
-    yard = StatsYard(data_dir, batch_size=500, ship_metrics=False).start()
+    yard = StatsYard(data_dir=data_dir, batch_size=500, ship_metrics=False).start()
     base = 1_700_000_000_000 + seed * 10_000_000
     sent = 0
     while True:

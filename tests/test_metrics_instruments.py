@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from statsyard import DataPoint, StatsYard
-from statsyard.config import GraphiteConfig
+from statsyard.config import Config
 from statsyard.graphite.protocol import REASONS
 from statsyard.metrics.instruments import udp_socket_drops
 from statsyard.testing import DogStatsdCapture, StatsdLine
@@ -30,11 +30,11 @@ def agent() -> Iterator[DogStatsdCapture]:
 @pytest.fixture
 def yard(tmp_path: Path, agent: DogStatsdCapture) -> Iterator[StatsYard]:
     instance = StatsYard(
-        tmp_path / "data",
+        Config.of(
+            metrics={"port": agent.port, "interval": 0.05, "tags": {"env": "test"}}
+        ),
+        data_dir=tmp_path / "data",
         batch_size=100,
-        statsd_port=agent.port,
-        ship_interval=0.05,
-        metrics_tags={"env": "test"},
     ).start()
     yield instance
     instance.stop(timeout=WAIT)
@@ -182,11 +182,11 @@ def test_the_listener_ships_every_documented_metric_from_the_first_interval(
 ) -> None:
     """Idle: every listener name ships, at 0. Busy: lines, rejects, connections."""
     yard = StatsYard(
-        tmp_path / "data",
-        statsd_port=agent.port,
-        ship_interval=3600,
-        process_stats=False,
-        graphite=GraphiteConfig(tcp_port=0, udp_port=0),
+        Config.of(
+            metrics={"port": agent.port, "interval": 3600, "process_stats": False},
+            graphite={"enabled": True, "tcp_port": 0, "udp_port": 0},
+        ),
+        data_dir=tmp_path / "data",
     ).start()
     try:
         ship_now(yard)

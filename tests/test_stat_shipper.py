@@ -13,6 +13,7 @@ import pykka
 import pytest
 
 from statsyard._ticker import next_due
+from statsyard.config import Config
 from statsyard.exceptions import MetricError, UnknownMessageError
 from statsyard.metrics import stat_shipper
 from statsyard.metrics.process_stats import ProcessStats
@@ -392,7 +393,8 @@ def test_every_counter_ships_at_zero_before_its_first_event(
     from statsyard import StatsYard
 
     yard = StatsYard(
-        tmp_path / "data", statsd_port=agent.port, ship_interval=3600.0
+        Config.of(metrics={"port": agent.port, "interval": 3600.0}),
+        data_dir=tmp_path / "data",
     ).start()
     yard.stop()  # the shipper's final shipment is the only one
     lines = agent.wait_for(has("statsyard.ingest.validate_us.p999"), TIMEOUT)

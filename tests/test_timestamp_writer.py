@@ -16,6 +16,7 @@ import pykka
 import pytest
 
 from statsyard.app import StatsYard
+from statsyard.config import Config
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
 from statsyard.pipeline import timestamp_writer
@@ -247,9 +248,9 @@ def test_a_consumer_restart_during_a_slow_write_writes_nothing_twice(
     monkeypatch.setattr(Storage, "append", slow_append)
     watch = _ConsumerWatch()
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(storage={"fsync": "never"}),
+        data_dir=tmp_path / "data",
         batch_size=7,
-        fsync="never",
         ship_metrics=False,
         ingest_observer=watch,
     ).start()
@@ -291,11 +292,10 @@ def test_a_failed_automatic_checkpoint_writes_no_batch_twice(
 
     monkeypatch.setattr(os, "open", no_more_files)
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(storage={"fsync": "never", "checkpoint_points": 100}),
+        data_dir=tmp_path / "data",
         batch_size=100,
-        fsync="never",
         ship_metrics=False,
-        storage_options={"checkpoint_points": 100},
     ).start()
     try:
         consumer = yard.child("consumer")
@@ -331,7 +331,10 @@ def test_an_fsync_failure_after_commit_reaches_flush_not_a_redelivery(
         real_fsync(fd)
 
     yard = StatsYard(
-        tmp_path / "data", batch_size=10, fsync="always", ship_metrics=False
+        Config.of(storage={"fsync": "always"}),
+        data_dir=tmp_path / "data",
+        batch_size=10,
+        ship_metrics=False,
     ).start()
     try:
         consumer = yard.child("consumer")
@@ -399,11 +402,10 @@ def writer_log() -> Iterator[_LogWatch]:
 
 def _disk_full_yard(data_dir: Path) -> StatsYard:
     return StatsYard(
-        data_dir,
+        Config.of(storage={"fsync": "interval", "fsync_interval": 0.05}),
+        data_dir=data_dir,
         batch_size=50,
         queue_capacity=200,
-        fsync="interval",
-        fsync_interval=0.05,
         ship_metrics=False,
     ).start()
 

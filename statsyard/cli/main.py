@@ -30,7 +30,6 @@ from statsyard.cli.service import (
     EXIT_FAILED,
     EXIT_OK,
     SignalGate,
-    build_yard,
     run_service,
     tuned_gc_for_ingest,
 )
@@ -52,7 +51,6 @@ __all__ = [
     "EXIT_USAGE",
     "SignalGate",
     "build_parser",
-    "build_yard",
     "configure_logging",
     "main",
     "run_service",

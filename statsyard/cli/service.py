@@ -1,8 +1,8 @@
 """The service: ``statsyard run`` in the foreground, from one configuration.
 
-:func:`build_yard` wires a :class:`~statsyard.app.StatsYard` from a
-:class:`~statsyard.config.Config`; :func:`run_service` runs it until SIGINT
-or SIGTERM and drains it; :class:`SignalGate` decides what a signal does.
+:func:`run_service` runs a :class:`~statsyard.app.StatsYard` built from
+the service's :class:`~statsyard.config.Config` until SIGINT or SIGTERM,
+and drains it; :class:`SignalGate` decides what a signal does.
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
+
+from statsyard.app import StatsYard
 
 if TYPE_CHECKING:
-    from statsyard.app import StatsYard
     from statsyard.config import Config
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "SignalGate",
-    "build_yard",
     "run_service",
-    "storage_options",
     "tuned_gc_for_ingest",
 ]
 
@@ -59,60 +58,6 @@ def tuned_gc_for_ingest() -> Iterator[None]:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
-
-
-def storage_options(config: Config) -> dict[str, Any]:
-    """The Storage.open() options of a configuration."""
-    age = config.storage.retention_max_age
-    return {
-        "segment_bytes": config.storage.segment_bytes,
-        "retention_max_age_ms": None if age is None else round(age * 1000),
-        "retention_max_bytes": config.storage.retention_max_bytes,
-    }
-
-
-def _http_options(config: Config) -> Any:
-    """The HTTP API's options, or False when ``[http] enabled`` is off."""
-    if not config.http.enabled:
-        return False
-    from statsyard.http import HttpOptions
-    from statsyard.render import RenderSettings
-
-    return HttpOptions(
-        host=config.http.host,
-        port=config.http.port,
-        threads=config.http.threads,
-        default_entity=config.graphite.default_entity,
-        render=RenderSettings.from_config(config),
-    )
-
-
-def build_yard(config: Config, **overrides: Any) -> StatsYard:
-    """A StatsYard (not started) configured from ``config``, with its children."""
-    from statsyard.app import StatsYard
-
-    options: dict[str, Any] = {
-        "queue_capacity": config.pipeline.queue_capacity,
-        "batch_size": config.pipeline.batch_size,
-        "fsync": config.storage.fsync,
-        "fsync_interval": config.storage.fsync_interval,
-        "max_restarts": config.pipeline.max_restarts,
-        "max_seconds": config.pipeline.max_seconds,
-        "storage_options": storage_options(config),
-        "graphite": config.graphite,
-        "ship_metrics": config.metrics.enabled,
-        "statsd_host": config.metrics.host,
-        "statsd_port": config.metrics.port,
-        "metrics_namespace": config.metrics.namespace,
-        "metrics_tags": config.metrics.tags,
-        "ship_interval": config.metrics.interval,
-        "process_stats": config.metrics.process_stats,
-        "forward": config.forward,
-        "http": _http_options(config),
-    }
-    options.update(overrides)
-    data_dir = options.pop("data_dir", config.storage.data_dir)
-    return StatsYard(data_dir, **options)
 
 
 class SignalGate:
@@ -242,7 +187,7 @@ def run_service(config: Config, *, debug: bool = False) -> int:
         hold = _HoldErrors()
         try:
             with hold.on_root_handlers():
-                yard = build_yard(config, on_exit=lambda _exit: stop.set())
+                yard = StatsYard(config, on_exit=lambda _exit: stop.set())
                 yard.start()
         except (StatsYardError, OSError) as error:
             if debug:

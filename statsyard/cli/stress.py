@@ -32,6 +32,7 @@ from hdrh.histogram import HdrHistogram
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from statsyard.app import StatsYard
 from statsyard.config import Config
 from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
@@ -245,7 +246,6 @@ class IngestStress:
             count: points to push.
             progress: called with the number of points pushed by each push.
         """
-        from statsyard.cli.service import build_yard
 
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
@@ -261,9 +261,7 @@ class IngestStress:
             metrics=attrs.evolve(self.config.metrics, enabled=False),
         )
         try:
-            yard = build_yard(
-                quiet, data_dir=directory, ingest_observer=self.validation
-            )
+            yard = StatsYard(quiet, data_dir=directory, ingest_observer=self.validation)
             yard.start()
             try:
                 points = generate_points(

@@ -43,6 +43,7 @@ from statsyard.datapoint import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
     Row,
+    forbidden_char_index,
 )
 from statsyard.graphite.templates import compile_templates
 
@@ -102,11 +103,11 @@ class Reject:
 
 
 def _bad_name(name: str) -> bool:
+    """The rule of :func:`statsyard.datapoint.validate`, for a parsed name."""
     return (
         not name
         or len(name) > MAX_NAME_LENGTH
-        or not name.isprintable()
-        or any(char.isspace() for char in name)
+        or forbidden_char_index(name) is not None
     )
 
 

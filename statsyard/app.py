@@ -76,6 +76,7 @@ from statsyard.supervision import (
     TreeStoppedError,
 )
 from statsyard.supervision import ChildStartError as _SupervisionStartError
+from statsyard.supervision.deadline import deadline_after, lock_timeout, remaining
 
 __all__ = ["CONSUMER", "GRAPHITE", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
@@ -146,17 +147,6 @@ _TUPLE: frozenset[type] = frozenset({tuple})
 
 _START_JOIN = 30.0
 """Seconds to wait for the threads of a failed start to end."""
-
-
-def _remaining(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (a ``time.monotonic()`` value), or None."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _lock_timeout(deadline: float | None) -> float:
-    """``Lock.acquire``'s timeout for a deadline (-1 waits for ever)."""
-    remaining = _remaining(deadline)
-    return -1 if remaining is None else remaining
 
 
 class StatsYard:
@@ -485,22 +475,22 @@ class StatsYard:
                 if self.forwarding:  # let forwarders deliver within their deadline
                     end = self._storage_handle.get(timeout=0).log_end
                     self.forwarding.drain(
-                        Cursor(end.seq, end.size), _remaining(drain_deadline)
+                        Cursor(end.seq, end.size), remaining(drain_deadline)
                     )
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
             try:
-                self._supervisor_ref.stop(block=True, timeout=_remaining(deadline))
+                self._supervisor_ref.stop(block=True, timeout=remaining(deadline))
             except pykka.Timeout:
                 logger.error("The supervision tree did not stop within %s s", timeout)
         self._settle(SupervisorExit("stopped", gave_up=False), deadline)
         linger = self._linger_thread
         if linger is not None and linger is not threading.current_thread():
-            linger.join(_remaining(deadline))
+            linger.join(remaining(deadline))
             if linger.is_alive():
                 logger.error("The linger thread is still running after stop")
-        stragglers = self._threads.join(_remaining(deadline))
+        stragglers = self._threads.join(remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
         counts = self.counts()
@@ -574,7 +564,7 @@ class StatsYard:
         """
         exit_ = self._exit if self._exit is not None else exit_
         self._close_contents(exit_.reason)
-        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+        if not self._stage_lock.acquire(timeout=lock_timeout(deadline)):
             logger.error("A pusher still holds the staging lock; not settled")
             return
         try:
@@ -800,12 +790,12 @@ class StatsYard:
             NotRunningError: the tree is not running (or stopped meanwhile).
         """
         self._check_running()
-        self._flush(None if timeout is None else time.monotonic() + timeout)
+        self._flush(deadline_after(timeout))
 
     def _flush(self, deadline: float | None) -> None:
         # A pusher may hold the stage lock while it waits for room: wait for
         # it no longer than the deadline.
-        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+        if not self._stage_lock.acquire(timeout=lock_timeout(deadline)):
             raise FlushTimeout("a pusher still waits for room in the queue")
         try:
             self._send_staged(deadline)
@@ -818,9 +808,9 @@ class StatsYard:
             self._stage_lock.release()
         target = self.ledger.next_index
         try:
-            self.queue.await_committed(target, timeout=_remaining(deadline))
-            writer = self._living(WRITER, _remaining(deadline))
-            writer.proxy().sync().get(timeout=_remaining(deadline))
+            self.queue.await_committed(target, timeout=remaining(deadline))
+            writer = self._living(WRITER, remaining(deadline))
+            writer.proxy().sync().get(timeout=remaining(deadline))
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc
         except pykka.ActorDeadError as exc:

@@ -407,3 +407,32 @@ def test_shippable_stats_reject_unknown_names_listing_the_allowed() -> None:
         ShippableStats(meter=("m2_rate",))
     with pytest.raises(TypeError, match="string"):
         ShippableStats(meter="count")
+
+
+def test_each_reader_drains_only_its_own_histogram_intervals() -> None:
+    """A second reader never takes the shipper's values: every reader sees
+    every value once, in its own intervals; snapshot() ends no interval."""
+    registry = Registry()
+    histogram = registry.histogram("writer.write_us")
+    histogram.record(5)
+    histogram.record(7)
+    assert (
+        by_name([sample for _kind, sample in registry.snapshot()])[
+            "writer.write_us.count"
+        ]
+        == 2
+    )
+    other = by_name(registry.collect(reader="other"))
+    assert other["writer.write_us.count"] == 2
+    histogram.record(9)
+    shipper = by_name(registry.collect(reader="shipper"))
+    assert shipper["writer.write_us.count"] == 3  # nothing taken by "other"
+    assert shipper["writer.write_us.max"] == 9
+    assert by_name(registry.collect(reader="other"))["writer.write_us.count"] == 1
+    assert by_name(registry.collect(reader="shipper"))["writer.write_us.count"] == 0
+    assert (
+        by_name([sample for _kind, sample in registry.snapshot()])[
+            "writer.write_us.count"
+        ]
+        == 3
+    )

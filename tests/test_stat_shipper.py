@@ -363,17 +363,17 @@ def test_a_shipper_whose_start_fails_closes_its_socket(
 ) -> None:
     """Issue 8's defect 10: a failed start must not leak the UDP socket it opened."""
     opened: list[socket.socket] = []
-    real_socket = socket.socket
+    real_socket = stat_shipper.CountingSocket
 
-    def recording_socket(*args: Any) -> socket.socket:
-        sock = real_socket(*args)
+    def recording_socket(*args: Any, **kwargs: Any) -> socket.socket:
+        sock = real_socket(*args, **kwargs)
         opened.append(sock)
         return sock
 
     def no_thread(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(stat_shipper.socket, "socket", recording_socket)
+    monkeypatch.setattr(stat_shipper, "CountingSocket", recording_socket)
     monkeypatch.setattr(stat_shipper.Ticker, "start", no_thread)
     StatShipper.start(registry=Registry(), port=agent.port, interval=NEVER, link=link)
     assert link.exited_event.wait(TIMEOUT)

@@ -11,10 +11,9 @@ Errors go to stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from statsyard.datapoint import now_ms as current_ms
 from statsyard.exceptions import StatsYardError
@@ -24,16 +23,14 @@ if TYPE_CHECKING:
 
 __all__ = ["add_plot_arguments", "run_plot"]
 
-_NEGATIVE_LOOKING: Final = re.compile(r"^-\d+[a-z]*$")
-
 
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``plot TARGET... -o FILE`` to ``parser``.
 
-    Also teaches ``parser`` that ``-1h`` is a value, not an option.
+    ``--from -1h`` reaches argparse as ``--from=-1h``
+    (:func:`statsyard.cli.query.join_dash_values`), argparse's public form
+    for a value that starts with ``-``.
     """
-    if hasattr(parser, "_negative_number_matcher"):
-        parser._negative_number_matcher = _NEGATIVE_LOOKING
     parser.add_argument("targets", nargs="+", metavar="TARGET", help="render targets")
     parser.add_argument(
         "-o", "--output", required=True, help="the picture to write (.png or .svg)"

@@ -32,7 +32,6 @@ A rejected line is returned as a :class:`Reject` with one of the
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
@@ -45,6 +44,7 @@ from statsyard.datapoint import (
     Row,
     forbidden_char_index,
 )
+from statsyard.datapoint import now_ms as current_ms
 from statsyard.graphite.templates import compile_templates
 
 __all__ = [
@@ -225,7 +225,7 @@ class GraphiteParser:
             (the start of a line still to come; ``b""`` when ``final``).
         """
         if now_ms is None:
-            now_ms = time.time_ns() // 1_000_000
+            now_ms = current_ms()
         cut = buffer.rfind(b"\n")
         if final or cut < 0:
             body, remainder = (buffer, b"") if final else (b"", buffer)

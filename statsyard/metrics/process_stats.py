@@ -23,6 +23,7 @@ from typing import Final
 import psutil
 import pykka
 
+from statsyard._ratelimit import warn_once
 from statsyard.metrics.registry import Sample
 
 __all__ = ["ProcessStats"]
@@ -59,6 +60,7 @@ class ProcessStats:
         self._process = psutil.Process()
         self._lock = threading.Lock()
         self._errors: dict[str, int] = {}
+        self._warned = warn_once(logger)
 
     def samples(self) -> list[Sample]:
         """Read every ``vm.*`` value now. Never raises.
@@ -92,14 +94,13 @@ class ProcessStats:
 
     def _failed(self, section: str, error: Exception) -> None:
         with self._lock:
-            first = section not in self._errors
             self._errors[section] = self._errors.get(section, 0) + 1
-        if first:
-            logger.warning(
-                "Could not read vm.%s stats: %r (counted in vm.errors; logged once)",
-                section,
-                error,
-            )
+        self._warned.warning(
+            section,
+            "Could not read vm.%s stats: %r (counted in vm.errors; logged once)",
+            section,
+            error,
+        )
 
     def _process_samples(self) -> list[Sample]:
         process = self._process

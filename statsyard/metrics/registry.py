@@ -29,14 +29,17 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 import attrs
 from hdrh.histogram import HdrHistogram
 
+from statsyard._ratelimit import warn_once
 from statsyard.exceptions import MetricError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "DEFAULT_READER",
     "HISTOGRAM_STATS",
     "METER_STATS",
+    "SHIPPER_READER",
     "Counter",
     "Gauge",
     "Histogram",
@@ -390,6 +393,12 @@ def _hit_buckets(hdr: HdrHistogram) -> Iterator[tuple[int, int]]:
                 yield index, count
 
 
+DEFAULT_READER: Final = "default"
+"""The histogram reader of :meth:`Registry.collect` when none is named."""
+SHIPPER_READER: Final = "shipper"
+"""The histogram reader the DogStatsD shipper collects as."""
+
+
 class Histogram:
     """A distribution of integer values (durations in µs, sizes) in HDR form.
 
@@ -397,17 +406,21 @@ class Histogram:
     raises: a value outside ``[0, highest]`` is clamped into it (and NaN or a
     non-number dropped), and either is counted in the registry counter
     ``metrics.clamped`` (tag ``metric:<name>``) and logged once.
-    Collection drains it: each interval's stats describe only the values
-    recorded since the previous collection.
+    Each *reader* (the shipper, a test, any other consumer of intervals)
+    drains its own intervals: its stats describe only the values recorded
+    since its own previous collection, so two readers never take values from
+    each other. :meth:`peek` without a reader reads every value since the
+    histogram was created.
     """
 
     __slots__ = (
-        "_hdr",
         "_highest",
+        "_intervals",
         "_lock",
         "_lowest",
         "_on_clamp",
         "_significant_figures",
+        "_total",
         "clamped",
         "name",
         "tags",
@@ -447,7 +460,8 @@ class Histogram:
         self._significant_figures = significant_figures
         self._on_clamp = on_clamp
         self._lock = threading.Lock()
-        self._hdr = self._new_hdr()
+        self._total = self._new_hdr()
+        self._intervals: dict[str, HdrHistogram] = {}
         self.clamped = 0
         """Values clamped or dropped since creation."""
 
@@ -479,7 +493,9 @@ class Histogram:
             self._clamp(value)
             v = 0 if v < 0 else self._highest
         with self._lock:
-            self._hdr.record_value(v, count)
+            self._total.record_value(v, count)
+            for interval in self._intervals.values():
+                interval.record_value(v, count)
 
     def _clamp(self, value: object) -> None:
         with self._lock:
@@ -487,12 +503,14 @@ class Histogram:
         if self._on_clamp is not None:
             self._on_clamp(self, value)
 
-    def drain(self) -> dict[str, float]:
-        """Take the values recorded so far and reset, atomically.
+    def drain(self, reader: str = DEFAULT_READER) -> dict[str, float]:
+        """Take ``reader``'s interval and start its next one, atomically.
 
         A fresh backing histogram is built first, then swapped in under the
         lock, so a concurrent :meth:`record` lands in one interval or the
-        next, never nowhere.
+        next, never nowhere. A reader's first interval holds every value
+        since the histogram was created. Other readers' intervals are not
+        touched.
 
         Returns:
             Every stat of :data:`HISTOGRAM_STATS` for the drained values; each
@@ -500,18 +518,24 @@ class Histogram:
         """
         fresh = self._new_hdr()
         with self._lock:
-            old, self._hdr = self._hdr, fresh
+            old = self._intervals.get(reader)
+            if old is None:
+                old = self._new_hdr()
+                old.add(self._total)
+            self._intervals[reader] = fresh
         return _summarize(old)
 
-    def peek(self) -> dict[str, float]:
-        """The stats :meth:`drain` would return now, without resetting."""
+    def peek(self, reader: str | None = None) -> dict[str, float]:
+        """The stats of ``reader``'s current interval without ending it, or,
+        without a reader, of every value since the histogram was created."""
         with self._lock:
-            return _summarize(self._hdr)
+            hdr = self._total if reader is None else self._intervals.get(reader)
+            return _summarize(self._total if hdr is None else hdr)
 
     def _samples(
-        self, shippable: ShippableStats, *, drain: bool = True
+        self, shippable: ShippableStats, *, reader: str | None = DEFAULT_READER
     ) -> list[Sample]:
-        stats = self.drain() if drain else self.peek()
+        stats = self.peek() if reader is None else self.drain(reader)
         return [
             Sample(f"{self.name}.{stat}", stats[stat], self.tags)
             for stat in shippable.histogram
@@ -655,7 +679,7 @@ class Registry:
         self._lock = threading.Lock()
         self._metrics: dict[tuple[str, TagTuple], _Metric] = {}
         self._timers: dict[tuple[str, TagTuple], Timed] = {}
-        self._warned: set[tuple[str, str, TagTuple]] = set()
+        self._warned = warn_once(logger)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -802,19 +826,30 @@ class Registry:
                 )
         return timer
 
-    def collect(self, *, shippable: ShippableStats = _ALL_STATS) -> list[Sample]:
-        """Snapshot every metric into samples; drain every histogram.
+    def collect(
+        self,
+        *,
+        shippable: ShippableStats = _ALL_STATS,
+        reader: str = DEFAULT_READER,
+    ) -> list[Sample]:
+        """Every metric as samples; histograms give ``reader``'s interval.
 
         Counters ship ``<name>``; gauges ``<name>``; meters and histograms
-        ``<name>.<stat>`` for each stat in ``shippable``. An empty histogram
-        interval yields every stat as 0 (``count`` = 0 says why).
+        ``<name>.<stat>`` for each stat in ``shippable``. Each reader drains
+        only its own histogram intervals (the shipper reads as
+        :data:`SHIPPER_READER`), so no reader takes another's values. An
+        empty histogram interval yields every stat as 0 (``count`` = 0 says
+        why).
         """
         with self._lock:
             metrics = list(self._metrics.values())
         samples: list[Sample] = []
         for metric in metrics:
             try:
-                samples.extend(metric._samples(shippable))
+                if type(metric) is Histogram:
+                    samples.extend(metric._samples(shippable, reader=reader))
+                else:
+                    samples.extend(metric._samples(shippable))
             except Exception as error:  # noqa: BLE001 (deliberate: a user callback)
                 self._gauge_failed(metric, error)
         return samples
@@ -822,12 +857,12 @@ class Registry:
     def snapshot(
         self, *, shippable: ShippableStats = _ALL_STATS
     ) -> list[tuple[str, Sample]]:
-        """Like :meth:`collect`, but histograms are read, not drained.
+        """Like :meth:`collect`, but no interval ends: histograms are read whole.
 
-        For a reader beside the shipper (the HTTP ``/metrics`` endpoint):
-        each sample comes with its metric's kind, ``counter``, ``gauge``,
-        ``meter`` or ``histogram``; histogram stats cover the values recorded
-        since the shipper's last collection.
+        For a reader that scrapes (the HTTP ``/metrics`` endpoint): each
+        sample comes with its metric's kind, ``counter``, ``gauge``,
+        ``meter`` or ``histogram``; histogram stats cover every value since
+        the histogram was created, as Prometheus expects of a summary.
         """
         with self._lock:
             metrics = list(self._metrics.values())
@@ -836,7 +871,7 @@ class Registry:
             kind = type(metric).__name__.lower()
             try:
                 if type(metric) is Histogram:
-                    found = metric._samples(shippable, drain=False)
+                    found = metric._samples(shippable, reader=None)
                 else:
                     found = metric._samples(shippable)
             except Exception as error:  # noqa: BLE001 (deliberate: a user callback)
@@ -848,12 +883,7 @@ class Registry:
     def _warn_once(
         self, what: str, metric: _Metric, message: str, *args: object
     ) -> None:
-        key = (what, metric.name, metric.tags)
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        logger.warning(message, *args)
+        self._warned.warning((what, metric.name, metric.tags), message, *args)
 
     def _gauge_failed(self, metric: _Metric, error: Exception) -> None:
         self.counter("metrics.gauge_errors", tags={"gauge": metric.name}).inc()

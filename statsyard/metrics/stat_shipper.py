@@ -23,22 +23,28 @@ shifts it, and ticks that come too late are skipped and counted in
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import socket
-from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 import pykka
 from datadog.dogstatsd.base import DogStatsd
 from pykka.typing import ActorMemberMixin, proxy_method
 
+from statsyard._ratelimit import warn_once
 from statsyard._ticker import Ticker
 from statsyard.exceptions import MetricError
+from statsyard.metrics._dogstatsd_compat import CountingSocket, attach
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import Registry, Sample, ShippableStats
+from statsyard.metrics.registry import (
+    SHIPPER_READER,
+    Registry,
+    Sample,
+    ShippableStats,
+)
 from statsyard.supervision import ChildActor, Link
 
 __all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]
@@ -58,48 +64,6 @@ class _Tick:
     """Private message from the timer thread: ship the interval ending at ``due``."""
 
     due: float
-
-
-class _CountingSocket:
-    """A connected, non-blocking UDP socket that reports send failures.
-
-    Given to :class:`DogStatsd` as its socket. ``send`` never raises: a
-    failure goes to ``on_error`` and the datagram is dropped (UDP semantics),
-    so the client neither hides the error nor closes and replaces the socket.
-    """
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        on_sent: Callable[[bytes], None],
-        on_error: Callable[[str, OSError], None],
-    ) -> None:
-        self._sock = sock
-        self._on_sent = on_sent
-        self._on_error = on_error
-
-    @property
-    def family(self) -> int:
-        return int(self._sock.family)
-
-    def getsockopt(self, level: int, option: int) -> int:
-        return self._sock.getsockopt(level, option)
-
-    def settimeout(self, value: float | None) -> None:
-        self._sock.settimeout(value)
-
-    def send(self, data: bytes) -> int:
-        try:
-            sent = self._sock.send(data)
-        except OSError as error:
-            kind = errno.errorcode.get(error.errno or 0, type(error).__name__).lower()
-            self._on_error(kind, error)
-            return len(data)
-        self._on_sent(data)
-        return sent
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 class StatShipper(ChildActor):
@@ -157,9 +121,9 @@ class StatShipper(ChildActor):
         self._process_stats = process_stats
         self._clock = registry.clock
         self._statsd: DogStatsd | None = None
-        self._socket: _CountingSocket | None = None
+        self._socket: CountingSocket | None = None
         self._ticker: Ticker | None = None
-        self._logged_kinds: set[str] = set()
+        self._warned = warn_once(logger)
         self._lines_sent = 0
 
     # -- lifecycle (actor thread) ----------------------------------------------
@@ -252,7 +216,9 @@ class StatShipper(ChildActor):
             How many samples went out in datagrams the OS accepted (0 if the
             agent's address cannot be resolved or every send failed).
         """
-        samples = self._registry.collect(shippable=self._shippable)
+        samples = self._registry.collect(
+            shippable=self._shippable, reader=SHIPPER_READER
+        )
         if self._process_stats is not None:
             samples.extend(self._process_stats.samples())
         if self._socket is None and not self._connect():
@@ -281,7 +247,9 @@ class StatShipper(ChildActor):
         # Prefer IPv4, as the datadog client does.
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
+        sock = CountingSocket(
+            family, kind, proto, on_sent=self._sent, on_error=self._error
+        )
         try:
             sock.setblocking(False)
             sock.connect(address)
@@ -289,9 +257,8 @@ class StatShipper(ChildActor):
             sock.close()
             self._error("connect", error)
             return False
-        self._socket = _CountingSocket(sock, self._sent, self._error)
-        # Duck-typed: the client only calls send, getsockopt, family, close.
-        self._statsd.socket = cast("socket.socket", self._socket)
+        self._socket = sock
+        attach(self._statsd, sock)
         return True
 
     def _sent(self, datagram: bytes) -> None:
@@ -299,16 +266,15 @@ class StatShipper(ChildActor):
 
     def _error(self, kind: str, error: OSError) -> None:
         self._registry.counter("shipper.errors", tags={"kind": kind}).inc()
-        if kind not in self._logged_kinds:
-            self._logged_kinds.add(kind)
-            logger.warning(
-                "Cannot ship metrics to %s:%d (%s): %s; counted in shipper.errors, "
-                "logged once per kind",
-                self._host,
-                self._port,
-                kind,
-                error,
-            )
+        self._warned.warning(
+            kind,
+            "Cannot ship metrics to %s:%d (%s): %s; counted in shipper.errors, "
+            "logged once per kind",
+            self._host,
+            self._port,
+            kind,
+            error,
+        )
 
 
 def _tag_list(sample: Sample) -> list[str] | None:

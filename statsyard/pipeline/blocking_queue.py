@@ -36,6 +36,7 @@ from statsyard.exceptions import (
 )
 from statsyard.pipeline.ledger import Ledger, QueueContents, QueueSnapshot
 from statsyard.supervision import ChildActor, Link
+from statsyard.supervision.deadline import deadline_after, remaining
 
 __all__ = [
     "Ack",
@@ -45,6 +46,7 @@ __all__ = [
     "Close",
     "Delivery",
     "Fetch",
+    "GetStats",
     "NoAnswerYet",
     "Offer",
     "Pop",
@@ -156,6 +158,11 @@ class AwaitCommitted:
 
 
 @attrs.frozen(slots=True)
+class GetStats:
+    """Ask the queue for its :class:`QueueStats` (size, capacity, in flight)."""
+
+
+@attrs.frozen(slots=True)
 class Close:
     """Refuse new pushes and fail every parked caller with QueueClosedError."""
 
@@ -207,7 +214,7 @@ class _DeadlineTimer:
             return
         self.cancel()
         self._due = deadline
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer = threading.Timer(_remaining(deadline), self._fire)
         self._timer.name = "statsyard-queue-deadline"
         self._timer.daemon = True
         self._timer.start()
@@ -256,6 +263,7 @@ class BlockingQueue(ChildActor):
             RequeueInFlight: self._on_requeue,
             AwaitCommitted: self._on_await_committed,
             Close: self._on_close,
+            GetStats: self._on_get_stats,
             _Expire: self._on_expire,
         }
 
@@ -281,28 +289,33 @@ class BlockingQueue(ChildActor):
 
     def size(self) -> int:
         """Points queued (not counting those in flight to the consumer)."""
-        return self._c.size
+        with self._c.lock:
+            return self._c.size
 
     def capacity(self) -> int:
         """The most points the queue holds before pushes wait."""
-        return self._c.capacity
+        with self._c.lock:
+            return self._c.capacity
 
     def stats(self) -> QueueStats:
         """Size, capacity, in-flight points and parked callers."""
         return self._c.snapshot()
 
-    def _handle_receive(self, message: Any) -> Any:
-        # Every message, proxy calls included, reads and changes the
-        # contents under their lock: the host reads them from other threads.
-        with self._c.lock:
-            return super()._handle_receive(message)
-
     def on_receive(self, message: Any) -> Any:
-        """Dispatch queue messages; anything else crashes the actor."""
+        """Dispatch queue messages; anything else crashes the actor.
+
+        Every handler reads and changes the contents under their lock: the
+        host reads them from other threads. (The proxy methods above only
+        read, each under the same lock.)
+        """
         handler = self._handlers.get(type(message))
         if handler is None:
             return super().on_receive(message)
-        return handler(message)
+        with self._c.lock:
+            return handler(message)
+
+    def _on_get_stats(self, message: GetStats) -> QueueStats:
+        return self._c.snapshot()
 
     # -- handlers -----------------------------------------------------------
 
@@ -724,9 +737,9 @@ class PendingPush:
 
 
 def _remaining(deadline: float | None) -> float:
-    if deadline is None:
-        return math.inf
-    return max(0.0, deadline - time.monotonic())
+    """Seconds left until ``deadline``; infinite for no deadline."""
+    left = remaining(deadline)
+    return math.inf if left is None else left
 
 
 class BlockingQueueClient:
@@ -775,7 +788,7 @@ class BlockingQueueClient:
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
-        return None if timeout is None else time.monotonic() + timeout
+        return deadline_after(timeout)
 
     def push(self, point: Any, *, timeout: float | None = None) -> None:
         """Queue one point, waiting while the queue is full.
@@ -835,15 +848,15 @@ class BlockingQueueClient:
 
     def size(self) -> int:
         """Points queued now."""
-        return int(self._call(_proxy_call("size")))
+        return self.stats().size
 
     def capacity(self) -> int:
         """The queue's capacity."""
-        return int(self._call(_proxy_call("capacity")))
+        return self.stats().capacity
 
     def stats(self) -> QueueStats:
         """Size, capacity, in-flight points and parked callers."""
-        result: QueueStats = self._call(_proxy_call("stats"))
+        result: QueueStats = self._call(GetStats())
         return result
 
     def await_committed(self, target: int, *, timeout: float | None = None) -> int:
@@ -862,9 +875,3 @@ class BlockingQueueClient:
             raise FlushTimeout(
                 f"points up to index {target} were not committed within {timeout} s"
             ) from exc
-
-
-def _proxy_call(name: str) -> Any:
-    from pykka.messages import ProxyCall
-
-    return ProxyCall(attr_path=(name,), args=(), kwargs={})

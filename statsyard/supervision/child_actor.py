@@ -16,9 +16,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-import pykka
-
-from statsyard.supervision.errors import ChildCrashError, UnknownMessageError
+from statsyard.supervision._pykka_compat import GuardedActor
+from statsyard.supervision.errors import UnknownMessageError
 from statsyard.supervision.link import Link
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ __all__ = ["ChildActor"]
 logger = logging.getLogger(__name__)
 
 
-class ChildActor(pykka.ThreadingActor):
+class ChildActor(GuardedActor):
     """A Pykka actor that reports its exit to a link and crashes like OTP.
 
     Subclasses override :meth:`on_child_start`, :meth:`on_child_stop` and
@@ -94,19 +93,6 @@ class ChildActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         """Crash on anything this actor does not understand."""
         raise UnknownMessageError(type(self).__name__, message)
-
-    def _handle_receive(self, message: Any) -> Any:
-        # Pykka stops every actor in the process on a BaseException. Turn it
-        # into an ordinary exception so that only this actor fails (tell) or
-        # the caller gets the error (ask).
-        try:
-            return super()._handle_receive(message)
-        except Exception:
-            raise
-        except BaseException as exc:
-            raise ChildCrashError(
-                f"{type(exc).__name__} raised in {type(self).__name__}: {exc!r}"
-            ) from exc
 
     def _report_exit(self, *, crashed: bool, error: BaseException | None) -> None:
         if self._exit_reported:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any, cast
 
 import pykka
 
+from statsyard.supervision.deadline import deadline_after, remaining
 from statsyard.supervision.errors import TreeStoppedError
 
 __all__ = ["ChildTable"]
@@ -65,7 +65,7 @@ class ChildTable:
         Raises:
             TreeStoppedError: the tree stopped, or no living child in time.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         with self._cond:
             while True:
                 if self._closed is not None:
@@ -73,8 +73,8 @@ class ChildTable:
                 ref = self._refs.get(child_id)
                 if ref is not None and ref.is_alive():
                     return ref
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                left = remaining(deadline)
+                if left is not None and left <= 0:
                     raise TreeStoppedError(f"no living child {child_id!r}")
                 # Wake up now and then: a child can die without the table hearing.
-                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+                self._cond.wait(0.05 if left is None else min(left, 0.05))

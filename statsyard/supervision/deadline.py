@@ -1,8 +1,9 @@
 """Deadlines: ``time.monotonic()`` instants, or None for "wait for ever".
 
 The one place the arithmetic of timeouts and deadlines is written. It lives
-in the supervision part, which imports nothing else of StatsYard, so every
-layer above may use it (``statsyard.deadline`` re-exports it).
+in the supervision part, the bottom layer that imports nothing else of
+StatsYard, so every layer above uses it too (the pipeline, the facade, the
+forwarders).
 """
 
 from __future__ import annotations

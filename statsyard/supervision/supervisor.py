@@ -28,6 +28,7 @@ from statsyard.supervision.child_spec import (
     SupervisorExit,
 )
 from statsyard.supervision.child_table import ChildTable
+from statsyard.supervision.deadline import deadline_after, remaining
 from statsyard.supervision.errors import (
     BadSpecError,
     ChildStartError,
@@ -194,6 +195,9 @@ class Supervisor(ChildActor):
         if isinstance(message, ChildExited):
             self._on_child_exited(message)
             return None
+        if isinstance(message, _StopSelf):
+            self.stop()
+            return None
         return super().on_receive(message)
 
     # -- mechanics ----------------------------------------------------------
@@ -267,14 +271,14 @@ class Supervisor(ChildActor):
         self.table.remove(child.spec.id)
         if ref is None:
             return True
-        deadline = time.monotonic() + child.spec.shutdown
+        deadline = deadline_after(child.spec.shutdown)
         try:
             ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:
             pass
         thread = None if link is None else link.thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(remaining(deadline))
             stopped = not thread.is_alive()
         else:
             stopped = not ref.is_alive()
@@ -394,12 +398,6 @@ class Supervisor(ChildActor):
                 self._on_exit(exit_)
             except Exception:  # deliberate: the host's callback must not break shutdown
                 logger.exception("on_exit callback failed")
-
-    def _handle_receive(self, message: Any) -> Any:
-        if isinstance(message, _StopSelf):
-            self.stop()
-            return None
-        return super()._handle_receive(message)
 
 
 @attrs.frozen(slots=True)

@@ -23,7 +23,7 @@ import pykka
 from statsyard._reply import Replied, TellReply
 from statsyard.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.child_actor import ChildActor, Link
-from statsyard.datapoint import validate_rows
+from statsyard.datapoint import Invalid, validate_rows
 from statsyard.exceptions import WriteError
 from statsyard.ledger import Ledger
 from statsyard.timestamp_writer import WriteAck, WriteBatch
@@ -56,6 +56,29 @@ class IngestFanOut(IngestObserver):
         """Tell every observer."""
         for observer in self._observers:
             observer.validated(points, invalid, seconds)
+
+
+def _indices_of(
+    invalid: Sequence[Invalid], candidates: Sequence[Any], start: int
+) -> tuple[int, ...] | None:
+    """The pipeline indices of the rejected candidates, or None if not found.
+
+    Rejections come back in input order holding the candidate itself, so one
+    pass matching by identity places them. The writer needs them only to
+    trim a batch that overlaps what is already committed; None makes it
+    refuse such a batch instead of guessing.
+    """
+    indices: list[int] = []
+    pending = iter(invalid)
+    wanted = next(pending).candidate
+    for position, candidate in enumerate(candidates):
+        if candidate is wanted:
+            indices.append(start + position)
+            following = next(pending, None)
+            if following is None:
+                return tuple(indices)
+            wanted = following.candidate
+    return None
 
 
 class IngestConsumer(ChildActor):
@@ -144,12 +167,14 @@ class IngestConsumer(ChildActor):
         self._observer.validated(
             len(candidates), len(invalid), time.perf_counter() - started
         )
+        start = delivery.start + skip
         batch = WriteBatch(
-            start=delivery.start + skip,
+            start=start,
             end=delivery.end,
             points=tuple(valid),
             invalid=len(invalid),
             reply=TellReply(self.actor_ref, _WRITTEN),
+            invalid_at=_indices_of(invalid, candidates, start) if invalid else (),
         )
         if self._writing:
             self._ready = batch  # fetch no more until the write completes

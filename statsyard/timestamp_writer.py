@@ -14,6 +14,7 @@ under the fsync policy:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -65,7 +66,9 @@ class WriteBatch:
     """The consumer's write: valid ``points`` covering indices [start, end).
 
     ``invalid`` rejected points in that range are committed with it, so that
-    every point is accounted for exactly once. ``reply`` gets a
+    every point is accounted for exactly once; ``invalid_at`` are their
+    pipeline indices (ascending), which lets the writer trim a batch that
+    overlaps what is already committed (None: not known). ``reply`` gets a
     :class:`WriteAck` or the error.
     """
 
@@ -74,6 +77,7 @@ class WriteBatch:
     points: tuple[Row, ...]
     invalid: int
     reply: Any
+    invalid_at: tuple[int, ...] | None = None
 
 
 @attrs.frozen(slots=True)
@@ -166,6 +170,7 @@ class TimestampWriter(ChildActor):
         self._storage: Storage | None = None
         self._ticker: Ticker | None = None
         self._dirty = False
+        self._sync_failure: WriteError | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -250,15 +255,42 @@ class TimestampWriter(ChildActor):
         self._append(valid)
         synced = self._fsync == "always"
         if synced:
-            self.sync()
+            try:
+                self._fsync_now()
+            except WriteError as exc:
+                raise _not_durable(len(valid), exc) from exc
         return WriteAck(end=0, written=len(valid), synced=synced)
 
     def sync(self) -> None:
-        """Fsync everything written so far, whatever the policy."""
+        """Fsync everything written so far, whatever the policy.
+
+        Raises:
+            WriteError: this fsync failed, or an earlier one did since the
+                last ``sync()`` (an fsync after a pipeline write, or a timer's
+                under ``interval``). The points concerned are in the log and
+                committed, and are never written again, but are not known to
+                have reached the disk: a later successful fsync does not prove
+                that they did (the kernel may have dropped the failed pages).
+                Each failure is reported once.
+        """
+        failure, self._sync_failure = self._sync_failure, None
+        self._fsync_now()
+        if failure is not None:
+            raise failure
+
+    def _fsync_now(self) -> None:
         started = time.perf_counter()
         self.storage.sync()
         self._dirty = False
         self._observer.synced(time.perf_counter() - started)
+
+    def _fsync_failed(self, points: int, error: WriteError) -> None:
+        """Remember a failed fsync of committed points for the next ``sync()``."""
+        logger.error(
+            "fsync failed; %d committed points not known durable: %s", points, error
+        )
+        if self._sync_failure is None:
+            self._sync_failure = _not_durable(points, error)
 
     # -- messages -----------------------------------------------------------
 
@@ -268,7 +300,10 @@ class TimestampWriter(ChildActor):
             return self._on_write_batch(message)
         if isinstance(message, _SyncTick):
             if self._dirty:
-                self.sync()
+                try:
+                    self._fsync_now()
+                except WriteError as exc:
+                    self._fsync_failed(0, exc)  # retried at the next tick
             return None
         return super().on_receive(message)
 
@@ -280,10 +315,65 @@ class TimestampWriter(ChildActor):
         self._dirty = True
         self._observer.wrote(len(points), time.perf_counter() - started)
 
+    def _above_committed(self, batch: WriteBatch) -> WriteBatch | None:
+        """The part of ``batch`` not committed yet; None when all of it is.
+
+        The ledger, not the sender, decides: a restarted consumer may have
+        trimmed its delivery against a committed index that a write still
+        pending here has since moved past.
+
+        Raises:
+            ValueError: the batch overlaps the committed index but does not
+                say where its rejected points are, so it cannot be cut exactly.
+        """
+        committed = self._ledger.committed_upto
+        if batch.end <= committed:
+            return None
+        if batch.start >= committed:
+            return batch
+        rejected_below = 0
+        if batch.invalid:
+            if batch.invalid_at is None or len(batch.invalid_at) != batch.invalid:
+                raise ValueError(
+                    f"batch [{batch.start}, {batch.end}) overlaps the committed "
+                    f"index {committed} but does not give the indices of its "
+                    f"{batch.invalid} rejected points; resend it from {committed}"
+                )
+            rejected_below = bisect.bisect_left(batch.invalid_at, committed)
+        drop = committed - batch.start - rejected_below
+        if not 0 <= drop <= len(batch.points):
+            raise ValueError(
+                f"batch [{batch.start}, {batch.end}) holds {len(batch.points)} "
+                f"points and {batch.invalid} rejections: inconsistent"
+            )
+        logger.info(
+            "Trimmed batch [%d, %d) to [%d, %d): the rest is already committed",
+            batch.start,
+            batch.end,
+            committed,
+            batch.end,
+        )
+        return attrs.evolve(
+            batch,
+            start=committed,
+            points=batch.points[drop:],
+            invalid=batch.invalid - rejected_below,
+            invalid_at=(
+                None if batch.invalid_at is None else batch.invalid_at[rejected_below:]
+            ),
+        )
+
     def _on_write_batch(self, batch: WriteBatch) -> None:
-        if batch.end <= self._ledger.committed_upto:
+        try:
+            trimmed = self._above_committed(batch)
+        except ValueError as exc:
+            logger.error("Refused a write: %s", exc)
+            self._reply_error(batch, exc)
+            return
+        if trimmed is None:
             self._reply(batch, WriteAck(batch.end, 0, synced=False, duplicate=True))
             return
+        batch = trimmed
         try:
             self._append(batch.points)
         except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
@@ -293,15 +383,15 @@ class TimestampWriter(ChildActor):
         # Written to the file: commit before anything else can fail, so a
         # redelivery never writes these points twice.
         self._ledger.commit(batch.end, written=len(batch.points), invalid=batch.invalid)
+        # From here on the batch is committed: whatever fails must not make
+        # anyone write it again, so the consumer is always acknowledged.
         synced = False
         if self._fsync == "always" and batch.points:
             try:
-                self.sync()
+                self._fsync_now()
                 synced = True
-            except Exception as exc:  # noqa: BLE001 (deliberate: reported as for a write)
-                logger.error("fsync failed: %s", exc)
-                self._reply_error(batch, exc)
-                return
+            except WriteError as exc:
+                self._fsync_failed(len(batch.points), exc)
         self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
 
     @staticmethod
@@ -315,3 +405,13 @@ class TimestampWriter(ChildActor):
     def _reply_error(batch: WriteBatch, error: Exception) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
             batch.reply.set_exception((type(error), error, None))
+
+
+def _not_durable(points: int, error: WriteError) -> WriteError:
+    """The error for points in the log whose fsync failed."""
+    what = f"{points} points were" if points else "points were"
+    return WriteError(
+        error.errno,
+        f"{what} written to the log and committed (they will not be written "
+        f"again) but are not known to be durable: {error.strerror or error}",
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +145,71 @@ def test_a_failing_checkpoint_loses_nothing(
     s.close()
     with Storage.open(tmp_path) as again:
         assert [v for _, v in again.query("m")["e"]] == [1, 2, 3, 4, 5]
+
+
+def _fail_open_of_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "seg-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+
+
+def _fail_unlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def _fail_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize(
+    ("inject", "retention"),
+    [(_fail_open_of_segments, None), (_fail_unlink, 1), (_fail_fsync, None)],
+    ids=["EMFILE-opening-a-segment", "EIO-unlinking-in-retention", "EIO-fsyncing"],
+)
+def test_nothing_after_the_batch_is_in_the_log_escapes_append(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    inject: Callable[[pytest.MonkeyPatch], None],
+    retention: int | None,
+) -> None:
+    """A failing automatic checkpoint (or retention) never makes append raise.
+
+    Once the batch is in the log, raising would make the caller write it
+    again. The failure is logged and the checkpoint retried later; every
+    point is stored exactly once.
+    """
+    s = Storage.open(
+        tmp_path, checkpoint_points=4, segment_bytes=64, retention_max_bytes=retention
+    )
+    s.append(points("m", "e", [1, 2, 3, 4]))  # a first checkpoint: one segment
+    s.append(points("m", "e", [5, 6, 7], start=T0 + 4000))
+    inject(monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="statsyard.storage"):
+        assert s.append(points("m", "e", [8], start=T0 + 7000)) > 0
+    monkeypatch.undo()
+    assert "will retry" in caplog.text or "Could not remove" in caplog.text
+    s.append(points("m", "e", [9], start=T0 + 8000))
+    s.checkpoint()
+    s.close()
+    with Storage.open(tmp_path) as again:
+        got = [v for _, v in again.query("m")["e"]]
+    if retention is None:
+        assert got == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    else:  # retention drops whole old segments, never duplicates a point
+        assert got == sorted(set(got))
+        assert got[-1] == 9
 
 
 def test_append_after_close_raises(tmp_path: Path) -> None:

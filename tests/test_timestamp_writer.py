@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
 
+from statsyard.app import StatsYard
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import UnknownMessageError
+from statsyard.exceptions import UnknownMessageError, WriteError
+from statsyard.ingest_consumer import IngestObserver
 from statsyard.ledger import Ledger
+from statsyard.storage import Storage
 from statsyard.timestamp_writer import TimestampWriter, WriteAck, WriteBatch
 from tests._stored import stored_points
 from tests.conftest import RecordingLink
@@ -129,3 +135,231 @@ def test_an_unknown_message_crashes_the_writer_and_keeps_what_was_written(
     assert isinstance(error, UnknownMessageError)
     assert any("Unhandled exception" in r.getMessage() for r in caplog.records)
     assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]
+
+
+def test_a_batch_straddling_the_committed_index_is_trimmed_not_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Only the part above ``committed_upto`` is written, whatever the sender thought.
+
+    The second batch overlaps the first (as a restarted consumer's can): its
+    valid points below index 6 and its rejected point at index 2 are dropped,
+    the rest is written and counted once; a batch wholly below is only acked.
+    """
+    ledger = Ledger()
+    ledger.accept(10)
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", ledger=ledger, fsync="never")
+
+    def rows(indices: list[int]) -> tuple[tuple[str, str, int, int], ...]:
+        return tuple(("m", "e", i, TS + i) for i in indices)
+
+    first: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(0, 6, rows([0, 1, 3, 4, 5]), 1, first, invalid_at=(2,)))
+    assert first.get(timeout=WAIT) == WriteAck(6, 5, synced=False)
+    overlapping: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(
+        WriteBatch(
+            1, 10, rows([1, 3, 4, 5, 6, 8, 9]), 2, overlapping, invalid_at=(2, 7)
+        )
+    )
+    assert overlapping.get(timeout=WAIT) == WriteAck(10, 3, synced=False)
+    below: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(3, 8, rows([3, 4, 5, 6]), 1, below, invalid_at=(7,)))
+    assert below.get(timeout=WAIT) == WriteAck(8, 0, synced=False, duplicate=True)
+
+    counts = ledger.counts()
+    assert (counts.written, counts.invalid, counts.pending) == (8, 2, 0)
+    ref.stop(block=True, timeout=WAIT)
+    assert stored_points(tmp_path / "d") == [
+        ("m", "e", TS + i, i) for i in (0, 1, 3, 4, 5, 6, 8, 9)
+    ]
+
+
+def test_a_straddling_batch_whose_rejections_are_unplaced_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Without the indices of its rejected points a batch cannot be trimmed exactly.
+
+    The writer then refuses it (the sender retries from the committed index)
+    rather than guess which points are already written.
+    """
+    ledger = Ledger()
+    ledger.accept(6)
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", ledger=ledger, fsync="never")
+    first: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(0, 3, (("m", "e", 0, TS),) * 3, 0, first))
+    first.get(timeout=WAIT)
+    unplaced: pykka.Future[WriteAck] = pykka.ThreadingFuture()
+    ref.tell(WriteBatch(2, 6, (("m", "e", 1, TS + 1),) * 3, 1, unplaced))
+    with pytest.raises(ValueError, match="rejected points"):
+        unplaced.get(timeout=WAIT)
+    assert ledger.committed_upto == 3
+    assert ref.is_alive()
+
+
+class _ConsumerWatch(IngestObserver):
+    """Signals when a consumer other than the first one validates a batch."""
+
+    def __init__(self) -> None:
+        self.first: threading.Thread | None = None
+        self.successor_validated = threading.Event()
+
+    def validated(self, points: int, invalid: int, seconds: float) -> None:
+        if self.first is None:
+            self.first = threading.current_thread()
+        elif threading.current_thread() is not self.first:
+            self.successor_validated.set()
+
+
+def test_a_consumer_restart_during_a_slow_write_writes_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reproduction of issue 8's defect 1, through the whole pipeline.
+
+    The consumer dies while its write of [0, 5) is held up in the writer (a
+    slow checkpoint); its successor gets those points back merged with later
+    chunks (chunks of 5, batches of 7), trims them against a committed index
+    that has not moved yet, and sends [0, 7). The writer must write only
+    [5, 7) of it. Points 3 and 6 are invalid: each is counted once too.
+    """
+    rejected = {3, 6}
+
+    def point(i: int) -> tuple[str, str, float, int]:
+        return ("m", "e", float("nan") if i in rejected else i, TS + i)
+
+    gate, entered = threading.Event(), threading.Event()
+    real_append = Storage.append
+
+    def slow_append(self: Storage, points: Any) -> int:
+        if not gate.is_set():
+            entered.set()
+            assert gate.wait(WAIT)
+        return real_append(self, points)
+
+    monkeypatch.setattr(Storage, "append", slow_append)
+    watch = _ConsumerWatch()
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=7,
+        fsync="never",
+        ship_metrics=False,
+        ingest_observer=watch,
+    ).start()
+    try:
+        chunks = [[point(i) for i in range(s, s + 5)] for s in (0, 5, 10)]
+        yard.queue.push_many(chunks[0], timeout=WAIT)
+        assert entered.wait(WAIT)  # the write of [0, 5) is pending in the writer
+        for chunk in chunks[1:]:
+            yard.queue.push_many(chunk, timeout=WAIT)
+        yard.child("consumer").tell("crash")
+        assert watch.successor_validated.wait(WAIT)
+        gate.set()
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+    finally:
+        gate.set()
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.invalid) == (15, 13, 2)
+    assert counts.pending == 0
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(15) if i not in rejected
+    ]
+
+
+def test_a_failed_automatic_checkpoint_writes_no_batch_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE while a checkpoint opens its segment: logged, nothing stored twice.
+
+    Issue 8's defect 5 (300 pushed, 400 stored): the error escaped append
+    after the batch was in the log, and the redelivery appended it again.
+    """
+    real_open = os.open
+
+    def no_more_files(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "seg-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    yard = StatsYard(
+        tmp_path / "data",
+        batch_size=100,
+        fsync="never",
+        ship_metrics=False,
+        storage_options={"checkpoint_points": 100},
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(300))
+        yard.flush(timeout=WAIT)
+        counts = yard.counts()
+        assert yard.child("consumer") is consumer  # never crashed
+    finally:
+        yard.stop(timeout=WAIT)
+        monkeypatch.undo()
+    assert (counts.pushed, counts.written, counts.pending) == (300, 300, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(300)
+    ]
+
+
+def test_an_fsync_failure_after_commit_reaches_flush_not_a_redelivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync="always": a failed fsync of a committed batch is flush()'s error, once.
+
+    The batch stays committed (the consumer is acknowledged, nothing is
+    redelivered or written twice); the next flush() reports that those points
+    are not known to be durable; the one after succeeds.
+    """
+    real_fsync = os.fsync
+    failures = {"left": 0}
+
+    def failing_fsync(fd: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    yard = StatsYard(
+        tmp_path / "data", batch_size=10, fsync="always", ship_metrics=False
+    ).start()
+    try:
+        consumer = yard.child("consumer")
+        yard.push_many(("m", "e", i, TS + i) for i in range(10))
+        yard.flush(timeout=WAIT)
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        failures["left"] = 1
+        yard.push_many(("m", "e", i, TS + i) for i in range(10, 20))
+        with pytest.raises(WriteError, match="not known to be durable") as caught:
+            yard.flush(timeout=WAIT)
+        assert caught.value.errno == errno.EIO
+        yard.flush(timeout=WAIT)  # reported once; later fsyncs succeed
+        assert yard.child("consumer") is consumer  # no crash, no redelivery
+        counts = yard.counts()
+    finally:
+        yard.stop(timeout=WAIT)
+    assert (counts.pushed, counts.written, counts.pending) == (20, 20, 0)
+    assert stored_points(tmp_path / "data") == [
+        ("m", "e", TS + i, i) for i in range(20)
+    ]
+
+
+def test_write_points_reports_an_fsync_failure_as_not_durable(
+    writer: pykka.ActorProxy[TimestampWriter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside the pipeline the asker gets the error itself, saying what happened."""
+    writer.sync().get(timeout=WAIT)  # started: its data directory is open
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WriteError, match="1 points were written to the log"):
+        writer.write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    monkeypatch.undo()
+    writer.sync().get(timeout=WAIT)  # already reported: not raised again
+    assert stored_points(tmp_path / "data") == [("m", "e", TS, 1)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -729,10 +728,15 @@ class Storage:
                 self.checkpoint()
             elif self._wal_size >= self._segment_bytes:
                 self._rotate_wal()
-        except WriteError as exc:
+        except Exception as exc:  # deliberate: the batch is in the log already
             if due is not None:
                 self._next_checkpoint = self._head.points + due // 10 + 1
-            logger.error("Checkpoint of %s failed, will retry: %s", self._dir, exc)
+            logger.error(
+                "Checkpoint of %s failed, will retry: %s",
+                self._dir,
+                exc,
+                exc_info=not isinstance(exc, OSError),
+            )
 
     def _write(self, fd: int, size: int, data: bytes, what: str) -> None:
         """Append ``data`` to ``fd`` (now ``size`` bytes), all or nothing."""
@@ -788,6 +792,16 @@ class Storage:
                 files stay until a checkpoint succeeds).
         """
         self._check_writable()
+        try:
+            self._checkpoint()
+        except WriteError:
+            raise
+        except OSError as exc:
+            raise WriteError(
+                exc.errno, f"checkpoint of {self._dir} failed: {exc}"
+            ) from exc
+
+    def _checkpoint(self) -> None:
         head = self._head
         if head.points == 0:
             return
@@ -892,13 +906,26 @@ class Storage:
             fsync_directory(self._dir)
         except OSError as exc:
             raise WriteError(exc.errno, f"could not fsync {self._dir}: {exc}") from exc
+        # Open both new files before closing the old ones: a failure here
+        # leaves the storage writing where it was.
+        dat_fd = self._open_for_append(segment_name(seq))
+        try:
+            idx_fd = self._open_for_append(index_name(seq))
+        except WriteError:
+            os.close(dat_fd)
+            raise
         for fd in (self._dat_fd, self._idx_fd):
             if fd != -1:
                 os.close(fd)
-        self._dat_fd = os.open(self._dir / segment_name(seq), os.O_WRONLY | os.O_APPEND)
-        self._idx_fd = os.open(self._dir / index_name(seq), os.O_WRONLY | os.O_APPEND)
+        self._dat_fd, self._idx_fd = dat_fd, idx_fd
         segment = self._segments[seq] = _Segment(seq)
         return segment
+
+    def _open_for_append(self, name: str) -> int:
+        try:
+            return os.open(self._dir / name, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise WriteError(exc.errno, f"could not open {name}: {exc}") from exc
 
     def _apply_retention(self) -> None:
         """Remove the oldest whole segments that are too old or over the size limit."""
@@ -929,8 +956,13 @@ class Storage:
                 refs = [ref for ref in self._index[key] if ref.segment != segment.seq]
                 self._index[key] = refs
         for name in (index_name(segment.seq), segment_name(segment.seq)):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 (self._dir / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                # Out of the index already; the next open applies retention again.
+                logger.error("Could not remove %s (%s): %s", name, reason, exc)
         self._dir_unsynced = True
         logger.info(
             "Retention removed segment %d (%s): %d bytes",

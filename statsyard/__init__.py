@@ -14,19 +14,37 @@ from statsyard.datapoint import (
     validate_batch,
     validate_rows,
 )
-from statsyard.exceptions import StatsYardError
+from statsyard.exceptions import (
+    ChildStartError,
+    DataDirectoryInUseError,
+    FlushTimeout,
+    NotADataDirectoryError,
+    NotRunningError,
+    QueueClosedError,
+    QueueTimeout,
+    StatsYardError,
+    StatsYardTimeoutError,
+)
 from statsyard.ledger import Counts
 from statsyard.metrics import Registry
 from statsyard.supervisor import SupervisorExit
 
 __all__ = [
+    "ChildStartError",
     "Counts",
+    "DataDirectoryInUseError",
     "DataPoint",
+    "FlushTimeout",
     "Invalid",
+    "NotADataDirectoryError",
+    "NotRunningError",
+    "QueueClosedError",
+    "QueueTimeout",
     "Registry",
     "Row",
     "StatsYard",
     "StatsYardError",
+    "StatsYardTimeoutError",
     "SupervisorExit",
     "Valid",
     "validate",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
@@ -27,13 +28,15 @@ import pykka
 from statsyard.blocking_queue import (
     BlockingQueue,
     BlockingQueueClient,
+    NoAnswerYet,
     PendingPush,
-    fail_parked_callers,
+    close_contents,
 )
+from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
+    FlushTimeout,
     NotRunningError,
     QueueClosedError,
-    QueueTimeout,
     StatsYardError,
 )
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
@@ -64,16 +67,70 @@ SHIPPER = "shipper"
 
 
 class _HostLink:
-    """The supervisor's own link: records its thread and its exit."""
+    """The supervisor's own link: records its thread, its start and its exit.
+
+    The supervisor's exit is reported to the host through ``on_exit``; a
+    failed start is reported here, as the supervisor's crash in ``on_start``.
+    """
 
     def __init__(self, threads: ThreadTracker) -> None:
         self._threads = threads
+        self._ready = threading.Event()
+        self.start_error: BaseException | None = None
 
     def adopt(self, thread: threading.Thread) -> None:
         self._threads.add(thread)
 
+    def started(self) -> None:
+        self._ready.set()
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
-        """The supervisor's exit is reported through ``on_exit`` instead."""
+        if not self._ready.is_set():
+            self.start_error = error
+            self._ready.set()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait for the supervisor's start to succeed or fail; False if neither."""
+        return self._ready.wait(timeout)
+
+
+def _stamped(points: list[Any], now: int) -> list[Any]:
+    """``points`` with ``now`` (ms) given to each tuple or dict lacking a timestamp.
+
+    Only plain tuples and dicts are looked at; anything else is left to
+    validation, as is every point that already has a timestamp. A batch of
+    DataPoints or 4-tuples is recognised at C speed and returned as it is.
+    """
+    kinds = set(map(type, points))
+    if kinds <= _COMPLETE or (kinds == _TUPLE and 3 not in map(len, points)):
+        return points
+    return [
+        (*p, now)
+        if type(p) is tuple and len(p) == 3
+        else {**p, "timestamp": now}
+        if type(p) is dict and p.get("timestamp") is None
+        else p
+        for p in points
+    ]
+
+
+_COMPLETE: frozenset[type] = frozenset({DataPoint})
+_TUPLE: frozenset[type] = frozenset({tuple})
+
+
+_START_TIMEOUT = 60.0
+"""Seconds to wait for the whole tree to start (each child has its own bound)."""
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a ``time.monotonic()`` value), or None."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _lock_timeout(deadline: float | None) -> float:
+    """``Lock.acquire``'s timeout for a deadline (-1 waits for ever)."""
+    remaining = _remaining(deadline)
+    return -1 if remaining is None else remaining
 
 
 class StatsYard:
@@ -102,7 +159,9 @@ class StatsYard:
         shippable: which histogram and meter statistics ship.
         process_stats: also ship ``vm.*`` process statistics.
         ingest_observer: extra per-batch validation hooks (the stress run's).
-        on_exit: called (from the supervisor's thread) if the tree stops by itself.
+        on_exit: called once when the tree has stopped (by itself or by
+            ``stop()``) and every point is settled; from StatsYard's linger
+            thread, or from the thread that called ``stop()``.
     """
 
     def __init__(
@@ -181,10 +240,16 @@ class StatsYard:
         self._stopping = False
 
         # Staging: pushes collect here and go to the queue a batch at a time.
+        # The stage lock is held while a pusher waits on the queue, so no
+        # thread of the tree ever takes it (see _on_tree_exit).
         self._stage_lock = threading.Lock()
         self._staged: list[Any] = []
+        self._staged_since = 0.0
         self._pending: PendingPush | None = None
-        self._linger_stop = threading.Event()
+        self._settled = False
+        # The linger thread sleeps on this until there is something to send.
+        self._wake = threading.Event()
+        self._linger_wakeups = 0
         self._linger_thread: threading.Thread | None = None
 
         self.queue = BlockingQueueClient(
@@ -251,12 +316,20 @@ class StatsYard:
     def start(self) -> StatsYard:
         """Start the supervision tree; returns ``self``.
 
+        Children start in order, each once the one before is up. If one
+        fails, the start fails at once with no restarts (OTP's rule): the
+        children already started stop in reverse order and the child's error
+        is raised, e.g. :class:`~statsyard.exceptions.DataDirectoryInUseError`
+        naming the directory, or :class:`~statsyard.exceptions.ChildStartError`
+        (``__cause__``: the child's own error, e.g. a busy port's OSError).
+
         Raises:
             StatsYardError: already started, or a child could not start.
         """
         if self._supervisor_ref is not None:
             raise NotRunningError("this StatsYard was already started")
         register_pipeline_gauges(self.registry, self.ledger, self._contents)
+        link = _HostLink(self._threads)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
             max_restarts=self.max_restarts,
@@ -265,17 +338,25 @@ class StatsYard:
             threads=self._threads,
             on_exit=self._on_tree_exit,
             on_restart=self._count_restart,
-            link=_HostLink(self._threads),
+            link=link,
         )
-        # The supervisor answers only once on_start has started every child;
-        # if a child could not start, the supervisor is dead and this fails.
-        try:
-            self._supervisor_ref.proxy().which_children().get(timeout=30.0)
-        except pykka.ActorDeadError as exc:
-            self._threads.join(5.0)
+        # The supervisor starts every child in order, each after the one
+        # before is up; a child that fails then fails the whole start (OTP).
+        if not link.wait_started(_START_TIMEOUT):
+            self._supervisor_ref.stop(block=False)
             raise NotRunningError(
-                "StatsYard could not start its children (see the log)"
-            ) from exc
+                f"StatsYard did not start within {_START_TIMEOUT:g} s"
+            )
+        if link.start_error is not None:
+            self._stopping = True
+            self._threads.join(_START_TIMEOUT)
+            error = link.start_error
+            cause = error.__cause__
+            if isinstance(cause, StatsYardError):
+                raise cause from None  # it names the directory, port, ...
+            if isinstance(error, StatsYardError):
+                raise error
+            raise NotRunningError(f"StatsYard could not start: {error}") from error
         self._linger_thread = threading.Thread(
             target=self._linger_loop, name="statsyard-linger", daemon=True
         )
@@ -291,30 +372,31 @@ class StatsYard:
     def stop(self, timeout: float | None = 30.0) -> Counts:
         """Send what is staged, let the pipeline drain, stop the tree; return counts.
 
-        Points that cannot be written by then are counted as lost and logged.
+        ``timeout`` bounds the whole call, every step included: what cannot be
+        written by then is counted as lost and logged, and threads that
+        would not stop are logged at ERROR. Safe to call more than once, and
+        from an ``on_exit`` callback.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._stopping:
             return self.counts()
         self._stopping = True
-        self._linger_stop.set()
-        if self._linger_thread is not None:
-            self._linger_thread.join()
+        self._wake.set()
+        linger = self._linger_thread
+        if linger is not None and linger is not threading.current_thread():
+            linger.join(_remaining(deadline))
         if self._exit is None and self._supervisor_ref is not None:
             try:
-                self._flush(timeout)
+                self._flush(deadline)
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
-            self._supervisor_ref.stop(block=True, timeout=timeout)
-        self._settle_losses("stopped")
-        with self._stage_lock:
-            if self._pending is not None:  # failed by now if not queued
-                pending, self._pending = self._pending, None
-                try:
-                    self._await_push(pending)
-                except StatsYardError:
-                    pass  # counted as lost by _await_push
-        stragglers = self._threads.join(timeout)
+            try:
+                self._supervisor_ref.stop(block=True, timeout=_remaining(deadline))
+            except pykka.Timeout:
+                logger.error("The supervision tree did not stop within %s s", timeout)
+        self._settle(SupervisorExit("stopped", gave_up=False), deadline)
+        stragglers = self._threads.join(_remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
         counts = self.counts()
@@ -339,33 +421,72 @@ class StatsYard:
         self.stop()
 
     def _on_tree_exit(self, exit_: SupervisorExit) -> None:
-        self._exit = exit_
+        """The tree stopped (supervisor's thread): release waiters, settle the queue.
+
+        It takes no lock a host thread may hold while it waits: it first fails
+        every parked caller (which releases pushers blocked in ``push()``),
+        then counts what the queue still held. What the host itself holds
+        (staged points, a push not yet answered) is settled by the linger
+        thread or ``stop()``, which then tell the host.
+        """
+        if self._exit is None:
+            self._exit = exit_
         if exit_.gave_up:
             logger.error("StatsYard's supervision tree stopped: %s", exit_.reason)
-            self._settle_losses(exit_.reason)
-        self._exited.set()
-        if self._host_on_exit is not None:
-            self._host_on_exit(exit_)
+        self._close_contents(exit_.reason)
+        self._wake.set()
 
-    def _settle_losses(self, reason: str) -> None:
-        """Count everything that will now never be written, and release waiters."""
-        contents = self._contents
-        with self._stage_lock:
-            staged, self._staged = self._staged, []
-        lost = contents.size + contents.in_flight_size
-        contents.chunks.clear()
-        contents.head_offset = 0
-        contents.size = 0
-        contents.in_flight.clear()
-        contents.closed = True
-        fail_parked_callers(contents, QueueClosedError(f"StatsYard stopped: {reason}"))
-        self._count_lost(len(staged), NotRunningError(reason))
+    def _close_contents(self, reason: str) -> None:
+        """Fail every parked caller, then count what the queue held as lost."""
+        lost = close_contents(
+            self._contents,
+            QueueClosedError(f"StatsYard stopped: {reason}"),
+            committed=self.ledger.committed_upto,
+        )
         if lost:
             self.ledger.lose(lost)
             logger.error("Lost %d accepted points: %s", lost, reason)
 
+    def _settle(self, exit_: SupervisorExit, deadline: float | None) -> None:
+        """Count what the host still holds as lost, then tell the host, once.
+
+        Runs in the linger thread (the tree gave up) or in ``stop()``.
+        """
+        exit_ = self._exit if self._exit is not None else exit_
+        self._close_contents(exit_.reason)
+        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+            logger.error("A pusher still holds the staging lock; not settled")
+            return
+        try:
+            if self._settled:
+                return
+            self._settled = True
+            staged, self._staged = self._staged, []
+            self._count_lost(len(staged), NotRunningError(exit_.reason))
+            if self._pending is not None:  # answered by now: the contents are closed
+                pending, self._pending = self._pending, None
+                try:
+                    self._await_push(pending, deadline)
+                except StatsYardError:
+                    pass  # counted as lost by _await_push
+                except NoAnswerYet:
+                    self._count_lost(pending.size, NotRunningError(exit_.reason))
+        finally:
+            self._stage_lock.release()
+        self._exit = exit_
+        self._exited.set()
+        if self._host_on_exit is not None:
+            try:
+                self._host_on_exit(exit_)
+            except Exception:  # deliberate: the host's callback must not break us
+                logger.exception("on_exit callback failed")
+
     def wait_stopped(self, timeout: float | None = None) -> SupervisorExit | None:
-        """Wait for the tree to stop (by itself or ``stop()``); return why, or None."""
+        """Wait for the tree to stop (by itself or ``stop()``); return why, or None.
+
+        It returns the exit only once every point is settled: ``counts()``
+        then has nothing pending.
+        """
         self._exited.wait(timeout)
         return self._exit
 
@@ -390,61 +511,125 @@ class StatsYard:
             raise NotRunningError(f"StatsYard is not running: {reason}")
 
     def push(self, point: Any) -> None:
-        """Accept one point (anything ``validate`` accepts); waits while full."""
+        """Accept one point (anything ``validate`` accepts); waits while full.
+
+        A ``(metric, entity, value)`` tuple, or a dict without a timestamp,
+        is stamped now, in the caller's thread: the time it was pushed, kept
+        however long it then waits in the queue or is redelivered.
+
+        Raises:
+            NotRunningError: the tree is not running (the point is not taken).
+        """
         self._check_running()
+        kind = type(point)
+        if kind is tuple:
+            if len(point) == 3:
+                point = (*point, now_ms())
+        elif kind is dict and point.get("timestamp") is None:
+            point = {**point, "timestamp": now_ms()}
         with self._stage_lock:
             staged = self._staged
+            if not staged:
+                self._first_staged()
             staged.append(point)
             if len(staged) >= self.batch_size:
                 self._send_staged()
 
     def push_many(self, points: Iterable[Any]) -> None:
-        """Accept many points, in order; waits while the queue is full."""
+        """Accept many points, in order; waits while the queue is full.
+
+        Points without a timestamp are stamped as they are taken, one clock
+        reading per batch (see :meth:`push`).
+
+        Raises:
+            NotRunningError: the tree is not running; points already taken
+                are settled (queued, or counted as lost).
+        """
         self._check_running()
         size = self.batch_size
         remaining = iter(points)
         with self._stage_lock:
             while True:
-                # islice fills the batch at C speed; no Python step per point.
-                self._staged.extend(islice(remaining, size - len(self._staged)))
+                if not self._staged:
+                    self._first_staged()
+                chunk = list(islice(remaining, size - len(self._staged)))
+                self._staged.extend(_stamped(chunk, now_ms()))
                 if len(self._staged) < size:
                     return
                 self._send_staged()
 
-    def _send_staged(self) -> None:
+    def _first_staged(self) -> None:
+        """A batch starts (stage lock held): refuse if stopped, wake the linger."""
+        if self._exit is not None or self._settled:
+            raise NotRunningError(f"StatsYard is not running: {self._stop_reason()}")
+        self._staged_since = time.monotonic()
+        self._wake.set()
+
+    def _stop_reason(self) -> str:
+        return self._exit.reason if self._exit is not None else "stopped"
+
+    def _send_staged(self, deadline: float | None = None) -> None:
         """Hand the staged batch to the queue (caller holds the stage lock).
 
         One push stays in flight while the next batch fills; it is awaited
         before the next one goes, which is where back-pressure bites.
         """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._await_push(pending, deadline)
         batch, self._staged = self._staged, []
-        try:
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                self._await_push(pending)
-            if batch:
+        if batch:
+            try:
                 self._pending = self.queue.submit(batch)
-        except StatsYardError as exc:
-            self._count_lost(len(batch), exc)
-            raise
+            except StatsYardError as exc:
+                self._count_lost(len(batch), exc)
+                raise
+            self._wake.set()  # the linger thread awaits it if nobody else does
 
-    def _await_push(self, pending: PendingPush) -> None:
+    def _await_push(self, pending: PendingPush, deadline: float | None = None) -> None:
+        """Wait for the queue's decision on a push; count what it refused as lost.
+
+        Raises:
+            NoAnswerYet: ``deadline`` passed first; the push is pending again.
+        """
         try:
-            pending.wait()
-        except (QueueClosedError, QueueTimeout, NotRunningError) as exc:
+            pending.wait(deadline=deadline)
+        except NoAnswerYet:
+            self._pending = pending
+            raise
+        except StatsYardError as exc:
             self._count_lost(pending.size - getattr(exc, "accepted", 0), exc)
             raise
 
     def _count_lost(self, points: int, reason: Exception) -> None:
         """Points push() took that never reached the queue: count them as lost."""
         if points > 0:
-            self.ledger.accept(points)
-            self.ledger.lose(points)
+            self.ledger.lose_unqueued(points)
             logger.error("Lost %d pushed points before the queue: %s", points, reason)
 
     def _linger_loop(self) -> None:
-        while not self._linger_stop.wait(self.linger):
+        """Send a partial batch ``linger`` s after its first point; idle, sleep.
+
+        While nothing is staged or pending it waits on an event with no
+        timeout, so an idle StatsYard costs no wake-ups.
+        """
+        timeout: float | None = None
+        while True:
+            self._wake.wait(timeout)
+            self._linger_wakeups += 1
+            self._wake.clear()
+            if self._exit is not None:
+                self._settle(self._exit, None)
+                return
+            if self._stopping:
+                return  # stop() sends and settles what is staged
             with self._stage_lock:
+                timeout = None
+                if self._staged:
+                    due = self._staged_since + self.linger - time.monotonic()
+                    if due > 0:
+                        timeout = due
+                        continue
                 if self._staged or self._pending is not None:
                     try:
                         self._send_staged()
@@ -452,29 +637,42 @@ class StatsYard:
                             pending, self._pending = self._pending, None
                             self._await_push(pending)
                     except StatsYardError:  # logged and counted where it happened
-                        if self._exit is not None:
-                            return
+                        pass
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Return once every point pushed before the call is durable on disk.
 
         Raises:
-            QueueTimeout: not done within ``timeout`` seconds.
-            NotRunningError: the tree stopped.
+            FlushTimeout: not done within ``timeout`` seconds (a
+                :class:`TimeoutError`; nothing is lost by it).
+            NotRunningError: the tree is not running (or stopped meanwhile).
         """
         self._check_running()
-        self._flush(timeout)
+        self._flush(None if timeout is None else time.monotonic() + timeout)
 
-    def _flush(self, timeout: float | None) -> None:
-        with self._stage_lock:
-            self._send_staged()
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                self._await_push(pending)
-        target = self.ledger.pushed
-        self.queue.await_committed(target, timeout=timeout)
-        writer = self._table.get(WRITER, timeout)
-        writer.proxy().sync().get(timeout=timeout)
+    def _flush(self, deadline: float | None) -> None:
+        try:
+            with self._stage_lock:
+                self._send_staged(deadline)
+                if self._pending is not None:
+                    pending, self._pending = self._pending, None
+                    self._await_push(pending, deadline)
+        except NoAnswerYet as exc:
+            raise FlushTimeout("the queue did not take the points in time") from exc
+        target = self.ledger.next_index
+        try:
+            self.queue.await_committed(target, timeout=_remaining(deadline))
+            writer = self._table.get(WRITER, _remaining(deadline))
+            writer.proxy().sync().get(timeout=_remaining(deadline))
+        except pykka.Timeout as exc:
+            raise FlushTimeout("the writer did not fsync in time") from exc
+        except pykka.ActorDeadError as exc:
+            raise NotRunningError("the writer stopped during flush") from exc
+        except NotRunningError as exc:
+            if self._table.closed:
+                raise
+            # No living queue or writer in time: a restart took too long.
+            raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
 
     # -- reading back -----------------------------------------------------------
 

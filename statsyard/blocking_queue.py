@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,8 +29,13 @@ import attrs
 import pykka
 
 from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import NotRunningError, QueueClosedError, QueueTimeout
-from statsyard.ledger import Ledger, QueueContents
+from statsyard.exceptions import (
+    FlushTimeout,
+    NotRunningError,
+    QueueClosedError,
+    QueueTimeout,
+)
+from statsyard.ledger import Ledger, QueueContents, QueueSnapshot
 
 __all__ = [
     "Ack",
@@ -39,12 +45,14 @@ __all__ = [
     "Close",
     "Delivery",
     "Fetch",
+    "NoAnswerYet",
     "Offer",
     "Pop",
     "Push",
     "QueueStats",
     "Reply",
     "RequeueInFlight",
+    "close_contents",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,15 +160,8 @@ class _Expire:
     """Timer tick: fail parked callers whose deadline has passed."""
 
 
-@attrs.frozen(slots=True)
-class QueueStats:
-    """What the queue holds and who waits on it."""
-
-    size: int
-    capacity: int
-    in_flight: int
-    blocked_pushers: int
-    blocked_poppers: int
+QueueStats = QueueSnapshot
+"""What the queue holds and who waits on it (see :class:`QueueSnapshot`)."""
 
 
 # -- parked callers ---------------------------------------------------------
@@ -257,9 +258,10 @@ class BlockingQueue(ChildActor):
 
     def on_child_start(self) -> None:
         """Adopt parked callers left by a predecessor and re-arm their deadlines."""
-        for waiter in itertools.chain(self._c.pushers, self._c.poppers):
-            self._timer.arm(waiter.deadline)
-        self._serve()
+        with self._c.lock:
+            for waiter in itertools.chain(self._c.pushers, self._c.poppers):
+                self._timer.arm(waiter.deadline)
+            self._serve()
         logger.debug("BlockingQueue started with %d points queued", self._c.size)
 
     def on_child_stop(self) -> None:
@@ -282,13 +284,13 @@ class BlockingQueue(ChildActor):
 
     def stats(self) -> QueueStats:
         """Size, capacity, in-flight points and parked callers."""
-        return QueueStats(
-            size=self._c.size,
-            capacity=self._c.capacity,
-            in_flight=self._c.in_flight_size,
-            blocked_pushers=len(self._c.pushers),
-            blocked_poppers=sum(1 for w in self._c.poppers if not w.fetch),
-        )
+        return self._c.snapshot()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # Every message, proxy calls included, reads and changes the
+        # contents under their lock: the host reads them from other threads.
+        with self._c.lock:
+            return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch queue messages; anything else crashes the actor."""
@@ -553,13 +555,100 @@ def fail_parked_callers(contents: QueueContents, error: QueueClosedError) -> Non
     contents.flushers.clear()
 
 
+def close_contents(
+    contents: QueueContents, error: QueueClosedError, *, committed: int
+) -> int:
+    """Close the queue's contents for good: the tree is going away.
+
+    Fails every parked caller first (so threads blocked on the queue are
+    released before anything else happens), then drops the queued and
+    in-flight points. Returns how many of those are lost: only those at or
+    above index ``committed``, since the writer may have committed points
+    whose acknowledgement never reached the queue. Idempotent.
+    """
+    with contents.lock:
+        contents.closed = True
+        fail_parked_callers(contents, error)
+        lost = 0
+        for start, points in contents.chunks:
+            lost += _above(start, len(points), committed)
+        if contents.head_offset and contents.chunks:
+            start, _ = contents.chunks[0]
+            lost -= _above(start, contents.head_offset, committed)
+        for start, points in contents.in_flight.items():
+            lost += _above(start, len(points), committed)
+        contents.chunks.clear()
+        contents.head_offset = 0
+        contents.size = 0
+        contents.in_flight.clear()
+        return lost
+
+
+def _above(start: int, count: int, committed: int) -> int:
+    """How many of the indices ``start`` to ``start + count`` are >= ``committed``."""
+    return max(0, start + count - max(start, committed))
+
+
 # -- the client ---------------------------------------------------------------
 
 Resolver = Callable[[float | None], pykka.ActorRef[Any]]
 """Returns the living queue actor, waiting up to the given seconds for a restart."""
 
-_GRACE = 2.0
-"""Seconds to wait past a deadline for the queue to report the timeout itself."""
+_POLL = 0.25
+"""Seconds between liveness checks of the queue while its reply to an ask is due."""
+
+
+class NoAnswerYet(Exception):  # noqa: N818 (internal signal, never leaves statsyard)
+    """The caller's own wait ran out before the queue answered.
+
+    It says nothing about the points: the queue may still queue them (or
+    refuse them, or time them out) and will answer whoever waits next.
+    """
+
+
+def _answer(
+    ref: pykka.ActorRef[Any], future: pykka.Future[Any], deadline: float | None
+) -> Any:
+    """The queue's reply to an ask, or ActorDeadError if it died before handling it.
+
+    Pykka answers messages left in a dead actor's inbox with ActorDeadError,
+    but a message put there just after that sweep is never answered: so the
+    wait checks now and then whether the queue still lives. A handled message
+    is answered before the actor can stop, so "stopped and unanswered" means
+    "never handled": it is safe to send again.
+
+    Raises:
+        NoAnswerYet: ``deadline`` passed with the queue alive and silent.
+    """
+    while True:
+        wait = _POLL if deadline is None else min(_POLL, _remaining(deadline))
+        try:
+            return future.get(timeout=wait)
+        except pykka.Timeout:
+            pass
+        if not ref.is_alive():
+            try:
+                return future.get(timeout=0)
+            except pykka.Timeout:
+                raise pykka.ActorDeadError(f"{ref} stopped without answering") from None
+        if deadline is not None and _remaining(deadline) <= 0:
+            raise NoAnswerYet("the queue has not answered yet")
+
+
+def _decision(inner: pykka.Future[Any], deadline: float | None) -> Any:
+    """The queue's decision on a parked request; the queue alone decides.
+
+    A parked push or pop is always answered by the queue: served, timed out
+    at its own deadline by the queue's timer, or failed when the tree stops.
+    ``deadline`` bounds only how long *this* caller waits for it.
+
+    Raises:
+        NoAnswerYet: ``deadline`` passed first (the request stays parked).
+    """
+    try:
+        return inner.get(timeout=None if deadline is None else _remaining(deadline))
+    except pykka.Timeout:
+        raise NoAnswerYet("the queue has not decided yet") from None
 
 
 class PendingPush:
@@ -574,41 +663,57 @@ class PendingPush:
         self._client = client
         self._points = points
         self._deadline = deadline
-        self._outer = client._send(Push(points, deadline), deadline)
+        self._sent = client._send(Push(points, deadline), None)
+        self._inner: pykka.Future[Any] | None = None
 
     @property
     def size(self) -> int:
         """Points in this push."""
         return len(self._points)
 
-    def wait(self) -> int:
-        """Block until every point is queued; returns how many were.
+    def wait(self, *, deadline: float | None = None) -> int:
+        """Block until the queue decides; returns how many points were queued.
+
+        Only the queue decides: ``QueueTimeout`` (from the push's own
+        deadline) and ``QueueClosedError`` mean the points it does not count
+        as accepted were not queued and never will be.
+
+        Args:
+            deadline: a ``time.monotonic()`` bound on this wait only; when it
+                passes first, :class:`NoAnswerYet` is raised and the push
+                stays pending (call ``wait`` again later).
 
         Raises:
-            QueueTimeout: the deadline passed with some points not queued.
+            QueueTimeout: the push's own deadline passed with points not queued.
+            QueueClosedError: the queue was closed first.
+            NotRunningError: no queue is running to take the push.
+            NoAnswerYet: ``deadline`` passed before the queue decided.
         """
-        while True:
+        while self._inner is None:
+            ref, outer = self._sent
             try:
-                inner = self._outer.get(timeout=_remaining(self._deadline, _GRACE))
+                self._inner = _answer(ref, outer, deadline)
             except pykka.ActorDeadError:
                 # The queue died before it saw the push: nothing was queued.
-                self._outer = self._client._send(
-                    Push(self._points, self._deadline), self._deadline
+                self._sent = self._client._send(
+                    Push(self._points, self._deadline), deadline
                 )
-                continue
-            except pykka.Timeout as exc:
-                raise QueueTimeout("no answer from the queue") from exc
-            return int(self._client._wait_inner(inner, self._deadline))
+        return int(_decision(self._inner, deadline))
 
 
-def _remaining(deadline: float | None, grace: float = 0.0) -> float | None:
+def _remaining(deadline: float | None) -> float:
     if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic()) + grace
+        return math.inf
+    return max(0.0, deadline - time.monotonic())
 
 
 class BlockingQueueClient:
     """The blocking API over a :class:`BlockingQueue` actor.
+
+    A timeout given to a call is the queue's: the queue itself answers
+    ``QueueTimeout`` when it passes, so "timed out" always means "not
+    queued" (or, for a pop, "nothing taken"); the client never gives up on
+    its own while the queue may still serve the request.
 
     Args:
         queue: the queue's actor ref, or a resolver that returns the living
@@ -628,29 +733,23 @@ class BlockingQueueClient:
         else:
             self._resolve = queue
 
-    def _send(self, message: Any, deadline: float | None) -> pykka.Future[Any]:
+    def _send(
+        self, message: Any, deadline: float | None
+    ) -> tuple[pykka.ActorRef[Any], pykka.Future[Any]]:
         while True:
-            ref = self._resolve(_remaining(deadline))
+            ref = self._resolve(None if deadline is None else _remaining(deadline))
             try:
-                return ref.ask(message, block=False)
+                return ref, ref.ask(message, block=False)
             except pykka.ActorDeadError:
                 continue  # died just now: resolve its successor
 
-    def _call(self, message: Any, deadline: float | None) -> Any:
+    def _call(self, message: Any, deadline: float | None = None) -> Any:
         while True:
-            future = self._send(message, deadline)
+            ref, future = self._send(message, deadline)
             try:
-                return future.get(timeout=_remaining(deadline, _GRACE))
+                return _answer(ref, future, deadline)
             except pykka.ActorDeadError:
                 continue  # not handled by the dead queue: safe to resend
-            except pykka.Timeout as exc:
-                raise QueueTimeout("no answer from the queue") from exc
-
-    def _wait_inner(self, inner: pykka.Future[Any], deadline: float | None) -> Any:
-        try:
-            return inner.get(timeout=_remaining(deadline, _GRACE))
-        except pykka.Timeout as exc:
-            raise QueueTimeout("no answer from the queue") from exc
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
@@ -670,6 +769,7 @@ class BlockingQueueClient:
         Raises:
             QueueTimeout: ``timeout`` passed first; ``accepted`` says how many
                 of the points were queued (the first ones, in order).
+            QueueClosedError: the queue was closed first (``accepted`` likewise).
         """
         return self.submit(points, timeout=timeout).wait()
 
@@ -681,7 +781,7 @@ class BlockingQueueClient:
 
     def offer_many(self, points: Sequence[Any]) -> int:
         """Queue what fits right now, never waiting; returns how many were queued."""
-        return int(self._call(Offer(tuple(points)), None))
+        return int(self._call(Offer(tuple(points))))
 
     def pop(self, *, timeout: float | None = None) -> Any:
         """Take the oldest point, waiting while the queue is empty.
@@ -689,14 +789,12 @@ class BlockingQueueClient:
         Raises:
             QueueTimeout: nothing arrived within ``timeout`` seconds.
         """
-        deadline = self._deadline(timeout)
-        return self._wait_inner(self._call(Pop(None, deadline), deadline), deadline)
+        return _decision(self._call(Pop(None, self._deadline(timeout))), None)
 
     def pop_many(self, max_items: int, *, timeout: float | None = None) -> list[Any]:
         """Take 1 to ``max_items`` of the oldest points, waiting while empty."""
-        deadline = self._deadline(timeout)
-        future = self._call(Pop(max_items, deadline), deadline)
-        return list(self._wait_inner(future, deadline))
+        future = self._call(Pop(max_items, self._deadline(timeout)))
+        return list(_decision(future, None))
 
     def pop_stream(
         self, *, batch_size: int = 1000, timeout: float | None = None
@@ -715,23 +813,33 @@ class BlockingQueueClient:
 
     def size(self) -> int:
         """Points queued now."""
-        return int(self._call(_proxy_call("size"), None))
+        return int(self._call(_proxy_call("size")))
 
     def capacity(self) -> int:
         """The queue's capacity."""
-        return int(self._call(_proxy_call("capacity"), None))
+        return int(self._call(_proxy_call("capacity")))
 
     def stats(self) -> QueueStats:
         """Size, capacity, in-flight points and parked callers."""
-        result: QueueStats = self._call(_proxy_call("stats"), None)
+        result: QueueStats = self._call(_proxy_call("stats"))
         return result
 
     def await_committed(self, target: int, *, timeout: float | None = None) -> int:
-        """Wait until the writer has committed every point before index ``target``."""
+        """Wait until the writer has committed every point before index ``target``.
+
+        Raises:
+            FlushTimeout: not committed within ``timeout`` seconds (nothing is
+                lost by that: the points are still on their way).
+        """
         deadline = self._deadline(timeout)
-        return int(
-            self._wait_inner(self._call(AwaitCommitted(target), deadline), deadline)
-        )
+        try:
+            return int(
+                _decision(self._call(AwaitCommitted(target), deadline), deadline)
+            )
+        except NoAnswerYet as exc:
+            raise FlushTimeout(
+                f"points up to index {target} were not committed within {timeout} s"
+            ) from exc
 
 
 def _proxy_call(name: str) -> Any:

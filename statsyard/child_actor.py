@@ -34,6 +34,9 @@ class Link(Protocol):
     def adopt(self, thread: threading.Thread) -> None:
         """Record the child's thread, so its owner can join it at shutdown."""
 
+    def started(self) -> None:
+        """The child's start succeeded (a failed start calls ``exited`` instead)."""
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
         """Report the child's exit; ``crashed`` is False for a normal stop."""
 
@@ -66,7 +69,7 @@ class ChildActor(pykka.ThreadingActor):
     # -- Pykka's hooks -----------------------------------------------------
 
     def on_start(self) -> None:
-        """Run :meth:`on_child_start`; report a crash if it fails."""
+        """Run :meth:`on_child_start`; report the start, or a crash if it fails."""
         if self._link is not None:
             self._link.adopt(threading.current_thread())
         try:
@@ -74,6 +77,8 @@ class ChildActor(pykka.ThreadingActor):
         except Exception as error:
             self._report_exit(crashed=True, error=error)
             raise
+        if self._link is not None:
+            self._link.started()
 
     def on_stop(self) -> None:
         """Run :meth:`on_child_stop`, then report a normal (or failed) exit."""

@@ -1,4 +1,15 @@
-"""Every error StatsYard raises derives from :class:`StatsYardError`."""
+"""Every error StatsYard raises derives from :class:`StatsYardError`.
+
+What an embedding caller catches:
+
+- :class:`NotRunningError` (and its :class:`QueueClosedError`): the yard is
+  not running; points not yet queued are counted as lost.
+- :class:`StatsYardTimeoutError`, a :class:`TimeoutError`: a wait ran out.
+  :class:`QueueTimeout` is final ("not queued"), :class:`FlushTimeout` is not
+  ("not durable yet"; nothing is given up).
+- :class:`ChildStartError`, :class:`DataDirectoryInUseError`,
+  :class:`NotADataDirectoryError`: ``StatsYard.start()`` failed.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +18,16 @@ class StatsYardError(Exception):
     """Base class of all StatsYard errors."""
 
 
-class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by the spec)
-    """A blocked push or pop waited longer than its timeout.
+class StatsYardTimeoutError(StatsYardError, TimeoutError):
+    """A StatsYard call gave up waiting; the subclass says what that means."""
+
+
+class QueueTimeout(StatsYardTimeoutError):  # noqa: N818 (name fixed by the spec)
+    """A blocked push or pop waited longer than its timeout: the queue says so.
+
+    Only the queue raises it, so it is final: the points it does not count
+    as ``accepted`` were not queued and never will be (for a pop, nothing
+    was taken).
 
     Attributes:
         accepted: how many points of a ``push_many`` were queued before the
@@ -20,8 +39,26 @@ class QueueTimeout(StatsYardError, TimeoutError):  # noqa: N818 (name fixed by t
         self.accepted = accepted
 
 
-class QueueClosedError(StatsYardError):
+class FlushTimeout(StatsYardTimeoutError):  # noqa: N818 (pairs with QueueTimeout)
+    """``flush()`` (or ``await_committed()``) did not finish within its timeout.
+
+    Nothing is lost or given up by it: the points are still on their way and
+    a later ``flush()`` waits for them again.
+    """
+
+
+class NotRunningError(StatsYardError, RuntimeError):
+    """The StatsYard instance is not started, or its supervision tree has stopped.
+
+    What a caller of ``push()``, ``flush()`` or ``query()`` catches to learn
+    that the yard is not running, whatever part of it noticed first.
+    """
+
+
+class QueueClosedError(NotRunningError):
     """The queue was shut down while the caller waited, or before it asked.
+
+    A kind of :class:`NotRunningError`: a closed queue takes no more points.
 
     Attributes:
         accepted: how many points of a waiting push were queued before it.
@@ -30,10 +67,6 @@ class QueueClosedError(StatsYardError):
     def __init__(self, message: str, *, accepted: int = 0) -> None:
         super().__init__(message)
         self.accepted = accepted
-
-
-class NotRunningError(StatsYardError, RuntimeError):
-    """The StatsYard instance is not started, or its supervision tree has stopped."""
 
 
 class UnknownMessageError(StatsYardError, TypeError):
@@ -54,6 +87,33 @@ class ChildCrashError(StatsYardError):
     It is converted to this ordinary exception so that only the offending
     actor crashes, instead of Pykka stopping every actor in the process.
     """
+
+
+class ChildStartError(StatsYardError):
+    """A supervised child could not start; ``__cause__`` is its own error.
+
+    Attributes:
+        child_id: the child that failed.
+    """
+
+    def __init__(self, message: str, *, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class ChildStopError(StatsYardError):
+    """A supervised child did not stop within its shutdown deadline.
+
+    Python cannot kill a thread, so the child may still be running: the
+    supervisor starts no second incarnation beside it and stops the tree.
+
+    Attributes:
+        child_id: the child that would not stop.
+    """
+
+    def __init__(self, message: str, *, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
 
 
 class WriteError(StatsYardError, OSError):

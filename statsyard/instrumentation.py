@@ -55,11 +55,8 @@ def register_pipeline_gauges(
     registry.gauge("ingest.valid", lambda: ledger.counts().written)
     registry.gauge("ingest.invalid", lambda: ledger.counts().invalid)
     registry.gauge("ingest.lost", lambda: ledger.counts().lost)
-    registry.gauge("queue.size", lambda: contents.size)
+    registry.gauge("queue.size", lambda: contents.snapshot().size)
     registry.gauge("queue.capacity", lambda: contents.capacity)
-    registry.gauge("queue.in_flight", lambda: contents.in_flight_size)
-    registry.gauge("queue.blocked_pushers", lambda: len(contents.pushers))
-    registry.gauge(
-        "queue.blocked_poppers",
-        lambda: sum(1 for waiter in contents.poppers if not waiter.fetch),
-    )
+    registry.gauge("queue.in_flight", lambda: contents.snapshot().in_flight)
+    registry.gauge("queue.blocked_pushers", lambda: contents.snapshot().blocked_pushers)
+    registry.gauge("queue.blocked_poppers", lambda: contents.snapshot().blocked_poppers)

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Counts", "Ledger", "QueueContents"]
+__all__ = ["Counts", "Ledger", "QueueContents", "QueueSnapshot"]
 
 
 @attrs.frozen(slots=True)
@@ -51,13 +51,26 @@ class Ledger:
         self._lost = 0
         self._taken = 0
         self._committed_upto = 0
+        self._next_index = 0
 
     def accept(self, n: int) -> int:
         """Record ``n`` points accepted by the queue; return the first one's index."""
         with self._lock:
-            first = self._pushed
+            first = self._next_index
+            self._next_index += n
             self._pushed += n
             return first
+
+    def lose_unqueued(self, n: int) -> None:
+        """Record ``n`` pushed points that were lost before the queue took them.
+
+        They take no queue index: only queued points are ever committed, so
+        an index given to a lost point would never be passed and a flush
+        waiting for it would wait for ever.
+        """
+        with self._lock:
+            self._pushed += n
+            self._lost += n
 
     def commit(self, end: int, *, written: int, invalid: int) -> None:
         """Record that every point before index ``end`` is written or rejected."""
@@ -83,8 +96,13 @@ class Ledger:
 
     @property
     def pushed(self) -> int:
-        """Points accepted by the queue so far."""
+        """Points pushed so far (queued, or lost before the queue)."""
         return self._pushed
+
+    @property
+    def next_index(self) -> int:
+        """Index the queue gives the next point it accepts (flush waits for it)."""
+        return self._next_index
 
     def counts(self) -> Counts:
         """A consistent snapshot of all counters."""
@@ -102,8 +120,11 @@ class Ledger:
 class QueueContents:
     """The queue's points and parked callers, owned by whichever queue actor is alive.
 
-    Only the living :class:`~statsyard.blocking_queue.BlockingQueue` mutates it,
-    from its own thread; a successor picks it up unchanged.
+    The living :class:`~statsyard.blocking_queue.BlockingQueue` changes it
+    from its own thread, and the host reads it (gauges) or closes it (when
+    the tree stops) from others: everyone holds ``lock`` meanwhile, and no
+    one holds it while waiting for anything. A successor queue picks the
+    contents up unchanged.
     """
 
     capacity: int
@@ -117,8 +138,33 @@ class QueueContents:
     poppers: deque[Any] = attrs.field(factory=deque)
     flushers: list[Any] = attrs.field(factory=list)
     closed: bool = False
+    lock: threading.RLock = attrs.field(factory=threading.RLock, eq=False, repr=False)
+    """Held by whoever reads or changes the contents; never while waiting."""
 
     @property
     def in_flight_size(self) -> int:
         """Points delivered to the consumer and not yet acknowledged."""
-        return sum(len(points) for points in self.in_flight.values())
+        with self.lock:
+            return sum(len(points) for points in self.in_flight.values())
+
+    def snapshot(self) -> QueueSnapshot:
+        """Size, in-flight points and parked callers, read together."""
+        with self.lock:
+            return QueueSnapshot(
+                size=self.size,
+                capacity=self.capacity,
+                in_flight=self.in_flight_size,
+                blocked_pushers=len(self.pushers),
+                blocked_poppers=sum(1 for w in self.poppers if not w.fetch),
+            )
+
+
+@attrs.frozen(slots=True)
+class QueueSnapshot:
+    """What the queue holds and who waits on it, at one instant."""
+
+    size: int
+    capacity: int
+    in_flight: int
+    blocked_pushers: int
+    blocked_poppers: int

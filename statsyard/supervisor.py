@@ -22,7 +22,7 @@ import attrs
 import pykka
 
 from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import NotRunningError
+from statsyard.exceptions import ChildStartError, ChildStopError, NotRunningError
 
 __all__ = [
     "ChildInfo",
@@ -57,7 +57,10 @@ class ChildSpec:
         start: starts the actor and returns its ref.
         restart: ``permanent`` (always restarted), ``transient`` (restarted
             after a crash only) or ``temporary`` (never restarted).
-        shutdown: seconds to wait for the child to stop.
+        shutdown: seconds to wait for the child to stop. A child still
+            running after that is never started again beside itself: the
+            supervisor stops the tree instead.
+        start_timeout: seconds to wait for the child's ``on_start``.
     """
 
     id: str
@@ -67,6 +70,7 @@ class ChildSpec:
         validator=attrs.validators.in_(("permanent", "transient", "temporary")),
     )
     shutdown: float = 5.0
+    start_timeout: float = 30.0
 
 
 @attrs.frozen(slots=True)
@@ -130,6 +134,12 @@ class ChildTable:
             self._refs.clear()
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        """True once the tree has stopped."""
+        with self._cond:
+            return self._closed is not None
+
     def mailboxes(self) -> dict[str, int]:
         """Messages waiting in each living child's mailbox, by child id."""
         with self._cond:
@@ -191,7 +201,7 @@ class ThreadTracker:
 
 
 class _ChildLink:
-    """The link a child reports its exit through: a tell to the supervisor."""
+    """The link a child reports through: its thread, its start, its exit."""
 
     def __init__(
         self,
@@ -204,11 +214,31 @@ class _ChildLink:
         self._child_id = child_id
         self._incarnation = incarnation
         self._threads = threads
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self.thread: threading.Thread | None = None
 
     def adopt(self, thread: threading.Thread) -> None:
+        self.thread = thread
         self._threads.add(thread)
 
+    def started(self) -> None:
+        self._ready.set()
+
+    def wait_started(self, timeout: float) -> BaseException | None:
+        """Wait for the child's ``on_start``; return its error, or None.
+
+        Raises:
+            TimeoutError: ``on_start`` did not finish within ``timeout`` s.
+        """
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"did not start within {timeout:g} s")
+        return self._start_error
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
+        if not self._ready.is_set():
+            self._start_error = error or RuntimeError("stopped while starting")
+            self._ready.set()
         try:
             self._supervisor.tell(
                 ChildExited(
@@ -226,6 +256,7 @@ class _ChildLink:
 class _Child:
     spec: ChildSpec
     ref: pykka.ActorRef[Any] | None = None
+    link: _ChildLink | None = None
     incarnation: int = 0
     restarts: int = 0
 
@@ -277,21 +308,34 @@ class Supervisor(ChildActor):
     # -- lifecycle ----------------------------------------------------------
 
     def on_child_start(self) -> None:
-        """Start every child in order; if one cannot start, undo and fail."""
+        """Start every child in order; if one cannot start, undo and fail at once.
+
+        OTP's rule: a child that fails while the tree is *starting* is not
+        restarted. The children already started stop in reverse order, the
+        supervisor reports :class:`ChildStartError` (whose cause is the
+        child's own error) through its link as its exit, and stops.
+        """
         try:
             self._start_from(0)
-        except Exception as exc:
+        except ChildStartError as exc:
+            self._exit = SupervisorExit(str(exc), gave_up=True, child_id=exc.child_id)
             self._stop_from(0)
-            self.table.close(f"a child failed to start: {exc}")
-            raise
+            self.table.close(str(exc))
+            logger.error("Supervisor could not start: %s", exc)
+            self._report_exit(crashed=True, error=exc)
+            self.stop()
+            return
         logger.info(
             "Supervisor started %s", ", ".join(c.spec.id for c in self._children)
         )
 
     def on_child_stop(self) -> None:
         """Stop every child in reverse order (each drains what it holds)."""
-        self._stop_from(0)
-        self._finish(SupervisorExit("stopped", gave_up=False))
+        stragglers = self._stop_from(0)
+        reason = "stopped"
+        if stragglers:
+            reason += f"; still running: {', '.join(stragglers)}"
+        self._finish(SupervisorExit(reason, gave_up=False))
 
     def on_child_failure(self, error: BaseException | None) -> None:
         """Never leave children behind, even if the supervisor itself crashed."""
@@ -325,9 +369,14 @@ class Supervisor(ChildActor):
         return child.ref
 
     def terminate_child(self, child_id: str) -> None:
-        """Stop a child and keep it stopped (its spec stays; see restart_child)."""
+        """Stop a child and keep it stopped (its spec stays; see restart_child).
+
+        Raises:
+            ChildStopError: it did not stop in time; the tree is stopping.
+        """
         child = self._find(child_id)
-        self._stop_child(child)
+        if not self._stop_child(child):
+            self._escalate(child)
         logger.info("Terminated child %s", child_id)
 
     def restart_child(self, child_id: str) -> None:
@@ -335,9 +384,16 @@ class Supervisor(ChildActor):
 
         Unlike OTP, the later children are restarted too, so that they hold
         fresh references to the restarted one.
+
+        Raises:
+            ChildStopError: a child did not stop in time; the tree is stopping.
+            ChildStartError: the child could not start (it is then handled
+                as a crash: restarted within the restart intensity).
         """
         index = self._index(child_id)
-        self._stop_from(index)
+        stragglers = self._stop_from(index)
+        if stragglers:
+            self._escalate(self._find(stragglers[0]))
         self._start_from(index)
         logger.info("Restarted child %s by request", child_id)
 
@@ -360,6 +416,12 @@ class Supervisor(ChildActor):
         raise KeyError(f"no child named {child_id!r}")
 
     def _start_from(self, index: int) -> None:
+        """Start the children from ``index`` on, each after the one before is up.
+
+        Raises:
+            ChildStartError: a child failed in ``on_start`` (the later ones are
+                not started) or did not finish it in time.
+        """
         siblings = {
             c.spec.id: c.ref for c in self._children[:index] if c.ref is not None
         }
@@ -368,32 +430,91 @@ class Supervisor(ChildActor):
             link = _ChildLink(
                 self.actor_ref, child.spec.id, child.incarnation, self.threads
             )
-            ref = child.spec.start(StartContext(link=link, siblings=dict(siblings)))
+            child.link = link
+            try:
+                ref = child.spec.start(StartContext(link=link, siblings=dict(siblings)))
+            except Exception as exc:  # deliberate: any failure to start is reported
+                raise ChildStartError(
+                    f"child {child.spec.id} could not start: {exc}",
+                    child_id=child.spec.id,
+                ) from exc
             child.ref = ref
+            try:
+                error = link.wait_started(child.spec.start_timeout)
+            except TimeoutError as exc:
+                raise ChildStartError(
+                    f"child {child.spec.id} {exc}", child_id=child.spec.id
+                ) from exc
+            if error is not None:
+                raise ChildStartError(
+                    f"child {child.spec.id} could not start: {error}",
+                    child_id=child.spec.id,
+                ) from error
             siblings[child.spec.id] = ref
             self.table.set(child.spec.id, ref)
             logger.debug("Started child %s (%s)", child.spec.id, ref)
 
-    def _stop_from(self, index: int) -> None:
-        for child in reversed(self._children[index:]):
-            self._stop_child(child)
+    def _stop_from(self, index: int) -> list[str]:
+        """Stop the children from ``index`` on, in reverse; return any still running."""
+        return [
+            child.spec.id
+            for child in reversed(self._children[index:])
+            if not self._stop_child(child)
+        ]
 
-    def _stop_child(self, child: _Child) -> None:
+    def _stop_child(self, child: _Child) -> bool:
+        """Stop a child within its shutdown deadline; False if it is still running.
+
+        The child counts as stopped once its thread has ended: Pykka marks an
+        actor dead before its ``on_stop`` runs, so liveness alone would miss
+        a child stuck there.
+        """
         ref, child.ref = child.ref, None
+        link, child.link = child.link, None
         child.incarnation += 1  # its exit report is now expected: ignore it
         self.table.remove(child.spec.id)
         if ref is None:
-            return
+            return True
+        deadline = time.monotonic() + child.spec.shutdown
         try:
-            stopped = ref.stop(block=True, timeout=child.spec.shutdown)
+            ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:
-            stopped = False
-        if not stopped and ref.is_alive():
+            pass
+        thread = None if link is None else link.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            stopped = not thread.is_alive()
+        else:
+            stopped = not ref.is_alive()
+        if not stopped:
             logger.error(
-                "Child %s did not stop within %.1f s; left to finish on its own",
+                "Child %s did not stop within %.1f s; it may still be running",
                 child.spec.id,
                 child.spec.shutdown,
             )
+        return stopped
+
+    def _escalate(self, child: _Child) -> None:
+        """A child would not stop: never start another beside it; stop the tree.
+
+        Raises:
+            ChildStopError: always, for a caller of the proxy API.
+        """
+        reason = (
+            f"child {child.spec.id} did not stop within {child.spec.shutdown:g} s; "
+            "a second one must not run beside it"
+        )
+        self._give_up(reason, child.spec.id)
+        raise ChildStopError(reason, child_id=child.spec.id)
+
+    def _give_up(self, reason: str, child_id: str) -> None:
+        """Stop every child in reverse order, report why, and stop the supervisor."""
+        logger.error("Supervisor gives up and stops the tree: %s", reason)
+        stragglers = self._stop_from(0)
+        if stragglers:
+            reason += f"; still running: {', '.join(stragglers)}"
+        self._finish(SupervisorExit(reason, gave_up=True, child_id=child_id))
+        self.actor_ref.tell(_StopSelf())
 
     def _on_child_exited(self, message: ChildExited) -> None:
         if self._exit is not None:
@@ -421,14 +542,12 @@ class Supervisor(ChildActor):
         while self._restart_times and self._restart_times[0] <= now - self._max_seconds:
             self._restart_times.popleft()
         if len(self._restart_times) > self._max_restarts:
-            reason = (
+            self._stop_child(child)
+            self._give_up(
                 f"child {child.spec.id} {how}: more than {self._max_restarts} "
-                f"restarts within {self._max_seconds:g} s"
+                f"restarts within {self._max_seconds:g} s",
+                child.spec.id,
             )
-            logger.error("Supervisor gives up and stops the tree: %s", reason)
-            self._stop_from(0)
-            self._finish(SupervisorExit(reason, gave_up=True, child_id=child.spec.id))
-            self.actor_ref.tell(_StopSelf())
             return
         later = [c.spec.id for c in self._children[index + 1 :]]
         logger.error(
@@ -437,19 +556,29 @@ class Supervisor(ChildActor):
             how,
             f" and {', '.join(later)}" if later else "",
         )
-        child.ref = None
-        self._stop_from(index + 1)
+        # The crashed child and every later one must be gone (their threads
+        # ended) before any of them starts again.
+        stragglers = self._stop_from(index)
+        if stragglers:
+            straggler = self._find(stragglers[0])
+            self._give_up(
+                f"child {straggler.spec.id} did not stop within "
+                f"{straggler.spec.shutdown:g} s; a second one must not run beside it",
+                straggler.spec.id,
+            )
+            return
         child.restarts += 1
         for later_child in self._children[index + 1 :]:
             later_child.restarts += 1
         try:
             self._start_from(index)
-        except Exception as exc:  # deliberate: a child that cannot start ends the tree
-            reason = f"child {child.spec.id} could not be restarted: {exc!r}"
-            logger.exception("Supervisor stops the tree: %s", reason)
-            self._stop_from(0)
-            self._finish(SupervisorExit(reason, gave_up=True, child_id=child.spec.id))
-            self.actor_ref.tell(_StopSelf())
+        except ChildStartError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                # It never finished on_start: it cannot be stopped either.
+                self._give_up(str(exc), exc.child_id)
+                return
+            # Its own exit report follows and counts against the intensity.
+            logger.error("%s", exc)
             return
         if self._on_restart is not None:
             for restarted in self._children[index:]:

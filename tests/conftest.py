@@ -29,6 +29,9 @@ class RecordingLink(Link):
     def adopt(self, thread: threading.Thread) -> None:
         self.threads.append(thread)
 
+    def started(self) -> None:
+        pass
+
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:
         self.exits.append((crashed, error))
         self.exited_event.set()

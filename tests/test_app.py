@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from statsyard import DataPoint, StatsYard
-from statsyard.exceptions import NotRunningError
+from statsyard.blocking_queue import Close
+from statsyard.datapoint import now_ms
+from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.supervisor import SupervisorExit
 from tests._stored import stored_points
 
@@ -293,3 +295,125 @@ def test_accounting_balances_when_the_tree_gives_up_mid_stream(
     assert counts.pushed == counts.written + counts.invalid + counts.lost
     assert counts.written + counts.lost == 950
     assert len(stored_points(yard.data_dir)) == counts.written
+
+
+def test_points_lost_before_the_queue_do_not_make_flush_wait_for_ever(
+    make_yard: YardFactory,
+) -> None:
+    """Points refused before reaching the queue take no queue index, so a later
+    flush() waits only for what was queued."""
+    yard = make_yard(ship_metrics=False)
+    yard.push_many(points(50))
+    yard.flush(timeout=WAIT)
+    yard.child("queue").ask(Close(), timeout=WAIT)  # refuses every new point
+    yard.push_many(points(10, start=50))
+    with pytest.raises(StatsYardError):
+        yard.flush(timeout=WAIT)  # the 10 staged points are refused: lost
+    assert yard.counts().lost == 10
+    yard.flush(timeout=1.0)  # nothing queued is left to wait for
+    counts = yard.counts()
+    assert (counts.pushed, counts.written, counts.lost, counts.pending) == (
+        60,
+        50,
+        10,
+        0,
+    )
+
+
+def test_the_errors_a_caller_catches_are_exported_and_say_what_they_mean() -> None:
+    """Everything derives from StatsYardError; a closed queue is a kind of
+    "not running"; timeouts are TimeoutErrors."""
+    import statsyard
+
+    for name in (
+        "ChildStartError",
+        "DataDirectoryInUseError",
+        "FlushTimeout",
+        "NotADataDirectoryError",
+        "NotRunningError",
+        "QueueClosedError",
+        "QueueTimeout",
+        "StatsYardTimeoutError",
+    ):
+        assert name in statsyard.__all__
+        assert issubclass(getattr(statsyard, name), statsyard.StatsYardError)
+    assert issubclass(statsyard.QueueClosedError, statsyard.NotRunningError)
+    assert issubclass(statsyard.QueueTimeout, statsyard.StatsYardTimeoutError)
+    assert issubclass(statsyard.FlushTimeout, statsyard.StatsYardTimeoutError)
+    assert issubclass(statsyard.StatsYardTimeoutError, TimeoutError)
+
+
+def test_flush_raises_what_its_docstring_promises(make_yard: YardFactory) -> None:
+    """NotRunningError when the queue refuses points; FlushTimeout (a
+    TimeoutError) when they are not durable in time, with nothing lost."""
+    import statsyard
+
+    yard = make_yard(ship_metrics=False)
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)
+    yard.push_many(points(10))
+    with pytest.raises(statsyard.FlushTimeout):
+        yard.flush(timeout=0.1)
+    assert yard.counts().lost == 0
+    yard.child("queue").ask(Close(), timeout=WAIT)
+    yard.push_many(points(10, start=10))
+    with pytest.raises(NotRunningError):
+        yard.flush(timeout=WAIT)
+    yard.stop(timeout=0.5)  # the 10 queued points cannot drain: no consumer
+
+
+def test_queue_gauges_read_from_other_threads_are_never_skipped_or_torn(
+    make_yard: YardFactory,
+) -> None:
+    """The queue's contents change in the queue's thread while the shipper
+    and the host read them: reads are consistent and never fail."""
+    yard = make_yard(batch_size=7, queue_capacity=50, ship_metrics=False)
+    done = threading.Event()
+    samples: list[dict[str, float]] = []
+
+    def read() -> None:
+        while not done.is_set():
+            samples.append(
+                {s.name: s.value for s in yard.registry.collect() if "queue" in s.name}
+            )
+
+    def push(n: int) -> None:
+        yard.push_many(points(1500, start=n * 1500))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    pushers = [threading.Thread(target=push, args=(n,)) for n in range(3)]
+    for thread in pushers:
+        thread.start()
+    for thread in pushers:
+        thread.join(WAIT)
+    yard.flush(timeout=WAIT)
+    done.set()
+    reader.join(WAIT)
+    errors = [s for s in yard.registry.collect() if s.name == "metrics.gauge_errors"]
+    assert errors == []
+    assert len(samples) > 10
+    for sample in samples:
+        assert 0 <= sample["queue.size"] <= 50
+        assert sample["queue.in_flight"] >= 0
+
+
+def test_points_without_a_timestamp_are_stamped_when_pushed(
+    make_yard: YardFactory,
+) -> None:
+    """Not when validated: a point that waits in the queue (or is redelivered
+    after a crash) keeps the time push() took it."""
+    yard = make_yard(ship_metrics=False)
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # held in queue
+    before = now_ms()
+    yard.push(("one.by.one", "e", 1))
+    yard.push_many(
+        [("in.bulk", "e", 2), {"metric": "mapping", "entity": "e", "value": 3}]
+    )
+    after = now_ms()
+    threading.Event().wait(0.2)  # let the clock move on while the points wait
+    yard.supervisor.restart_child("consumer").get(timeout=WAIT)
+    yard.child("consumer").tell("crash")  # and a redelivery on top
+    yard.flush(timeout=WAIT)
+    for metric in ("one.by.one", "in.bulk", "mapping"):
+        [(stamp, _)] = yard.query(metric)["e"]
+        assert before <= stamp <= after, metric

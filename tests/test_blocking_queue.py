@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -218,3 +219,42 @@ def test_closing_fails_parked_callers_and_refuses_new_points(
         parked.get(timeout=WAIT)
     with pytest.raises(QueueClosedError):
         queue.push("late")
+
+
+def test_timed_out_means_not_queued_even_across_a_restart(
+    link: RecordingLink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client never reports a timeout of its own: a parked push left by a
+    dead queue is decided by its successor, and the caller hears that answer."""
+    monkeypatch.setattr("statsyard.blocking_queue._GRACE", 0.05, raising=False)
+    contents = QueueContents(capacity=1)
+    ledger = Ledger()
+    first = BlockingQueue.start(contents=contents, ledger=ledger, link=link)
+    current = [first]
+    client = BlockingQueueClient(lambda timeout: current[0])
+    client.push("occupant")
+    outcome: list[object] = []
+    answered = threading.Event()
+
+    def push_late() -> None:
+        try:
+            outcome.append(client.push_many(["late"], timeout=0.1))
+        except QueueTimeout as exc:
+            outcome.append(exc)
+        answered.set()
+
+    threading.Thread(target=push_late, daemon=True).start()
+    for _ in range(1000):  # until the push is parked in the full queue
+        if first.proxy().stats().get(timeout=WAIT).blocked_pushers:
+            break
+    first.stop(timeout=WAIT)  # no queue while the push's deadline passes
+    assert not answered.wait(0.4), f"the client answered by itself: {outcome}"
+    # A consumer took the occupant meanwhile: the successor has room at once.
+    contents.chunks.clear()
+    contents.size = 0
+    second = BlockingQueue.start(contents=contents, ledger=ledger)
+    current[0] = second
+    assert answered.wait(WAIT)
+    assert outcome == [1]
+    assert BlockingQueueClient(second).pop(timeout=WAIT) == "late"
+    second.stop()

@@ -10,15 +10,27 @@ import pykka
 import pytest
 
 from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import ChildCrashError, NotRunningError
+from statsyard.exceptions import ChildCrashError, ChildStartError, NotRunningError
 from statsyard.supervisor import (
     ChildSpec,
     StartContext,
     Supervisor,
     SupervisorExit,
 )
+from tests.conftest import RecordingLink
 
 WAIT = 5.0
+
+
+class RecordingStartLink(RecordingLink):
+    """A recording link that also notes when the actor has started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started_event = threading.Event()
+
+    def started(self) -> None:
+        self.started_event.set()
 
 
 class Journal:
@@ -199,26 +211,6 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
     assert "more than 3 restarts within 5 s" in exits[0].reason
 
 
-def test_a_child_failing_in_on_start_is_noticed_and_restarted(journal: Journal) -> None:
-    """A crash in on_start (no on_failure in Pykka) still reaches the supervisor."""
-    attempts: list[int] = []
-
-    class Flaky(Probe):
-        def on_child_start(self) -> None:
-            attempts.append(1)
-            if len(attempts) == 1:
-                raise RuntimeError("cannot start yet")
-            super().on_child_start()
-
-    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
-        return Flaky.start(name="flaky", journal=journal, siblings={}, link=ctx.link)
-
-    ref = Supervisor.start(specs=[ChildSpec("flaky", start)])
-    assert journal.wait_for(lambda e: "start flaky" in e)
-    assert len(attempts) == 2
-    ref.stop(block=True, timeout=WAIT)
-
-
 def test_a_plain_stop_of_a_permanent_child_is_restarted(
     tree: pykka.ActorRef[Supervisor], journal: Journal
 ) -> None:
@@ -301,3 +293,137 @@ def test_a_base_exception_in_a_child_crashes_only_that_child(
     assert bystander.is_alive()
     assert tree.is_alive()
     bystander.stop()
+
+
+class Stubborn(Probe):
+    """A child whose stop (or current handler) blocks until ``release`` is set."""
+
+    release = threading.Event()
+
+    def on_child_stop(self) -> None:
+        self.journal.add(f"stopping {self.name}")
+        self.release.wait(WAIT)
+        super().on_child_stop()
+
+
+@pytest.mark.parametrize("stuck_in", ["on_stop", "a handler"])
+def test_a_child_that_misses_its_stop_deadline_is_never_started_twice(
+    journal: Journal, caplog: pytest.LogCaptureFixture, stuck_in: str
+) -> None:
+    """Python cannot kill a thread: when a child will not stop within its
+    shutdown deadline, no second incarnation starts beside it; the tree
+    stops and says why, at ERROR."""
+    release = threading.Event()
+    exits: list[SupervisorExit] = []
+
+    class Slow(Stubborn):
+        pass
+
+    Slow.release = release
+
+    def start_slow(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return Slow.start(name="b", journal=journal, siblings={}, link=ctx.link)
+
+    ref = Supervisor.start(
+        specs=[probe_spec("a", journal), ChildSpec("b", start_slow, shutdown=0.2)],
+        on_exit=exits.append,
+    )
+    try:
+        assert journal.wait_for(lambda e: "start b" in e)
+        b = ref.proxy().child("b").get(timeout=WAIT)
+        if stuck_in == "a handler":
+            b.tell(Run(lambda: release.wait(WAIT)))
+        crash(ref, "a")  # rest-for-one must stop b before restarting a
+        assert ref.actor_stopped.wait(WAIT)
+        assert journal.events.count("start a") == 1
+        assert journal.events.count("start b") == 1
+        assert len(exits) == 1
+        assert exits[0].gave_up
+        assert exits[0].child_id == "b"
+        assert "b did not stop within 0.2 s" in exits[0].reason
+        assert any(
+            r.levelname == "ERROR" and "did not stop within" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        release.set()
+
+
+def failing_spec(name: str, journal: Journal, error: Exception) -> ChildSpec:
+    """A child whose on_child_start always raises ``error``."""
+
+    class Failing(Probe):
+        def on_child_start(self) -> None:
+            journal.add(f"attempt {self.name}")
+            raise error
+
+    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return Failing.start(name=name, journal=journal, siblings={}, link=ctx.link)
+
+    return ChildSpec(name, start)
+
+
+def test_a_child_failing_while_the_tree_starts_fails_the_start_at_once(
+    journal: Journal,
+) -> None:
+    """OTP's rule: no restarts while starting; the started children stop in
+    reverse order and the start reports the child's own error."""
+    cause = OSError(98, "Address already in use")
+    before = set(threading.enumerate())
+    link = RecordingStartLink()
+    ref = Supervisor.start(
+        specs=[
+            probe_spec("a", journal),
+            probe_spec("b", journal),
+            failing_spec("c", journal, cause),
+            probe_spec("d", journal),
+        ],
+        max_restarts=100,
+        link=link,
+    )
+    assert link.exited_event.wait(WAIT)
+    assert ref.actor_stopped.wait(WAIT)
+    assert journal.take() == ["start a", "start b", "attempt c", "stop b", "stop a"]
+    crashed, error = link.exits[0]
+    assert crashed
+    assert isinstance(error, ChildStartError)
+    assert error.child_id == "c"
+    assert error.__cause__ is cause
+    assert "c could not start" in str(error)
+    for thread in set(threading.enumerate()) - before:
+        thread.join(WAIT)
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_a_child_failing_to_restart_counts_against_the_intensity(
+    journal: Journal,
+) -> None:
+    """After the tree is up, a child whose restart fails is retried like a
+    crash, until the restart intensity is passed."""
+    attempts: list[int] = []
+    exits: list[SupervisorExit] = []
+
+    class FailsAfterFirst(Probe):
+        def on_child_start(self) -> None:
+            attempts.append(1)
+            if len(attempts) > 1:
+                raise RuntimeError("cannot start again")
+            super().on_child_start()
+
+    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return FailsAfterFirst.start(
+            name="x", journal=journal, siblings={}, link=ctx.link
+        )
+
+    ref = Supervisor.start(
+        specs=[ChildSpec("x", start)],
+        max_restarts=3,
+        max_seconds=60.0,
+        on_exit=exits.append,
+    )
+    assert journal.wait_for(lambda e: "start x" in e)
+    crash(ref, "x")
+    assert ref.actor_stopped.wait(WAIT)
+    assert len(attempts) == 4  # the first start, then three failed restarts
+    assert exits[0].gave_up
+    assert "more than 3 restarts" in exits[0].reason

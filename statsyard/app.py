@@ -32,6 +32,7 @@ from statsyard.blocking_queue import (
     PendingPush,
     close_contents,
 )
+from statsyard.config import GraphiteConfig
 from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
     FlushTimeout,
@@ -39,8 +40,13 @@ from statsyard.exceptions import (
     QueueClosedError,
     StatsYardError,
 )
+from statsyard.graphite_listener import GraphiteListener
 from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
-from statsyard.instrumentation import PipelineInstruments, register_pipeline_gauges
+from statsyard.instrumentation import (
+    ListenerInstruments,
+    PipelineInstruments,
+    register_pipeline_gauges,
+)
 from statsyard.ledger import Counts, Ledger, QueueContents
 from statsyard.metrics import Registry, ShippableStats
 from statsyard.process_stats import ProcessStats
@@ -56,7 +62,7 @@ from statsyard.supervisor import (
 )
 from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
 
-__all__ = ["CONSUMER", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
+__all__ = ["CONSUMER", "GRAPHITE", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,10 @@ QUEUE = "queue"
 WRITER = "writer"
 CONSUMER = "consumer"
 SHIPPER = "shipper"
+GRAPHITE = "graphite"
+
+_GRAPHITE_DRAIN = 5.0
+"""Seconds the Graphite listener may take at stop to queue what it read."""
 
 
 class _HostLink:
@@ -159,6 +169,8 @@ class StatsYard:
         shippable: which histogram and meter statistics ship.
         process_stats: also ship ``vm.*`` process statistics.
         ingest_observer: extra per-batch validation hooks (the stress run's).
+        graphite: run the Graphite plaintext listener with these settings
+            (when ``enabled``); it is the child right after the queue.
         on_exit: called once when the tree has stopped (by itself or by
             ``stop()``) and every point is settled; from StatsYard's linger
             thread, or from the thread that called ``stop()``.
@@ -188,6 +200,7 @@ class StatsYard:
         shippable: ShippableStats | None = None,
         process_stats: bool = True,
         ingest_observer: IngestObserver | None = None,
+        graphite: GraphiteConfig | None = None,
         on_exit: Callable[[SupervisorExit], None] | None = None,
     ) -> None:
         if queue_capacity < 1:
@@ -206,9 +219,15 @@ class StatsYard:
         self.linger = linger
         self._storage_options = storage_options or {}
         self._extra_children = tuple(extra_children)
+        self._graphite = graphite if graphite is not None and graphite.enabled else None
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         self._instruments = PipelineInstruments(self.registry) if instrument else None
+        self._listener_instruments = (
+            ListenerInstruments(self.registry)
+            if instrument and self._graphite is not None
+            else None
+        )
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
             observers[0]
@@ -265,6 +284,22 @@ class StatsYard:
                 contents=self._contents, ledger=self.ledger, link=ctx.link
             )
 
+        def start_graphite(ctx: StartContext) -> pykka.ActorRef[Any]:
+            settings = self._graphite
+            assert settings is not None
+            return GraphiteListener.start(
+                queue=ctx.siblings[QUEUE],
+                host=settings.host,
+                tcp_port=settings.tcp_port,
+                udp_port=settings.udp_port,
+                default_entity=settings.default_entity,
+                max_line_length=settings.max_line_length,
+                max_connections=settings.max_connections,
+                drain_timeout=_GRAPHITE_DRAIN,
+                observer=self._listener_instruments,
+                link=ctx.link,
+            )
+
         def start_writer(ctx: StartContext) -> pykka.ActorRef[Any]:
             return TimestampWriter.start(
                 data_dir=self.data_dir,
@@ -300,8 +335,14 @@ class StatsYard:
                 **self._shipper_options,
             )
 
-        specs = [
-            ChildSpec(QUEUE, start_queue),
+        # The listener needs only the queue, so it comes right after it: a
+        # writer or consumer crash does not drop its connections.
+        specs = [ChildSpec(QUEUE, start_queue)]
+        if self._graphite is not None:
+            specs.append(
+                ChildSpec(GRAPHITE, start_graphite, shutdown=_GRAPHITE_DRAIN + 5.0)
+            )
+        specs += [
             ChildSpec(WRITER, start_writer),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
@@ -386,6 +427,7 @@ class StatsYard:
         if linger is not None and linger is not threading.current_thread():
             linger.join(_remaining(deadline))
         if self._exit is None and self._supervisor_ref is not None:
+            self._stop_input()
             try:
                 self._flush(deadline)
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
@@ -408,6 +450,21 @@ class StatsYard:
             counts.lost,
         )
         return counts
+
+    def _stop_input(self) -> None:
+        """Stop the Graphite listener first: it queues what it read, then flush."""
+        if self._graphite is None or self._supervisor_ref is None:
+            return
+        try:
+            self._table.get(GRAPHITE, 0.0)
+        except NotRunningError:
+            return  # already terminated (the service does it on a signal)
+        try:
+            self.supervisor.terminate_child(GRAPHITE).get(
+                timeout=_GRAPHITE_DRAIN + 10.0
+            )
+        except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
+            logger.error("Could not stop the Graphite listener: %s", exc)
 
     def __enter__(self) -> StatsYard:
         return self.start()

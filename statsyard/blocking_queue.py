@@ -82,10 +82,15 @@ class Push:
     The future completes once every point is queued (perhaps after waiting for
     room), or fails with ``QueueTimeout(accepted=k)`` at ``deadline``
     (a ``time.monotonic()`` value; ``None`` waits forever).
+
+    With ``reply``, tell it instead: the count (or the failure) goes to
+    ``reply``, so a caller that must never block (the Graphite listener's
+    I/O thread) is woken when its push is served rather than polling.
     """
 
     points: tuple[Any, ...]
     deadline: float | None = None
+    reply: Reply | None = None
 
 
 @attrs.frozen(slots=True)
@@ -301,10 +306,16 @@ class BlockingQueue(ChildActor):
 
     # -- handlers -----------------------------------------------------------
 
-    def _on_push(self, message: Push) -> pykka.Future[int]:
+    def _on_push(self, message: Push) -> Reply:
+        reply: Reply = (
+            message.reply if message.reply is not None else pykka.ThreadingFuture()
+        )
         if self._c.closed:
-            raise QueueClosedError("the queue is closed to new points")
-        reply: pykka.Future[int] = pykka.ThreadingFuture()
+            error = QueueClosedError("the queue is closed to new points")
+            if message.reply is None:
+                raise error
+            _fail(reply, error)  # told, not asked: raising would crash the queue
+            return reply
         waiter = _PushWaiter(message.points, reply, message.deadline)
         if not message.points:
             reply.set(0)

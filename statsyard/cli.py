@@ -212,42 +212,10 @@ def storage_options(config: Config) -> dict[str, Any]:
     }
 
 
-def _children(config: Config, holder: list[StatsYard]) -> list[Any]:
-    """The service's extra child: the Graphite listener, pushing into the queue.
-
-    The pipeline's own children and the StatShipper come with StatsYard.
-    """
-    from statsyard.supervisor import ChildSpec, StartContext
-
-    specs: list[ChildSpec] = []
-    if config.graphite.enabled:
-        from statsyard.graphite_listener import GraphiteListener
-
-        graphite = config.graphite
-        drain = 5.0
-
-        def start_graphite(ctx: StartContext) -> Any:
-            return GraphiteListener.start(
-                sink=holder[0].queue,
-                host=graphite.host,
-                tcp_port=graphite.tcp_port,
-                udp_port=graphite.udp_port,
-                default_entity=graphite.default_entity,
-                max_line_length=graphite.max_line_length,
-                max_connections=graphite.max_connections,
-                drain_timeout=drain,
-                link=ctx.link,
-            )
-
-        specs.append(ChildSpec(GRAPHITE, start_graphite, shutdown=drain + 5.0))
-    return specs
-
-
 def build_yard(config: Config, **overrides: Any) -> StatsYard:
     """A StatsYard (not started) configured from ``config``, with its children."""
     from statsyard.app import StatsYard
 
-    holder: list[StatsYard] = []
     options: dict[str, Any] = {
         "queue_capacity": config.pipeline.queue_capacity,
         "batch_size": config.pipeline.batch_size,
@@ -256,7 +224,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
         "max_restarts": config.pipeline.max_restarts,
         "max_seconds": config.pipeline.max_seconds,
         "storage_options": storage_options(config),
-        "extra_children": _children(config, holder),
+        "graphite": config.graphite,
         "ship_metrics": config.metrics.enabled,
         "statsd_host": config.metrics.host,
         "statsd_port": config.metrics.port,
@@ -267,9 +235,7 @@ def build_yard(config: Config, **overrides: Any) -> StatsYard:
     }
     options.update(overrides)
     data_dir = options.pop("data_dir", config.storage.data_dir)
-    yard = StatsYard(data_dir, **options)
-    holder.append(yard)
-    return yard
+    return StatsYard(data_dir, **options)
 
 
 class SignalGate:

@@ -1,7 +1,10 @@
 """Data points and their validation: the seed's ``%DataPoint{}`` and ``validate/1``.
 
 ``validate()`` never raises on bad data: it returns :class:`Valid` or
-:class:`Invalid`, and logs every rejection at WARNING with its reason.
+:class:`Invalid`, and logs rejections at WARNING with their reason (at most
+once a second per kind of problem, with a count of those held back). An
+accepted point is made of plain built-in values only; any exception raised
+while looking at a candidate rejects that candidate, never its caller.
 ``validate_batch()`` is the same check for the hot path, without the
 per-point wrapper objects.
 """
@@ -11,15 +14,20 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
 
+from statsyard._ratelimit import RateLimitedLogger
+
 __all__ = [
+    "MAX_INT_VALUE",
     "MAX_NAME_LENGTH",
     "MAX_TIMESTAMP_MS",
+    "MIN_INT_VALUE",
     "MIN_TIMESTAMP_MS",
     "DataPoint",
     "Invalid",
@@ -88,124 +96,232 @@ class Invalid:
 _FIELDS: Final = ("metric", "entity", "value", "timestamp")
 
 Row = tuple[str, str, int | float, int]
-"""A valid point as a plain tuple: ``(metric, entity, value, timestamp)``."""
+"""A valid point as a plain tuple: ``(metric, entity, value, timestamp)``.
+
+Every item is of the exact built-in type (``str``, ``int`` or ``float``,
+``int``), whatever subclass the candidate carried, so nothing downstream of
+validation ever runs code of the caller's objects.
+"""
+
+MIN_INT_VALUE: Final = -(2**63)
+"""Smallest int value stored: values are signed 64-bit integers or floats."""
+MAX_INT_VALUE: Final = 2**63 - 1
+"""Largest int value stored."""
+
 _INF: Final = math.inf
+# type.__name__'s own descriptor: a metaclass cannot make reading it run code.
+_TYPE_NAME: Final[Any] = type.__dict__["__name__"]
+_REPR_LIMIT: Final = 200
 
 # Names repeat endlessly in a metrics stream, so a name that passed once is
-# remembered. The cache is bounded; when full it is simply cleared.
+# remembered. The cache is bounded; when full it is simply cleared. Only
+# exact ``str`` objects go in, so looking one up runs no caller code.
 _known_good_names: set[str] = set()
 _NAME_CACHE_LIMIT: Final = 100_000
 
+_rejections = RateLimitedLogger(logger)
 
-def _name_problem(field: str, name: object) -> str | None:
-    if type(name) is str and name in _known_good_names:
-        return None
-    if not isinstance(name, str):
-        return f"{field} must be a str, got {type(name).__name__} {name!r}"
-    if not name:
-        return f"{field} must not be empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"{field} must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
-    bad = _BAD_NAME_CHARS.search(name)
+
+class _Rejected(Exception):  # noqa: N818 (internal control flow, never escapes)
+    """Why a candidate is not a valid point (raised and caught in this module)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _safe_repr(value: object) -> str:
+    """``repr(value)``, cut to 200 characters, never raising."""
+    try:
+        text = repr(value)
+        if type(text) is not str:
+            raise TypeError("__repr__ returned a non-str")
+    except BaseException as error:  # noqa: BLE001 (deliberate: any object may fail)
+        _reraise_interrupt(error)
+        return f"<{_type_name(value)} whose repr() failed>"
+    if len(text) > _REPR_LIMIT:
+        return text[:_REPR_LIMIT] + "..."
+    return text
+
+
+def _reraise_interrupt(error: BaseException) -> None:
+    """Re-raise a real Ctrl-C in the main thread; swallow anything else.
+
+    A caller's ``__hash__`` or ``__repr__`` may raise anything, even
+    ``SystemExit``; in an actor that would stop every actor of the process.
+    """
+    if isinstance(error, KeyboardInterrupt) and (
+        threading.current_thread() is threading.main_thread()
+    ):
+        raise error
+
+
+def _type_name(value: object) -> str:
+    name = _TYPE_NAME.__get__(type(value), type)
+    return name if type(name) is str else "object"
+
+
+def _describe(value: object) -> str:
+    return f"{_type_name(value)} {_safe_repr(value)}"
+
+
+def _name(field: str, name: object) -> str:
+    """The name as an exact ``str``, or raise :class:`_Rejected`."""
+    if type(name) is str:
+        if name in _known_good_names:
+            return name
+        text = name
+    elif isinstance(name, str):
+        text = str.__str__(name)  # an exact copy, whatever the subclass overrides
+    else:
+        raise _Rejected(f"{field} must be a str, got {_describe(name)}")
+    if not text:
+        raise _Rejected(f"{field} must not be empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise _Rejected(
+            f"{field} must be at most {MAX_NAME_LENGTH} characters, got {len(text)}"
+        )
+    bad = _BAD_NAME_CHARS.search(text)
     if bad is not None:
-        return (
+        raise _Rejected(
             f"{field} must not contain whitespace or control characters, "
-            f"got {bad.group()!r} at index {bad.start()} of {name!r}"
+            f"got {bad.group()!r} at index {bad.start()} of {_safe_repr(text)}"
         )
     if len(_known_good_names) >= _NAME_CACHE_LIMIT:
         _known_good_names.clear()
-    _known_good_names.add(name)
-    return None
+    _known_good_names.add(text)
+    return text
 
 
-def _value_problem(value: object) -> str | None:
+def _int_in_range(value: int) -> int:
+    if MIN_INT_VALUE <= value <= MAX_INT_VALUE:
+        return value
+    raise _Rejected(
+        "value must be an int that fits in 64 bits "
+        f"({MIN_INT_VALUE} <= value <= {MAX_INT_VALUE}), "
+        f"got an int of {value.bit_length()} bits"
+    )
+
+
+def _finite(value: float) -> float:
+    if math.isfinite(value):
+        return value
+    raise _Rejected(f"value must be a finite number, got {value!r}")
+
+
+def _number(value: object) -> int | float:
+    """The value as an exact ``int`` (64-bit) or finite ``float``, or raise."""
     kind = type(value)
     if kind is float:
-        if math.isfinite(value):  # type: ignore[arg-type]
-            return None
-        return f"value must be a finite number, got {value!r}"
+        return _finite(value)  # type: ignore[arg-type]
     if kind is int:
-        return None
+        return _int_in_range(value)  # type: ignore[arg-type]
     if isinstance(value, bool):
-        return f"value must be a number, not a bool, got {value!r}"
-    if isinstance(value, int | float):  # subclasses, e.g. numpy scalars
-        if math.isfinite(value):
-            return None
-        return f"value must be a finite number, got {value!r}"
-    return f"value must be an int or float, got {type(value).__name__} {value!r}"
+        raise _Rejected(f"value must be a number, not a bool, got {value!r}")
+    # Subclasses (e.g. numpy.float64): read through the base type's own slot,
+    # so an overridden __float__/__int__ is never called.
+    if isinstance(value, float):
+        return _finite(float.__float__(value))
+    if isinstance(value, int):
+        return _int_in_range(int.__int__(value))
+    raise _Rejected(f"value must be an int or float, got {_describe(value)}")
 
 
-def _timestamp_problem(timestamp: object) -> str | None:
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-        return (
-            "timestamp must be an int of milliseconds since the epoch, "
-            f"got {type(timestamp).__name__} {timestamp!r}"
-        )
-    if MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS:
-        return None
-    seconds = 0 < timestamp < MIN_TIMESTAMP_MS
-    hint = " (seconds instead of milliseconds?)" if seconds else ""
-    return (
-        "timestamp must be milliseconds between 2000-01-01 and 2100-01-01 "
-        f"({MIN_TIMESTAMP_MS} <= t < {MAX_TIMESTAMP_MS}), got {timestamp!r}{hint}"
-    )
-
-
-def _check(candidate: Any) -> DataPoint | str:
-    """Return the normalised point, or the reason the candidate is bad."""
-    if type(candidate) is DataPoint:
-        point = candidate
-        metric, entity, value, timestamp = (
-            point.metric,
-            point.entity,
-            point.value,
-            point.timestamp,
-        )
+def _timestamp(timestamp: object) -> int:
+    """The timestamp as an exact ``int`` of ms in range, or raise."""
+    if type(timestamp) is int:
+        stamp: int = timestamp
+    elif isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        stamp = int.__int__(timestamp)
     else:
-        point = None
-        if isinstance(candidate, tuple):
-            if not 3 <= len(candidate) <= 4:
-                return (
-                    "a tuple must be (metric, entity, value[, timestamp]), "
-                    f"got {len(candidate)} items"
-                )
-            metric, entity, value = candidate[0], candidate[1], candidate[2]
-            timestamp = candidate[3] if len(candidate) == 4 else now_ms()
-        elif isinstance(candidate, Mapping):
-            missing = [f for f in _FIELDS[:3] if f not in candidate]
-            if missing:
-                return f"a mapping needs keys {', '.join(missing)}"
-            extra = sorted(str(k) for k in candidate if k not in _FIELDS)
-            if extra:
-                return f"unexpected keys {', '.join(extra)}"
-            metric, entity, value = (
-                candidate["metric"],
-                candidate["entity"],
-                candidate["value"],
-            )
-            timestamp = candidate.get("timestamp", None)
-            if timestamp is None:
-                timestamp = now_ms()
-        else:
-            return (
-                "expected a DataPoint, a (metric, entity, value[, timestamp]) "
-                f"tuple or a mapping, got {type(candidate).__name__}"
-            )
-    problem = (
-        _name_problem("metric", metric)
-        or _name_problem("entity", entity)
-        or _value_problem(value)
-        or _timestamp_problem(timestamp)
+        raise _Rejected(
+            "timestamp must be an int of milliseconds since the epoch, "
+            f"got {_describe(timestamp)}"
+        )
+    if MIN_TIMESTAMP_MS <= stamp < MAX_TIMESTAMP_MS:
+        return stamp
+    seconds = 0 < stamp < MIN_TIMESTAMP_MS
+    hint = " (seconds instead of milliseconds?)" if seconds else ""
+    shown = (
+        stamp if -(10**30) < stamp < 10**30 else f"an int of {stamp.bit_length()} bits"
     )
-    if problem is not None:
-        return problem
-    if point is None:
-        point = DataPoint(metric, entity, value, timestamp)
-    return point
+    raise _Rejected(
+        "timestamp must be milliseconds between 2000-01-01 and 2100-01-01 "
+        f"({MIN_TIMESTAMP_MS} <= t < {MAX_TIMESTAMP_MS}), got {shown}{hint}"
+    )
+
+
+def _fields(candidate: Any) -> tuple[object, object, object, object]:
+    """The four raw fields of a candidate of any accepted shape, or raise."""
+    if type(candidate) is DataPoint:
+        return candidate.metric, candidate.entity, candidate.value, candidate.timestamp
+    if isinstance(candidate, tuple):
+        size = len(candidate)
+        if not 3 <= size <= 4:
+            raise _Rejected(
+                "a tuple must be (metric, entity, value[, timestamp]), "
+                f"got {size} items"
+            )
+        timestamp = candidate[3] if size == 4 else now_ms()
+        return candidate[0], candidate[1], candidate[2], timestamp
+    if isinstance(candidate, Mapping):
+        missing = [f for f in _FIELDS[:3] if f not in candidate]
+        if missing:
+            raise _Rejected(f"a mapping needs keys {', '.join(missing)}")
+        extra = sorted(_safe_repr(k) for k in candidate if k not in _FIELDS)
+        if extra:
+            raise _Rejected(f"unexpected keys {', '.join(extra)}")
+        timestamp = candidate.get("timestamp", None)
+        if timestamp is None:
+            timestamp = now_ms()
+        return candidate["metric"], candidate["entity"], candidate["value"], timestamp
+    raise _Rejected(
+        "expected a DataPoint, a (metric, entity, value[, timestamp]) "
+        f"tuple or a mapping, got {_type_name(candidate)}"
+    )
+
+
+def _check(candidate: Any) -> Row | str:
+    """The candidate as a plain :data:`Row`, or the reason it is rejected.
+
+    Never raises: whatever a caller's object does when it is looked at
+    (a ``__hash__``, ``__eq__``, ``__getitem__`` or ``__len__`` that raises,
+    even ``SystemExit``) rejects that one point and nothing else.
+    """
+    try:
+        metric, entity, value, timestamp = _fields(candidate)
+        return (
+            _name("metric", metric),
+            _name("entity", entity),
+            _number(value),
+            _timestamp(timestamp),
+        )
+    except _Rejected as rejected:
+        return rejected.reason
+    except BaseException as error:  # noqa: BLE001 (deliberate: nothing may crash us)
+        _reraise_interrupt(error)
+        return f"reading the point raised {_describe(error)}"
+
+
+class _Shown:
+    """Formats a candidate for the log only if the line is actually written."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    def __str__(self) -> str:
+        return _safe_repr(self._value)
 
 
 def _log_rejection(candidate: Any, reason: str) -> None:
-    logger.warning("Rejected data point %.200r: %s", candidate, reason)
+    # One key per kind of problem (the reason's first word: metric, entity,
+    # value, timestamp, a tuple, a mapping, ...), so a flood of one kind
+    # logs once a second with a count and another kind still shows up.
+    _rejections.warning(
+        reason.split(" ", 1)[0], "Rejected data point %s: %s", _Shown(candidate), reason
+    )
 
 
 def validate(candidate: Any) -> Valid | Invalid:
@@ -216,17 +332,18 @@ def validate(candidate: Any) -> Valid | Invalid:
             tuple, or a mapping with those keys.
 
     Returns:
-        ``Valid(point)`` with a normalised :class:`DataPoint`, or
-        ``Invalid(candidate, reason)``; rejections are logged at WARNING.
+        ``Valid(point)`` with a :class:`DataPoint` of plain built-in values,
+        or ``Invalid(candidate, reason)``; rejections are logged at WARNING,
+        at most once a second per kind of problem.
     """
     result = _check(candidate)
     if type(result) is str:
         _log_rejection(candidate, result)
         return Invalid(candidate, result)
-    assert isinstance(result, DataPoint)
+    point = DataPoint(*result)
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("Valid data point %r", result)
-    return Valid(result)
+        logger.debug("Valid data point %r", point)
+    return Valid(point)
 
 
 def validate_batch(
@@ -248,8 +365,9 @@ def validate_rows(candidates: Iterable[Any]) -> tuple[list[Row], list[Invalid]]:
 
     Same rules and logging as :func:`validate`, but each valid point comes
     back as a plain :data:`Row` ``(metric, entity, value, timestamp)``: a
-    tuple costs a tenth of a DataPoint to build, and a valid 4-tuple is
-    passed through as it is.
+    tuple costs a tenth of a DataPoint to build, and a 4-tuple of exact
+    built-in values is passed through as it is. Never raises on a bad
+    candidate: any exception while looking at one rejects that one.
 
     Returns:
         The valid rows (in input order) and the rejections.
@@ -260,10 +378,12 @@ def validate_rows(candidates: Iterable[Any]) -> tuple[list[Row], list[Invalid]]:
     debug = logger.isEnabledFor(logging.DEBUG)
     good = _known_good_names
     lowest, highest = MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS
+    smallest, largest = MIN_INT_VALUE, MAX_INT_VALUE
     for candidate in candidates:
-        # Fast path: a 4-tuple or DataPoint with names seen before, a plain
-        # finite number and an in-range int timestamp. Anything else (or
-        # anything odd, such as an unhashable name) takes the full check.
+        # Fast path: a 4-tuple or DataPoint of exact built-in types, names
+        # seen before, a finite float or 64-bit int and an in-range
+        # timestamp. Every test here is on exact types, so none can run a
+        # caller's code or raise; anything else takes the full check.
         kind = type(candidate)
         if kind is tuple and len(candidate) == 4:
             metric, entity, value, timestamp = candidate
@@ -272,22 +392,18 @@ def validate_rows(candidates: Iterable[Any]) -> tuple[list[Row], list[Invalid]]:
             value, timestamp = candidate.value, candidate.timestamp
         else:
             metric = None
-        if metric is not None:
+        if (
+            type(metric) is str
+            and type(entity) is str
+            and type(timestamp) is int
+            and metric in good
+            and entity in good
+            and lowest <= timestamp < highest
+        ):
             value_kind = type(value)
-            try:
-                fast = (
-                    metric in good
-                    and entity in good
-                    and (
-                        value_kind is int
-                        or (value_kind is float and -_INF < value < _INF)
-                    )
-                    and type(timestamp) is int
-                    and lowest <= timestamp < highest
-                )
-            except TypeError:
-                fast = False
-            if fast:
+            if (value_kind is float and -_INF < value < _INF) or (
+                value_kind is int and smallest <= value <= largest
+            ):
                 row = candidate if kind is tuple else (metric, entity, value, timestamp)
                 append_valid(row)
                 if debug:
@@ -298,11 +414,17 @@ def validate_rows(candidates: Iterable[Any]) -> tuple[list[Row], list[Invalid]]:
             _log_rejection(candidate, result)
             invalid.append(Invalid(candidate, result))
         else:
-            point: DataPoint = result  # type: ignore[assignment]
             if kind is tuple and len(candidate) == 4:
-                append_valid(candidate)
-            else:
-                append_valid((point.metric, point.entity, point.value, point.timestamp))
+                # Pass the caller's tuple through if nothing had to be copied.
+                first, second, third, fourth = result  # type: ignore[str-unpack]
+                if (
+                    first is candidate[0]
+                    and second is candidate[1]
+                    and third is candidate[2]
+                    and fourth is candidate[3]
+                ):
+                    result = candidate
+            append_valid(result)  # type: ignore[arg-type]
             if debug:
-                logger.debug("Valid data point %r", point)
+                logger.debug("Valid data point %r", result)
     return valid, invalid

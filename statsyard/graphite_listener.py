@@ -8,11 +8,20 @@ The actor only owns the sockets' lifetime and answers :meth:`addresses` and
   :class:`~statsyard.graphite_protocol.LineStream`. A connection closed in
   the middle of a line loses only that line (counted as ``partial``).
 - **UDP**: each datagram is a batch of complete lines.
-- **Back-pressure**: points go to the sink with the non-blocking
-  ``offer_many``. When the sink is full, a TCP connection keeps the points
-  that did not fit and is not read again until they are queued, so the
-  kernel's buffers fill and the sender slows down: nothing is dropped. A UDP
-  datagram cannot wait: the points that do not fit are dropped and counted.
+- **The queue**: the listener talks only to the queue it was started with
+  (its sibling, given by the supervisor), by ``tell``-ing it a
+  :class:`~statsyard.blocking_queue.Push` whose reply wakes the I/O thread.
+  At most one push is in flight; it waits in the queue's FIFO of parked
+  pushers like any embedded caller, so steady embedded pushers cannot starve
+  it, and while it waits the I/O thread sleeps (no polling).
+- **Back-pressure**: a TCP connection whose points are not yet handed to the
+  queue is not read, so the kernel's buffers fill and the sender slows down:
+  nothing is dropped. UDP cannot wait: up to ``_UDP_PENDING`` points are held,
+  more are dropped and counted.
+- **Its sibling dies**: if the queue is gone the listener stops reading and
+  waits for the supervisor to stop it (rest-for-one), which it then does at
+  once: no call of the I/O thread blocks on an actor, and no lock is held
+  across one.
 - A bad line is rejected, counted by reason, logged at WARNING (at most once
   a second per reason, with the number suppressed), and the connection goes on.
 - If the I/O thread dies of an unexpected error, it tells the actor, which
@@ -24,23 +33,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+import pykka
 
+from statsyard._ratelimit import RateLimitedLogger
+from statsyard.blocking_queue import Push
 from statsyard.child_actor import ChildActor, Link
-from statsyard.exceptions import ListenerError, QueueTimeout
+from statsyard.exceptions import ListenerError
 from statsyard.graphite_protocol import REASONS, GraphiteParser, LineStream, Reject
 
 if TYPE_CHECKING:
     from statsyard.datapoint import Row
 
-__all__ = ["GraphiteListener", "ListenerStats", "PointSink"]
+__all__ = ["GraphiteListener", "ListenerObserver", "ListenerStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +64,45 @@ _READ_SIZE: Final = 256 * 1024
 _UDP_SIZE: Final = 65_535
 _UDP_BURST: Final = 64
 _ACCEPT_BURST: Final = 64
-_RETRY_SECONDS: Final = 0.005
-_LOG_EVERY: Final = 1.0
+_PUSH_POINTS: Final = 50_000
+"""Points gathered into one push (more wait for the next)."""
+_UDP_PENDING: Final = 100_000
+"""UDP points held while a push is in flight; more are dropped."""
+_STOP_POLL: Final = 0.05
+"""At stop only: how often to check that the queue still lives while draining."""
 
 
-class PointSink(Protocol):
-    """Where the listener puts points: the pipeline's queue client."""
+class ListenerObserver:
+    """Hooks the listener calls from its I/O thread; the default does nothing.
 
-    def push_many(
-        self, points: Sequence[Row], *, timeout: float | None = None
-    ) -> int | None:
-        """Queue all points, blocking while full (a count returned is ignored).
+    The metrics wiring overrides them to count lines and connections. Each
+    is called after the listener's own counters (:meth:`GraphiteListener.stats`)
+    are updated, so a test woken by one sees consistent stats.
+    """
 
-        Raises:
-            QueueTimeout: ``timeout`` passed; ``accepted`` says how many were queued.
-        """
+    def listening(self, udp_inode: int | None) -> None:
+        """The listener bound its sockets (``udp_inode``: its UDP socket's inode)."""
 
-    def offer_many(self, points: Sequence[Row]) -> int:
-        """Queue what fits now, never blocking; return how many were queued."""
+    def queued(self, points: int) -> None:
+        """``points`` read lines were queued (one push served)."""
+
+    def rejected(self, reason: str, lines: int) -> None:
+        """``lines`` lines were rejected for ``reason`` (a key of ``REASONS``)."""
+
+    def udp_dropped(self, points: int) -> None:
+        """``points`` good UDP points were dropped: the queue was full."""
+
+    def lost(self, points: int) -> None:
+        """``points`` read were not queued (closed queue, stop, queue gone)."""
+
+    def connection_opened(self) -> None:
+        """A TCP connection was accepted."""
+
+    def connection_closed(self) -> None:
+        """A TCP connection was closed (by either side, or at stop)."""
+
+    def connection_refused(self) -> None:
+        """A TCP connection was closed at once: ``max_connections`` were open."""
 
 
 @attrs.frozen
@@ -83,7 +118,7 @@ class ListenerStats:
     udp_datagrams: int
     """Datagrams received."""
     udp_points_dropped: int
-    """Good points from datagrams that did not fit in a full sink."""
+    """Good points from datagrams dropped because the queue was full."""
     connections_open: int
     """TCP connections open now."""
     connections_total: int
@@ -91,7 +126,10 @@ class ListenerStats:
     connections_refused: int
     """TCP connections closed at once because ``max_connections`` were open."""
     points_lost_at_stop: int
-    """Points read from TCP but not queued before the stop's drain timeout."""
+    """Points read but not known to be queued: not queued before the stop's
+    drain timeout, refused by a closed queue, or held when the queue died."""
+    pushes: int
+    """Push messages sent to the queue (at most one in flight)."""
 
 
 @attrs.frozen
@@ -101,31 +139,10 @@ class _IoFailed:
     error: BaseException
 
 
-class _RateLimitedLog:
-    """At most one WARNING per key per interval; counts what it held back."""
-
-    def __init__(self, interval: float = _LOG_EVERY) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self._interval) < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        self._last[key] = now
-        held = self._held.pop(key, 0)
-        if held:
-            logger.warning(message + " (%d more suppressed)", *args, held)
-        else:
-            logger.warning(message, *args)
-
-
 class _Connection:
-    """One TCP client: its socket, its line stream and the points waiting for room."""
+    """One TCP client: its socket, its line stream and the points not yet pushed."""
 
-    __slots__ = ("eof", "peer", "pending", "sock", "stream")
+    __slots__ = ("eof", "peer", "pending", "reading", "sock", "stream", "waiting")
 
     def __init__(self, sock: socket.socket, peer: str, stream: LineStream) -> None:
         self.sock = sock
@@ -133,6 +150,44 @@ class _Connection:
         self.stream = stream
         self.pending: list[Row] = []
         self.eof = False
+        self.reading = True
+        """Registered with the selector (not while its points wait)."""
+        self.waiting = False
+        """In the queue of connections whose points wait for the next push."""
+
+
+class _Submission:
+    """One push in flight: the reply slot the queue completes, from its thread.
+
+    Completing it records the answer and wakes the I/O thread through the
+    wake socket. It never raises: the queue calls it from its own handlers.
+    """
+
+    __slots__ = ("_wake", "error", "finished", "queued", "size")
+
+    def __init__(self, size: int, wake: Callable[[], None]) -> None:
+        self.size = size
+        self.queued = 0
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+        self._wake = wake
+
+    def set(self, value: Any = None) -> None:
+        """All points were queued (``value`` is the count)."""
+        self.queued = value if type(value) is int else self.size
+        self._done()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        """Some points were not queued (``accepted`` on the error says how many)."""
+        error = exc_info[1] if exc_info is not None else None
+        self.error = error
+        accepted = getattr(error, "accepted", 0)
+        self.queued = accepted if type(accepted) is int else 0
+        self._done()
+
+    def _done(self) -> None:
+        self.finished.set()
+        self._wake()
 
 
 _ACCEPT: Final = "accept"
@@ -165,10 +220,10 @@ def _peer_name(address: Any) -> str:
 
 
 class GraphiteListener(ChildActor):
-    """Serves Carbon's plaintext protocol on TCP and UDP into a point sink.
+    """Serves Carbon's plaintext protocol on TCP and UDP into the queue.
 
     Args:
-        sink: where points go (the pipeline's queue client).
+        queue: the BlockingQueue's ref (the sibling the supervisor gives).
         host: address to listen on.
         tcp_port: TCP port; 0 picks a free one (see :meth:`addresses`).
         udp_port: UDP port; 0 picks a free one.
@@ -176,20 +231,19 @@ class GraphiteListener(ChildActor):
         max_line_length: longest accepted line in bytes.
         max_connections: concurrent TCP connections; more are closed at once.
         link: the supervisor's link.
-        on_reject: called from the I/O thread with ``(reason, count)`` for
-            rejected lines (e.g. a metrics counter).
-        on_drop: called from the I/O thread with the number of UDP points
-            dropped because the sink was full.
+        observer: hooks called from the I/O thread (metrics).
         drain_timeout: at stop, how long to wait for room for points already
-            read from TCP connections before counting them lost.
+            read before counting them lost.
         recv_buffer_bytes: kernel receive buffer of each TCP connection, or
             None for the system's (self-tuning) default.
+        udp_pending: UDP points held while a push is in flight; more are
+            dropped (and counted).
     """
 
     def __init__(
         self,
         *,
-        sink: PointSink,
+        queue: pykka.ActorRef[Any],
         host: str = "127.0.0.1",
         tcp_port: int = 2003,
         udp_port: int = 2003,
@@ -197,21 +251,21 @@ class GraphiteListener(ChildActor):
         max_line_length: int = 4096,
         max_connections: int = 1000,
         link: Link | None = None,
-        on_reject: Callable[[str, int], None] | None = None,
-        on_drop: Callable[[int], None] | None = None,
+        observer: ListenerObserver | None = None,
         drain_timeout: float = 5.0,
         recv_buffer_bytes: int | None = None,
+        udp_pending: int = _UDP_PENDING,
     ) -> None:
         super().__init__(link=link)
-        self._sink = sink
+        self._queue = queue
         self._host = host
         self._ports = (tcp_port, udp_port)
         self._parser = GraphiteParser(
             default_entity=default_entity, max_line_length=max_line_length
         )
         self._max_connections = max_connections
-        self._on_reject = on_reject
-        self._on_drop = on_drop
+        self._observer = observer if observer is not None else ListenerObserver()
+        self._udp_limit = udp_pending
         self._drain_timeout = drain_timeout
         self._recv_buffer = recv_buffer_bytes
         self._tcp: socket.socket | None = None
@@ -220,8 +274,14 @@ class GraphiteListener(ChildActor):
         self._wake_w: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._log = _RateLimitedLog()
-        # Counters: written by the I/O thread, read by stats(), both under _lock.
+        self._log = RateLimitedLogger(logger)
+        # I/O thread only: the push in flight and the points waiting for it.
+        self._inflight: _Submission | None = None
+        self._waiting: deque[_Connection] = deque()
+        self._udp_pending: list[Row] = []
+        self._queue_gone = False
+        # Counters: written by the I/O thread, read by stats(), both under
+        # _lock, which is never held across anything but the update itself.
         self._lock = threading.Lock()
         self._accepted = 0
         self._rejected = dict.fromkeys(REASONS, 0)
@@ -231,6 +291,7 @@ class GraphiteListener(ChildActor):
         self._total = 0
         self._refused = 0
         self._lost = 0
+        self._pushes = 0
 
     # -- actor hooks (actor thread) -----------------------------------------
 
@@ -254,6 +315,11 @@ class GraphiteListener(ChildActor):
         except OSError:
             self._close_sockets()
             raise
+        try:
+            inode: int | None = os.fstat(self._udp.fileno()).st_ino
+        except OSError:
+            inode = None
+        self._observer.listening(inode)
         self._thread = threading.Thread(
             target=self._serve, name="statsyard-graphite-io", daemon=True
         )
@@ -317,15 +383,14 @@ class GraphiteListener(ChildActor):
                 connections_total=self._total,
                 connections_refused=self._refused,
                 points_lost_at_stop=self._lost,
+                pushes=self._pushes,
             )
 
     # -- shutdown --------------------------------------------------------------
 
     def _close(self) -> None:
         self._stopping.set()
-        if self._wake_w is not None:
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
+        self._wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self._drain_timeout + 5.0)
@@ -342,6 +407,13 @@ class GraphiteListener(ChildActor):
                     sock.close()
                 setattr(self, name, None)
 
+    def _wake(self) -> None:
+        """Wake the I/O thread; safe from any thread, never raises."""
+        sock = self._wake_w
+        if sock is not None:
+            with contextlib.suppress(Exception):  # closed or full: a wake is due
+                sock.send(b"x")
+
     # -- the I/O thread --------------------------------------------------------
 
     def _serve(self) -> None:
@@ -350,16 +422,24 @@ class GraphiteListener(ChildActor):
         try:
             self._loop(selector, connections)
         except Exception as error:  # deliberate: the thread's boundary
-            lost = sum(len(c.pending) for c in connections.values())
+            lost = self._held_points(connections)
             logger.exception("The Graphite I/O thread failed (%d points lost)", lost)
-            for connection in connections.values():
-                self._drop_connection(connection)
+            with contextlib.suppress(Exception):  # deliberate: the observer may fail
+                self._count_lost(lost)
+            for connection in list(connections.values()):
+                with contextlib.suppress(Exception):  # deliberate: closing goes on
+                    self._finish(connections, connection)
             if not self._stopping.is_set():
                 self.actor_ref.tell(_IoFailed(error))
         else:
             self._drain_at_stop(connections)
         finally:
             selector.close()
+
+    def _held_points(self, connections: dict[socket.socket, _Connection]) -> int:
+        return len(self._udp_pending) + sum(
+            len(c.pending) for c in connections.values()
+        )
 
     def _loop(
         self,
@@ -372,10 +452,9 @@ class GraphiteListener(ChildActor):
         selector.register(self._tcp, selectors.EVENT_READ, _ACCEPT)
         selector.register(self._udp, selectors.EVENT_READ, _UDP)
         selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        blocked: list[_Connection] = []
         while not self._stopping.is_set():
-            events = selector.select(_RETRY_SECONDS if blocked else None)
-            for key, _ in events:
+            # No timeout: a push served, a socket ready or a stop wakes us.
+            for key, _ in selector.select():
                 tag = key.data
                 if tag is _ACCEPT:
                     self._accept(selector, connections)
@@ -383,13 +462,95 @@ class GraphiteListener(ChildActor):
                     self._read_udp()
                 elif tag is _WAKE:
                     with contextlib.suppress(OSError):
-                        self._wake_r.recv(64)
+                        self._wake_r.recv(4096)
                 else:
-                    self._read(selector, connections, tag, blocked)
+                    self._read(selector, connections, tag)
                 if self._stopping.is_set():
                     return
-            if blocked:
-                self._retry(selector, connections, blocked)
+            self._pump(selector, connections)
+
+    def _pump(
+        self,
+        selector: selectors.BaseSelector,
+        connections: dict[socket.socket, _Connection],
+    ) -> None:
+        """Settle the push in flight if served; send the next; hold the rest."""
+        inflight = self._inflight
+        if inflight is not None:
+            if not inflight.finished.is_set():
+                self._hold_waiting(selector)
+                return
+            self._inflight = None
+            self._settle(inflight)
+        if self._queue_gone:
+            self._hold_waiting(selector)
+            return
+        points, self._udp_pending = self._udp_pending, []
+        taken: list[_Connection] = []
+        while self._waiting and len(points) < _PUSH_POINTS:
+            connection = self._waiting.popleft()
+            connection.waiting = False
+            points.extend(connection.pending)
+            connection.pending = []
+            taken.append(connection)
+        if points:
+            self._submit(points)
+        for connection in taken:
+            if connection.eof:
+                self._finish(connections, connection)
+            elif not connection.reading and not self._queue_gone:
+                selector.register(connection.sock, selectors.EVENT_READ, connection)
+                connection.reading = True
+        self._hold_waiting(selector)
+
+    def _hold_waiting(self, selector: selectors.BaseSelector) -> None:
+        """Stop reading connections whose points wait: back-pressure for TCP."""
+        for connection in self._waiting:
+            if connection.reading:
+                selector.unregister(connection.sock)
+                connection.reading = False
+
+    def _submit(self, points: list[Row], deadline: float | None = None) -> None:
+        """Tell the queue one push; its reply wakes this thread when served."""
+        submission = _Submission(len(points), self._wake)
+        try:
+            self._queue.tell(Push(tuple(points), deadline, reply=submission))
+        except pykka.ActorDeadError:
+            self._on_queue_gone(len(points))
+            return
+        self._inflight = submission
+        with self._lock:
+            self._pushes += 1
+
+    def _on_queue_gone(self, lost: int) -> None:
+        if not self._queue_gone:
+            self._queue_gone = True
+            logger.warning(
+                "The queue is gone: the Graphite listener stops reading until "
+                "the supervisor restarts it"
+            )
+        self._count_lost(lost)
+
+    def _settle(self, submission: _Submission) -> None:
+        with self._lock:
+            self._accepted += submission.queued
+        if submission.queued:
+            self._observer.queued(submission.queued)
+        missed = submission.size - submission.queued
+        if missed:
+            self._log.warning(
+                "not-queued",
+                "%d Graphite points were not queued: %s",
+                missed,
+                submission.error,
+            )
+            self._count_lost(missed)
+
+    def _count_lost(self, points: int) -> None:
+        if points:
+            with self._lock:
+                self._lost += points
+            self._observer.lost(points)
 
     def _accept(
         self,
@@ -412,6 +573,7 @@ class GraphiteListener(ChildActor):
                 with self._lock:
                     self._refused += 1
                 sock.close()
+                self._observer.connection_refused()
                 self._log.warning(
                     "refused",
                     "Refused Graphite connection from %s: %d connections open",
@@ -426,6 +588,7 @@ class GraphiteListener(ChildActor):
             with self._lock:
                 self._open += 1
                 self._total += 1
+            self._observer.connection_opened()
             logger.debug("Graphite connection from %s", peer)
 
     def _read(
@@ -433,7 +596,6 @@ class GraphiteListener(ChildActor):
         selector: selectors.BaseSelector,
         connections: dict[socket.socket, _Connection],
         connection: _Connection,
-        blocked: list[_Connection],
     ) -> None:
         try:
             data = connection.sock.recv(_READ_SIZE)
@@ -446,53 +608,29 @@ class GraphiteListener(ChildActor):
             data = b""
         if not data:
             connection.eof = True
-            selector.unregister(connection.sock)
+            if connection.reading:
+                selector.unregister(connection.sock)
+                connection.reading = False
             lost = connection.stream.close()
             if lost is not None:
                 self._count_rejects([lost], connection.peer)
-            if connection.pending:
-                blocked.append(connection)
-            else:
+            if not connection.waiting:
                 self._finish(connections, connection)
             return
         points, rejects = connection.stream.feed(data)
         if rejects:
             self._count_rejects(rejects, connection.peer)
         if points:
-            with self._lock:
-                queued = self._sink.offer_many(points)
-                self._accepted += queued
-            if queued < len(points):
-                connection.pending = points[queued:]
-                selector.unregister(connection.sock)
-                blocked.append(connection)
-
-    def _retry(
-        self,
-        selector: selectors.BaseSelector,
-        connections: dict[socket.socket, _Connection],
-        blocked: list[_Connection],
-    ) -> None:
-        """Offer the waiting points again, oldest connection first."""
-        while blocked:
-            connection = blocked[0]
-            with self._lock:
-                queued = self._sink.offer_many(connection.pending)
-                self._accepted += queued
-            if queued < len(connection.pending):
-                connection.pending = connection.pending[queued:]
-                return  # still full: try again after the next wait
-            connection.pending = []
-            blocked.pop(0)
-            if connection.eof:
-                self._finish(connections, connection)
-            else:
-                selector.register(connection.sock, selectors.EVENT_READ, connection)
+            connection.pending.extend(points)
+            if not connection.waiting:
+                connection.waiting = True
+                self._waiting.append(connection)
 
     def _read_udp(self) -> None:
         assert self._udp is not None
-        points: list[Row] = []
         datagrams = 0
+        dropped = 0
+        pending = self._udp_pending
         for _ in range(_UDP_BURST):
             try:
                 data, address = self._udp.recvfrom(_UDP_SIZE)
@@ -502,24 +640,22 @@ class GraphiteListener(ChildActor):
                 logger.debug("Graphite UDP receive failed: %s", error)
                 break
             datagrams += 1
-            more, rejects, _ = self._parser.parse_lines(data, final=True)
+            points, rejects, _ = self._parser.parse_lines(data, final=True)
             if rejects:
                 self._count_rejects(rejects, _peer_name(address))
-            points.extend(more)
-        queued = 0
+            room = self._udp_limit - len(pending)
+            if len(points) > room:
+                dropped += len(points) - max(room, 0)
+                points = points[: max(room, 0)]
+            pending.extend(points)
         with self._lock:
-            if points:
-                queued = self._sink.offer_many(points)
-                self._accepted += queued
-                self._dropped += len(points) - queued
             self._datagrams += datagrams
-        dropped = len(points) - queued
+            self._dropped += dropped
         if dropped:
             self._log.warning(
                 "udp-drop", "Dropped %d Graphite UDP points: the queue is full", dropped
             )
-            if self._on_drop is not None:
-                self._on_drop(dropped)
+            self._observer.udp_dropped(dropped)
 
     def _count_rejects(self, rejects: Sequence[Reject], peer: str) -> None:
         counts: dict[str, int] = {}
@@ -538,8 +674,7 @@ class GraphiteListener(ChildActor):
                 REASONS[reason],
                 example.line,
             )
-            if self._on_reject is not None:
-                self._on_reject(reason, count)
+            self._observer.rejected(reason, count)
 
     def _finish(
         self, connections: dict[socket.socket, _Connection], connection: _Connection
@@ -549,46 +684,63 @@ class GraphiteListener(ChildActor):
             connection.sock.close()
         with self._lock:
             self._open -= 1
+        self._observer.connection_closed()
         logger.debug("Graphite connection from %s closed", connection.peer)
 
-    def _drop_connection(self, connection: _Connection) -> None:
-        with contextlib.suppress(OSError):
-            connection.sock.close()
-
     def _drain_at_stop(self, connections: dict[socket.socket, _Connection]) -> None:
-        """Stop accepting, then queue what was already read, within drain_timeout."""
+        """Stop accepting, then queue what was already read, within drain_timeout.
+
+        Bounded twice over: by ``drain_timeout``, and by the queue's life. If
+        the queue died (the usual reason a sibling is stopped), nothing can be
+        queued, so the listener stops at once and counts what it held.
+        """
         for sock in (self._tcp, self._udp):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
         deadline = time.monotonic() + self._drain_timeout
-        lost = 0
+        points, self._udp_pending = self._udp_pending, []
         partial: list[Reject] = []
         for connection in list(connections.values()):
-            pending = connection.pending
+            points.extend(connection.pending)
             connection.pending = []
-            if pending:
-                try:
-                    self._sink.push_many(
-                        pending, timeout=max(0.0, deadline - time.monotonic())
-                    )
-                    queued = len(pending)
-                except QueueTimeout as timeout:
-                    queued = timeout.accepted
-                with self._lock:
-                    self._accepted += queued
-                lost += len(pending) - queued
             cut = connection.stream.close()
             if cut is not None:
                 partial.append(cut)
             self._finish(connections, connection)
+        self._waiting.clear()
         if partial:
             self._count_rejects(partial, "connections closed at stop")
-        if lost:
-            with self._lock:
-                self._lost += lost
+        inflight = self._inflight
+        if inflight is not None and self._await(inflight, deadline):
+            self._inflight = None
+            self._settle(inflight)
+            inflight = None
+        if inflight is None and points and not self._queue_gone:
+            self._submit(points, deadline)
+            inflight, points = self._inflight, []
+            if inflight is not None and self._await(inflight, deadline):
+                self._inflight = None
+                self._settle(inflight)
+                inflight = None
+        lost = len(points) + (inflight.size if inflight is not None else 0)
+        self._inflight = None
+        self._count_lost(lost)
+        with self._lock:
+            total_lost = self._lost
+        if total_lost:
             logger.error(
-                "Graphite listener stopped with %d points it could not queue in %.1f s",
-                lost,
-                self._drain_timeout,
+                "Graphite listener stopped with %d points not known to be queued",
+                total_lost,
             )
+
+    def _await(self, submission: _Submission, deadline: float) -> bool:
+        """Wait for a push to be served while the queue lives, up to the deadline.
+
+        The queue itself fails a push at its deadline; one second of grace
+        covers the message's way back.
+        """
+        while not submission.finished.wait(_STOP_POLL):
+            if not self._queue.is_alive() or time.monotonic() > deadline + 1.0:
+                return False
+        return True

@@ -8,12 +8,24 @@ cost nothing on the hot path.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Sequence
+from typing import Final
+
+from statsyard.graphite_listener import ListenerObserver
+from statsyard.graphite_protocol import REASONS
 from statsyard.ingest_consumer import IngestObserver
 from statsyard.ledger import Ledger, QueueContents
 from statsyard.metrics import Registry
 from statsyard.timestamp_writer import WriterObserver
 
-__all__ = ["PipelineInstruments", "register_pipeline_gauges"]
+__all__ = [
+    "ListenerInstruments",
+    "PipelineInstruments",
+    "register_pipeline_gauges",
+    "udp_socket_drops",
+]
 
 
 class PipelineInstruments(IngestObserver, WriterObserver):
@@ -60,3 +72,104 @@ def register_pipeline_gauges(
     registry.gauge("queue.in_flight", lambda: contents.snapshot().in_flight)
     registry.gauge("queue.blocked_pushers", lambda: contents.snapshot().blocked_pushers)
     registry.gauge("queue.blocked_poppers", lambda: contents.snapshot().blocked_poppers)
+
+
+_UDP_TABLES: Final = ("/proc/net/udp", "/proc/net/udp6")
+
+
+def udp_socket_drops(
+    inode: int, tables: Sequence[str | os.PathLike[str]] = _UDP_TABLES
+) -> int | None:
+    """Datagrams the kernel dropped on the UDP socket ``inode``; None if unknown.
+
+    Linux counts them per socket (a full receive buffer) in the last column,
+    ``drops``, of ``/proc/net/udp`` and ``/proc/net/udp6``.
+    """
+    wanted = str(inode)
+    for table in tables:
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows, None)  # the header
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) >= 13 and fields[9] == wanted:
+                        return int(fields[12])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class ListenerInstruments(ListenerObserver):
+    """Ships the Graphite listener's lines, drops and connections (docs/metrics.md).
+
+    One object serves every incarnation of the listener, so its counters
+    carry on across restarts; every name is registered at once so that it
+    ships from the first interval, 0 until something happens.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self._accepted = registry.counter("graphite.lines.accepted")
+        self._rejected = {
+            reason: registry.counter("graphite.lines.rejected", tags={"reason": reason})
+            for reason in REASONS
+        }
+        self._udp_dropped = registry.counter("graphite.udp.dropped")
+        self._lost = registry.counter("graphite.points.lost")
+        self._opened = registry.counter("graphite.connections.opened")
+        self._closed = registry.counter("graphite.connections.closed")
+        self._refused = registry.counter("graphite.connections.refused")
+        self._open_gauge = registry.gauge("graphite.connections.open")
+        self._open_gauge.set(0)
+        self._lock = threading.Lock()
+        self._open = 0
+        self._udp_inode: int | None = None
+        if os.path.exists(_UDP_TABLES[0]):
+            registry.gauge("graphite.udp.kernel_drops", self._kernel_drops)
+
+    def _kernel_drops(self) -> float:
+        inode = self._udp_inode
+        drops = None if inode is None else udp_socket_drops(inode)
+        return float(drops or 0)
+
+    def listening(self, udp_inode: int | None) -> None:
+        """A (new) listener bound its UDP socket: read that socket's drops."""
+        self._udp_inode = udp_inode
+        with self._lock:
+            self._open = 0
+            self._open_gauge.set(0)
+
+    def queued(self, points: int) -> None:
+        """Lines queued."""
+        self._accepted.inc(points)
+
+    def rejected(self, reason: str, lines: int) -> None:
+        """Lines rejected, by reason."""
+        counter = self._rejected.get(reason)
+        if counter is not None:
+            counter.inc(lines)
+
+    def udp_dropped(self, points: int) -> None:
+        """Good UDP points dropped by the listener (the queue was full)."""
+        self._udp_dropped.inc(points)
+
+    def lost(self, points: int) -> None:
+        """Points read but not queued."""
+        self._lost.inc(points)
+
+    def connection_opened(self) -> None:
+        """A TCP connection was accepted."""
+        self._opened.inc()
+        with self._lock:
+            self._open += 1
+            self._open_gauge.set(self._open)
+
+    def connection_closed(self) -> None:
+        """A TCP connection was closed."""
+        self._closed.inc()
+        with self._lock:
+            self._open = max(0, self._open - 1)
+            self._open_gauge.set(self._open)
+
+    def connection_refused(self) -> None:
+        """A TCP connection was refused (``max_connections`` open)."""
+        self._refused.inc()

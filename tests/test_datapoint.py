@@ -6,9 +6,14 @@ import logging
 import math
 
 import pytest
+from hypothesis import given, settings
 
+from statsyard import datapoint
+from statsyard._ratelimit import RateLimitedLogger
 from statsyard.datapoint import (
+    MAX_INT_VALUE,
     MAX_NAME_LENGTH,
+    MIN_INT_VALUE,
     DataPoint,
     Invalid,
     Valid,
@@ -17,8 +22,15 @@ from statsyard.datapoint import (
     validate_batch,
     validate_rows,
 )
+from tests._hostile import hostile_candidates, hostile_value
 
 TS = 1_700_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rejection_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no rejection logged yet (the limiter is global)."""
+    monkeypatch.setattr(datapoint, "_rejections", RateLimitedLogger(datapoint.logger))
 
 
 def test_a_data_point_is_frozen_and_defaults_its_timestamp_to_now() -> None:
@@ -148,3 +160,113 @@ def test_the_package_exports_its_public_api() -> None:
 
     for name in statsyard.__all__:
         assert hasattr(statsyard, name), name
+
+
+def _plain(row: tuple[object, ...]) -> bool:
+    metric, entity, value, timestamp = row
+    return (
+        type(metric) is str
+        and type(entity) is str
+        and (type(value) is int or type(value) is float)
+        and type(timestamp) is int
+    )
+
+
+class Name(str):
+    """A str subclass, as numpy.str_ is."""
+
+
+class Number(float):
+    """A float subclass whose own conversion lies."""
+
+    def __float__(self) -> float:
+        return 42.0
+
+
+def test_accepted_points_are_made_of_exact_built_in_types() -> None:
+    """Subclasses are copied into plain str, float and int values."""
+    valid, invalid = validate_rows(
+        [
+            (Name("sub.metric"), Name("sub.entity"), Number(1.5), TS),
+            DataPoint(Name("m"), "e", 7, TS),
+            {"metric": Name("m"), "entity": "e", "value": Number(2.5)},
+        ]
+    )
+    assert invalid == []
+    assert all(_plain(row) for row in valid)
+    assert valid[0] == ("sub.metric", "sub.entity", 1.5, TS)
+    result = validate((Name("m"), Name("e"), Number(3.0), TS))
+    assert isinstance(result, Valid)
+    assert _plain(attrs_row(result.point))
+
+
+def attrs_row(point: DataPoint) -> tuple[object, ...]:
+    return (point.metric, point.entity, point.value, point.timestamp)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (MAX_INT_VALUE, True),
+        (MIN_INT_VALUE, True),
+        (MAX_INT_VALUE + 1, False),
+        (MIN_INT_VALUE - 1, False),
+        (10**5000, False),
+    ],
+    ids=["max", "min", "max+1", "min-1", "10**5000"],
+)
+def test_int_values_must_fit_in_64_bits(value: int, ok: bool) -> None:
+    """Ints beyond a signed 64-bit range are rejected, on the fast path too."""
+    validate_rows([("known", "known", 1, TS)])  # the names are cached now
+    valid, invalid = validate_rows([("known", "known", value, TS)])
+    assert (len(valid), len(invalid)) == ((1, 0) if ok else (0, 1))
+    if not ok:
+        assert "fits in 64 bits" in invalid[0].reason
+
+
+def test_a_name_equal_to_a_known_one_but_of_a_subclass_is_copied() -> None:
+    """The fast path never passes a caller's str subclass through."""
+    validate_rows([("cached.m", "cached.e", 1, TS)])
+    valid, _ = validate_rows([(Name("cached.m"), Name("cached.e"), 1, TS)])
+    assert _plain(valid[0])
+
+
+def test_a_flood_of_one_problem_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Invalid points are logged with rate limiting, not one line each."""
+    with caplog.at_level(logging.WARNING, logger="statsyard.datapoint"):
+        _, invalid = validate_rows([("m", "e", math.nan, TS)] * 1000)
+        validate(("m", "e", "x", TS))
+        validate(("", "e", 1, TS))
+    assert len(invalid) == 1000
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "finite" in lines[0]
+    assert "must not be empty" in lines[1]
+
+
+@given(candidate=hostile_candidates())
+@settings(max_examples=300, deadline=None)
+def test_no_candidate_makes_validation_raise(candidate: object) -> None:
+    """Whatever an object does when looked at, validation answers."""
+    valid, invalid = validate_rows([candidate, ("m", "e", 1, TS)])
+    assert len(valid) + len(invalid) == 2
+    assert all(_plain(row) for row in valid)
+    assert valid[-1] == ("m", "e", 1, TS)
+    for row in valid:
+        assert MIN_INT_VALUE <= row[2] <= MAX_INT_VALUE or math.isfinite(row[2])
+    assert isinstance(validate(candidate), Valid | Invalid)
+
+
+@given(value=hostile_value())
+@settings(max_examples=200, deadline=None)
+def test_no_value_reaches_a_row_unless_plain_and_storable(value: object) -> None:
+    """Every accepted value is a 64-bit int or a finite float."""
+    valid, _ = validate_rows([("m", "e", value, TS)])
+    for _, _, number, _ in valid:
+        if type(number) is int:
+            assert MIN_INT_VALUE <= number <= MAX_INT_VALUE
+        else:
+            assert type(number) is float
+            assert math.isfinite(number)

@@ -6,99 +6,127 @@ import collections
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
 import pytest
 
-from statsyard.datapoint import DataPoint, Row
-from statsyard.exceptions import ListenerError, QueueTimeout
-from statsyard.graphite_listener import GraphiteListener, ListenerStats
+from statsyard.blocking_queue import BlockingQueue, BlockingQueueClient
+from statsyard.datapoint import DataPoint
+from statsyard.exceptions import ListenerError
+from statsyard.graphite_listener import (
+    GraphiteListener,
+    ListenerObserver,
+    ListenerStats,
+)
+from statsyard.ledger import Ledger, QueueContents
 
 TIMEOUT = 10.0
 TS = 1_700_000_000
 
 
-class FakeSink:
-    """A bounded in-memory PointSink that tests can fill, inspect and drain."""
+class NotifyingLedger(Ledger):
+    """A ledger that wakes waiting tests whenever the queue accepts points."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def accept(self, n: int) -> int:
+        first = super().accept(n)
+        with self.changed:
+            self.changed.notify_all()
+        return first
+
+
+class QueueSink:
+    """A real BlockingQueue (no consumer) that tests fill, inspect and drain."""
 
     def __init__(self, capacity: int = 1_000_000) -> None:
         self.capacity = capacity
-        self.items: collections.deque[DataPoint] = collections.deque()
-        self.received = 0
-        self._cond = threading.Condition()
+        self.contents = QueueContents(capacity=capacity)
+        self.ledger = NotifyingLedger()
+        self.ref = BlockingQueue.start(contents=self.contents, ledger=self.ledger)
+        self.client = BlockingQueueClient(self.ref)
 
-    def offer_many(self, points: Sequence[Row]) -> int:
-        with self._cond:
-            room = max(0, self.capacity - len(self.items))
-            taken = [DataPoint(*row) for row in points[:room]]
-            self.items.extend(taken)
-            self.received += len(taken)
-            self._cond.notify_all()
-            return len(taken)
+    @property
+    def received(self) -> int:
+        """Points ever queued."""
+        return self.ledger.counts().pushed
 
-    def push_many(self, points: Sequence[Row], *, timeout: float | None = None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = 0
-        with self._cond:
-            while done < len(points):
-                room = self.capacity - len(self.items)
-                if room > 0:
-                    chunk = [DataPoint(*row) for row in points[done : done + room]]
-                    self.items.extend(chunk)
-                    self.received += len(chunk)
-                    done += len(chunk)
-                    self._cond.notify_all()
-                    continue
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise QueueTimeout("fake sink full", accepted=done)
-                self._cond.wait(left)
-
-    def take(self, count: int | None = None) -> list[DataPoint]:
-        with self._cond:
-            count = len(self.items) if count is None else count
-            taken = [self.items.popleft() for _ in range(min(count, len(self.items)))]
-            self._cond.notify_all()
-            return taken
+    def take(self) -> list[DataPoint]:
+        """Pop everything queued now."""
+        size = self.client.size()
+        if not size:
+            return []
+        rows = self.client.pop_many(size, timeout=TIMEOUT)
+        return [DataPoint(*row) for row in rows]
 
     def wait_received(self, count: int, timeout: float = TIMEOUT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.received >= count, timeout)
+        with self.ledger.changed:
+            return self.ledger.changed.wait_for(lambda: self.received >= count, timeout)
 
     def wait_full(self, timeout: float = TIMEOUT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: len(self.items) >= self.capacity, timeout
+        with self.ledger.changed:
+            return self.ledger.changed.wait_for(
+                lambda: self.contents.size >= self.capacity, timeout
             )
 
 
-class RejectLog:
-    """An on_reject hook recording counts, with an event per reason."""
+class RecordingObserver(ListenerObserver):
+    """Records every hook, and wakes tests waiting for a count."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
-        self.events: dict[str, threading.Event] = collections.defaultdict(
-            threading.Event
-        )
+        self.rejects: collections.Counter[str] = collections.Counter()
+        self.changed = threading.Condition()
 
-    def __call__(self, reason: str, count: int) -> None:
-        self.counts[reason] += count
-        self.events[reason].set()
+    def _add(self, key: str, n: int = 1) -> None:
+        with self.changed:
+            self.counts[key] += n
+            self.changed.notify_all()
+
+    def wait_for(self, key: str, count: int, timeout: float = TIMEOUT) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.counts[key] >= count, timeout)
+
+    def queued(self, points: int) -> None:
+        self._add("queued", points)
+
+    def rejected(self, reason: str, lines: int) -> None:
+        with self.changed:
+            self.rejects[reason] += lines
+        self._add("rejected", lines)
+        self._add(reason, lines)
+
+    def udp_dropped(self, points: int) -> None:
+        self._add("udp_dropped", points)
+
+    def lost(self, points: int) -> None:
+        self._add("lost", points)
+
+    def connection_opened(self) -> None:
+        self._add("opened")
+
+    def connection_closed(self) -> None:
+        self._add("closed")
+
+    def connection_refused(self) -> None:
+        self._add("refused")
 
 
 @pytest.fixture
-def start_listener() -> Iterator[Callable[..., tuple[Any, FakeSink]]]:
-    """Start listeners on ephemeral ports; stop them all at the end."""
+def start_listener() -> Iterator[Callable[..., tuple[Any, QueueSink]]]:
+    """Start listeners (each on its own real queue) on ephemeral ports."""
     refs: list[pykka.ActorRef[Any]] = []
 
-    def start(sink: FakeSink | None = None, **kwargs: Any) -> tuple[Any, FakeSink]:
-        sink = sink or FakeSink()
+    def start(sink: QueueSink | None = None, **kwargs: Any) -> tuple[Any, QueueSink]:
+        sink = sink or QueueSink()
+        refs.append(sink.ref)
         kwargs.setdefault("tcp_port", 0)
         kwargs.setdefault("udp_port", 0)
-        ref = GraphiteListener.start(sink=sink, **kwargs)
+        ref = GraphiteListener.start(queue=sink.ref, **kwargs)
         refs.append(ref)
         try:
             return ref.proxy(), sink
@@ -133,8 +161,8 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
     start_listener: Any,
 ) -> None:
     """Five clients at once: every good line arrives, every bad one is counted."""
-    rejects = RejectLog()
-    proxy, sink = start_listener(on_reject=rejects, default_entity="dflt")
+    observer = RecordingObserver()
+    proxy, sink = start_listener(observer=observer, default_entity="dflt")
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     bad_lines = [
         b"no-value",
@@ -162,6 +190,7 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
         thread.join(TIMEOUT)
     good = clients * per_client
     assert sink.wait_received(good)
+    assert observer.wait_for("queued", good)
     stats = stats_of(proxy)
     assert stats.lines_accepted == good == sink.received
     assert stats.lines_rejected == clients * per_client // 10
@@ -174,7 +203,7 @@ def test_concurrent_tcp_burst_with_bad_lines_is_counted_exactly(
         assert [p.timestamp for p in mine] == [
             (TS + i) * 1000 for i in range(per_client)
         ]
-    assert sum(rejects.counts.values()) == 1000
+    assert sum(observer.rejects.values()) == 1000
 
 
 def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
@@ -198,12 +227,12 @@ def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
 
 def test_partial_line_at_disconnect_is_the_only_loss(start_listener: Any) -> None:
     """A client that hangs up mid-line loses that line and nothing else."""
-    rejects = RejectLog()
-    proxy, sink = start_listener(on_reject=rejects)
+    observer = RecordingObserver()
+    proxy, sink = start_listener(observer=observer)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     tcp_send(tcp, b"a 1 1700000000\nb 2 1700000001\nc 3 17000")
-    assert rejects.events["partial"].wait(TIMEOUT)
-    assert sink.wait_received(2)
+    assert observer.wait_for("partial", 1)
+    assert observer.wait_for("queued", 2)
     assert [p.metric for p in sink.take()] == ["a", "b"]
     stats = stats_of(proxy)
     assert stats.rejected["partial"] == 1
@@ -229,34 +258,39 @@ def test_udp_datagrams_are_parsed_as_whole_lines(start_listener: Any) -> None:
     assert stats.rejected["fields"] == 1
 
 
-def test_udp_points_that_do_not_fit_are_dropped_and_counted(
+def test_udp_points_beyond_what_can_wait_are_dropped_and_counted(
     start_listener: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A full sink drops the rest of a datagram and says so."""
-    drops: list[int] = []
-    dropped = threading.Event()
-
-    def on_drop(count: int) -> None:
-        drops.append(count)
-        dropped.set()
-
-    proxy, sink = start_listener(FakeSink(capacity=10), on_drop=on_drop)
+    """UDP cannot wait: points beyond udp_pending are dropped and said so."""
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=10), observer=observer, udp_pending=20
+    )
     _, udp = proxy.addresses().get(timeout=TIMEOUT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"".join(b"d%d 1 1700000000\n" % i for i in range(25)), udp)
-    assert dropped.wait(TIMEOUT)
-    stats = stats_of(proxy)
-    assert sink.received == 10
-    assert stats.lines_accepted == 10
-    assert stats.udp_points_dropped == 15 == sum(drops)
+    assert observer.wait_for("udp_dropped", 5)
+    assert sink.wait_full()
+    assert stats_of(proxy).udp_points_dropped == 5
     assert any(
-        "Dropped 15 Graphite UDP points" in r.getMessage() for r in caplog.records
+        "Dropped 5 Graphite UDP points" in r.getMessage() for r in caplog.records
     )
+    # The 20 held points went in one push, which waits for room and then
+    # completes: nothing else is lost.
+    assert [p.metric for p in sink.take()] == [f"d{i}" for i in range(10)]
+    assert observer.wait_for("queued", 20)
+    assert [p.metric for p in sink.take()] == [f"d{i}" for i in range(10, 20)]
+    stats = stats_of(proxy)
+    assert stats.lines_accepted == 20
+    assert stats.points_lost_at_stop == 0
 
 
 def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -> None:
     """Back-pressure: the sender stalls while the sink is full, then all arrives."""
-    proxy, sink = start_listener(FakeSink(capacity=1000), recv_buffer_bytes=16_384)
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=1000), observer=observer, recv_buffer_bytes=16_384
+    )
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     total = 200_000
     data = b"".join(b"bp.m%d 1 %d\n" % (i % 10, TS + i) for i in range(total))
@@ -269,9 +303,7 @@ def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -
         sender.join(0.5)
         assert sender.is_alive(), "the sender should be held back by the full sink"
         assert sink.received == 1000
-        stats = stats_of(proxy)
-        assert stats.lines_accepted == 1000
-        assert stats.lines_rejected == 0
+        assert stats_of(proxy).lines_rejected == 0
         drained: list[DataPoint] = []
         while len(drained) < total:
             sink.wait_received(len(drained) + 1)
@@ -281,6 +313,7 @@ def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -
     finally:
         sock.close()
     assert [p.timestamp for p in drained] == [(TS + i) * 1000 for i in range(total)]
+    assert observer.wait_for("queued", total)
     assert stats_of(proxy).lines_accepted == total
 
 
@@ -318,20 +351,20 @@ def test_stop_queues_what_was_read_and_leaves_no_thread(start_listener: Any) -> 
 
 
 def test_a_dying_io_thread_crashes_the_actor(start_listener: Any, link: Any) -> None:
-    """An error in the I/O thread (here: the sink fails) crashes the actor."""
+    """An error in the I/O thread (here: its observer fails) crashes the actor."""
 
-    class BrokenSink(FakeSink):
-        def offer_many(self, points: Sequence[Row]) -> int:
-            raise RuntimeError("sink exploded")
+    class BrokenObserver(ListenerObserver):
+        def rejected(self, reason: str, lines: int) -> None:
+            raise RuntimeError("observer exploded")
 
-    proxy, _ = start_listener(BrokenSink(), link=link)
+    proxy, _ = start_listener(observer=BrokenObserver(), link=link)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
-    tcp_send(tcp, b"x 1 1700000000\n")
+    tcp_send(tcp, b"bad\n")
     assert link.exited_event.wait(TIMEOUT)
     crashed, error = link.exits[0]
     assert crashed is True
     assert isinstance(error, ListenerError)
-    assert "sink exploded" in str(error)
+    assert "observer exploded" in str(error)
     assert any(t.name == "statsyard-graphite-io" for t in link.threads)
     assert not proxy.actor_ref.is_alive()
 

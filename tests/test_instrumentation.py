@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from statsyard import DataPoint, StatsYard
+from statsyard.config import GraphiteConfig
+from statsyard.graphite_protocol import REASONS
+from statsyard.instrumentation import udp_socket_drops
 from statsyard.testing import DogStatsdCapture, StatsdLine
 
 WAIT = 10.0
@@ -46,15 +52,7 @@ def test_pipeline_metrics_arrive_as_tagged_namespaced_gauges(
     yard.push_many(DataPoint("m", "e", i, TS + i) for i in range(1000))
     yard.push(("m", "e", float("inf"), TS))
     yard.flush(timeout=WAIT)
-    lines = agent.wait_for(
-        lambda ls: (
-            latest(ls, "statsyard.ingest.written") == 1000
-            and latest(ls, "statsyard.ingest.invalid") == 1
-        ),
-        timeout=WAIT,
-    )
-    names = {line.name for line in lines}
-    for expected in (
+    expected = (
         "statsyard.ingest.pushed",
         "statsyard.ingest.lost",
         "statsyard.ingest.validate_us.count",
@@ -67,8 +65,16 @@ def test_pipeline_metrics_arrive_as_tagged_namespaced_gauges(
         "statsyard.queue.blocked_pushers",
         "statsyard.vm.memory.rss",
         "statsyard.vm.threads",
-    ):
-        assert expected in names, expected
+    )
+    # One shipment spans several datagrams: wait for all of them to arrive.
+    lines = agent.wait_for(
+        lambda ls: (
+            latest(ls, "statsyard.ingest.written") == 1000
+            and latest(ls, "statsyard.ingest.invalid") == 1
+            and {line.name for line in ls}.issuperset(expected)
+        ),
+        timeout=WAIT,
+    )
     assert {line.type for line in lines} == {"g"}
     assert all(line.tag_map.get("env") == "test" for line in lines)
     # Every point is validated once; histograms drain each interval, so the
@@ -129,3 +135,114 @@ def test_mailboxes_of_every_child_are_reported(
         for line in lines
         if line.name.startswith("statsyard.vm.mailbox")
     )
+
+
+# -- the Graphite listener's metrics -------------------------------------------
+
+LISTENER_COUNTERS = (
+    "graphite.lines.accepted",
+    "graphite.udp.dropped",
+    "graphite.points.lost",
+    "graphite.connections.opened",
+    "graphite.connections.closed",
+    "graphite.connections.refused",
+)
+
+
+def shipped(lines: Sequence[StatsdLine], name: str, **tags: str) -> float | None:
+    """The latest value of ``statsyard.<name>`` with these tags, if any."""
+    values = [
+        line.value
+        for line in lines
+        if line.name == f"statsyard.{name}"
+        and all(line.tag_map.get(k) == v for k, v in tags.items())
+    ]
+    return values[-1] if values else None
+
+
+def ship_now(yard: StatsYard) -> None:
+    yard.child("shipper").proxy().ship_now().get(timeout=WAIT)
+
+
+def every_listener_metric(lines: Sequence[StatsdLine]) -> bool:
+    """True once one whole shipment of the listener's metrics has arrived."""
+    names = [*LISTENER_COUNTERS, "graphite.connections.open"]
+    if Path("/proc/net/udp").exists():
+        names.append("graphite.udp.kernel_drops")
+    return all(shipped(lines, name) is not None for name in names) and all(
+        shipped(lines, "graphite.lines.rejected", reason=r) is not None for r in REASONS
+    )
+
+
+def test_the_listener_ships_every_documented_metric_from_the_first_interval(
+    tmp_path: Path, agent: DogStatsdCapture
+) -> None:
+    """Idle: every listener name ships, at 0. Busy: lines, rejects, connections."""
+    yard = StatsYard(
+        tmp_path / "data",
+        statsd_port=agent.port,
+        ship_interval=3600,
+        process_stats=False,
+        graphite=GraphiteConfig(tcp_port=0, udp_port=0),
+    ).start()
+    try:
+        ship_now(yard)
+        idle = agent.wait_for(every_listener_metric)
+        for name in (*LISTENER_COUNTERS, "graphite.connections.open"):
+            assert shipped(idle, name) == 0, name
+        for reason in REASONS:
+            assert shipped(idle, "graphite.lines.rejected", reason=reason) == 0
+        assert shipped(idle, "graphite.udp.kernel_drops") in (0, None)
+
+        listener = yard.child("graphite").proxy()
+        (_, tcp_port), (_, udp_port) = listener.addresses().get(timeout=WAIT)
+        with socket.create_connection(("127.0.0.1", tcp_port), WAIT) as sock:
+            sock.sendall(b"g.m 1 1700000000\nbad\ng.m 2 1700000001\nx nan 1700000000\n")
+        kept_open = socket.create_connection(("127.0.0.1", tcp_port), WAIT)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"g.u 3 1700000000\n", ("127.0.0.1", udp_port))
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:  # Graphite has no acknowledgement: ask until it is read
+                stats = listener.stats().get(timeout=WAIT)
+                if (
+                    stats.lines_accepted == 3
+                    and stats.connections_total == 2
+                    and stats.connections_open == 1
+                ):
+                    break
+                assert time.monotonic() < deadline, stats
+            agent.clear()
+            ship_now(yard)
+            busy = agent.wait_for(every_listener_metric)
+        finally:
+            kept_open.close()
+        assert shipped(busy, "graphite.lines.accepted") == 3
+        assert shipped(busy, "graphite.lines.rejected", reason="fields") == 1
+        assert shipped(busy, "graphite.lines.rejected", reason="not_finite") == 1
+        assert shipped(busy, "graphite.connections.opened") == 2
+        assert shipped(busy, "graphite.connections.closed") == 1
+        assert shipped(busy, "graphite.connections.open") == 1
+        assert shipped(busy, "graphite.points.lost") == 0
+        assert all(line.type == "g" for line in busy)
+    finally:
+        yard.stop(timeout=WAIT)
+
+
+def test_kernel_udp_drops_are_read_for_one_socket() -> None:
+    """A UDP socket nobody reads, with a tiny buffer: Linux counts its drops."""
+    if not Path("/proc/net/udp").exists():
+        pytest.skip("no /proc/net/udp on this system")
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as source,
+    ):
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sink.bind(("127.0.0.1", 0))
+        inode = os.fstat(sink.fileno()).st_ino
+        assert udp_socket_drops(inode) == 0
+        for _ in range(200):
+            source.sendto(b"x" * 1000, sink.getsockname())
+        drops = udp_socket_drops(inode)
+        assert drops is not None and 0 < drops < 200
+    assert udp_socket_drops(inode) is None  # closed: no longer listed

@@ -28,14 +28,17 @@ def seed() -> int:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_crashes() -> Iterator[None]:
-    """Keep the log to what matters: Pykka's traceback of every crash we
-    cause would bury it (the supervisor still logs each one in a line)."""
-    pykka_logger = logging.getLogger("pykka")
-    before = pykka_logger.level
-    pykka_logger.setLevel(logging.CRITICAL)
+def _quiet_logs() -> Iterator[None]:
+    """Log at INFO, not DEBUG: the pipeline logs every valid point at DEBUG,
+    which would make the consumer the bottleneck. Pykka's traceback of every
+    crash we cause is left out too (the supervisor logs each in one line)."""
+    levels = {"statsyard": logging.INFO, "pykka": logging.CRITICAL}
+    before = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     yield
-    pykka_logger.setLevel(before)
+    for name, level in before.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def check(report: ChaosReport, plan: ChaosPlan) -> None:

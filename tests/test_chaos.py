@@ -64,11 +64,12 @@ def check(report: ChaosReport, plan: ChaosPlan) -> None:
 def test_the_service_tree_loses_nothing_and_writes_nothing_twice_under_chaos(
     tmp_path: Path, seed: int
 ) -> None:
-    """520 random crashes, stops and restarts of queue, writer, consumer,
-    Graphite listener and shipper while 3 host threads push 160,000 points in
-    chunks of 1..7000 (batches of 1000) and 3 Graphite clients send 60,000
-    lines cut at random byte boundaries: counts balance, nothing is lost,
-    every invalid point is counted, and every point is read back exactly once."""
+    """520 random crashes, stops and restarts of queue, Graphite listener,
+    writer, consumer and shipper while 3 host threads push 160,000 points in
+    chunks of 1..7000 (batches of 1000, most chunks smaller) and 3 Graphite
+    clients send 60,000 lines in connections of 1..7000 lines cut at random
+    byte boundaries: counts balance, nothing is lost, every invalid point is
+    counted, and every point is read back exactly once."""
     plan = ChaosPlan(seed=seed)
     assert plan.host_points + plan.tcp_points >= 200_000
     assert plan.kills >= 500 and set(plan.children) == set(CHILDREN)
@@ -80,11 +81,16 @@ def test_the_service_tree_loses_nothing_and_writes_nothing_twice_under_chaos(
 def test_an_embedded_statsyard_loses_nothing_and_writes_nothing_twice_under_chaos(
     tmp_path: Path, seed: int
 ) -> None:
-    """The embedded tree (queue, writer, consumer, shipper: no listener, so a
-    consumer restarts in a millisecond, while a checkpoint may still hold its
-    last write at the writer): 400 kills during 200,000 pushed points."""
+    """The embedded tree (queue, writer, consumer, shipper; no listener, so a
+    consumer restarts within a millisecond, while a checkpoint may still hold
+    its predecessor's last write at the writer): 1000 kills while 400,000
+    points are pushed, mostly in chunks smaller than a batch."""
     plan = ChaosPlan(
-        seed=seed, graphite=False, host_points=200_000, tcp_points=0, kills=400
+        seed=seed,
+        graphite=False,
+        host_points=400_000,
+        tcp_points=0,
+        kills=1000,
     )
     report = run_chaos(plan, tmp_path / "data")
     check(report, plan)

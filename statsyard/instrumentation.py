@@ -37,6 +37,9 @@ class PipelineInstruments(IngestObserver, WriterObserver):
         self._batch_size = registry.histogram("writer.batch_size")
         self._write_us = registry.histogram("writer.write_us")
         self._fsync_us = registry.histogram("writer.fsync_us")
+        self._stalled = registry.gauge("writer.write_stalled")
+        self._stalled.set(0)
+        self._write_retries = registry.counter("writer.write_retries")
 
     def validated(self, points: int, invalid: int, seconds: float) -> None:
         """Record a validated batch: per-point time, weighted by its size."""
@@ -52,6 +55,14 @@ class PipelineInstruments(IngestObserver, WriterObserver):
     def synced(self, seconds: float) -> None:
         """Record an fsync."""
         self._fsync_us.record(seconds * 1e6)
+
+    def write_stalled(self, stalled: bool) -> None:
+        """Show whether writes are held (disk full): 1 while they are."""
+        self._stalled.set(int(stalled))
+
+    def write_retried(self) -> None:
+        """Count a failed retry of a held batch."""
+        self._write_retries.inc()
 
 
 def register_pipeline_gauges(

@@ -161,7 +161,19 @@ class StatShipper(ChildActor):
     # -- lifecycle (actor thread) ----------------------------------------------
 
     def on_child_start(self) -> None:
-        """Create the client and start the ticker."""
+        """Create the client and start the ticker; on failure, close the socket.
+
+        Pykka calls no ``on_failure`` when ``on_start`` raises, so a failed
+        start releases what it opened here.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self._stop_ticker()
+            self._close()
+            raise
+
+    def _start(self) -> None:
         self._statsd = DogStatsd(
             host=self._host,
             port=self._port,

@@ -10,18 +10,26 @@ under the fsync policy:
 - ``always``: fsync before every acknowledgement;
 - ``interval`` (default): fsync every ``fsync_interval`` seconds and on ``sync()``;
 - ``never``: leave it to the operating system (``sync()`` still fsyncs).
+
+The ledger, not the sender, says what is new: only the part of a batch above
+the committed index is written. An fsync that fails after a batch is
+committed is reported by the next ``sync()`` (the batch is never written
+again). A full disk holds the batch and retries it on a timer, so ingest
+waits instead of the writer crashing (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import pykka
@@ -85,6 +93,21 @@ class _SyncTick:
     """Timer tick of the ``interval`` fsync policy."""
 
 
+@attrs.frozen(slots=True)
+class _RetryWrite:
+    """Timer message: try the held batch again (the disk was full)."""
+
+
+STALL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Write errors the writer waits out (holding the batch) instead of failing."""
+RETRY_INITIAL_S = 0.05
+"""First delay before a held batch is tried again; doubles at each failure."""
+RETRY_MAX_S = 5.0
+"""Longest delay between two tries of a held batch."""
+STALL_LOG_INTERVAL_S = 30.0
+"""While writes are stalled, how often the condition is logged again."""
+
+
 class StorageHandle:
     """Where the living writer publishes its open storage, for queries elsewhere.
 
@@ -125,6 +148,12 @@ class WriterObserver:
 
     def synced(self, seconds: float) -> None:
         """An fsync took ``seconds``."""
+
+    def write_stalled(self, stalled: bool) -> None:
+        """Writes stopped (disk full, I/O error) or, with False, resumed."""
+
+    def write_retried(self) -> None:
+        """A held batch was tried again and failed again."""
 
 
 class TimestampWriter(ChildActor):
@@ -171,22 +200,41 @@ class TimestampWriter(ChildActor):
         self._ticker: Ticker | None = None
         self._dirty = False
         self._sync_failure: WriteError | None = None
+        # While the disk refuses writes: the batch being retried, the ones
+        # that arrived behind it, and the retry timer.
+        self._held: WriteBatch | None = None
+        self._behind: deque[WriteBatch] = deque()
+        self._retry_timer: threading.Timer | None = None
+        self._stalled = False
+        self._retry_delay = 0.0
+        self._retries = 0
+        self._stalled_since = 0.0
+        self._stall_logged = 0.0
 
     # -- lifecycle ----------------------------------------------------------
 
     def on_child_start(self) -> None:
-        """Open (and recover) the data directory; start the fsync timer."""
-        self._storage = Storage.open(self._data_dir, **self._storage_options)
-        if self._handle is not None:
-            self._handle.publish(self._storage)
-        if self._fsync == "interval":
-            self._ticker = Ticker(
-                self.actor_ref,
-                lambda _due: _SyncTick(),
-                self._fsync_interval,
-                name="statsyard-fsync-ticker",
-            )
-            self._ticker.start()
+        """Open (and recover) the data directory; start the fsync timer.
+
+        If anything fails after the directory is open, it is closed again
+        (Pykka calls no ``on_failure`` when ``on_start`` raises), so that a
+        restart does not find the directory locked by this dead writer.
+        """
+        try:
+            self._storage = Storage.open(self._data_dir, **self._storage_options)
+            if self._handle is not None:
+                self._handle.publish(self._storage)
+            if self._fsync == "interval":
+                self._ticker = Ticker(
+                    self.actor_ref,
+                    lambda _due: _SyncTick(),
+                    self._fsync_interval,
+                    name="statsyard-fsync-ticker",
+                )
+                self._ticker.start()
+        except BaseException:
+            self._close()
+            raise
 
     def on_child_stop(self) -> None:
         """Fsync and close."""
@@ -197,6 +245,17 @@ class TimestampWriter(ChildActor):
         self._close()
 
     def _close(self) -> None:
+        if self._retry_timer is not None:
+            timer, self._retry_timer = self._retry_timer, None
+            timer.cancel()
+            timer.join(timeout=1.0)  # it only tells: done at once, no thread left
+        # A held batch was never committed: the queue still has its points
+        # in flight and redelivers them to the next writer.
+        self._held = None
+        self._behind.clear()
+        if self._stalled:
+            self._stalled = False
+            self._observer.write_stalled(False)
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
@@ -286,18 +345,25 @@ class TimestampWriter(ChildActor):
 
     def _fsync_failed(self, points: int, error: WriteError) -> None:
         """Remember a failed fsync of committed points for the next ``sync()``."""
+        if self._sync_failure is not None:
+            logger.debug("fsync failed again: %s", error)  # already logged, pending
+            return
         logger.error(
             "fsync failed; %d committed points not known durable: %s", points, error
         )
-        if self._sync_failure is None:
-            self._sync_failure = _not_durable(points, error)
+        self._sync_failure = _not_durable(points, error)
 
     # -- messages -----------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         """Handle pipeline writes and fsync ticks; crash on anything else."""
         if isinstance(message, WriteBatch):
+            if self._held is not None:
+                self._behind.append(message)  # in order, after the held one
+                return None
             return self._on_write_batch(message)
+        if isinstance(message, _RetryWrite):
+            return self._on_retry()
         if isinstance(message, _SyncTick):
             if self._dirty:
                 try:
@@ -376,6 +442,16 @@ class TimestampWriter(ChildActor):
         batch = trimmed
         try:
             self._append(batch.points)
+        except WriteError as exc:
+            if exc.errno not in STALL_ERRNOS:
+                logger.error("Write of %d points failed: %s", len(batch.points), exc)
+                self._reply_error(batch, exc)
+                return
+            # The log is as it was before the call: hold the batch and try
+            # again later. The consumer waits for this reply and fetches no
+            # more, so the queue fills and pushers wait: back-pressure.
+            self._hold(batch, exc)
+            return
         except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
             logger.error("Write of %d points failed: %s", len(batch.points), exc)
             self._reply_error(batch, exc)
@@ -393,6 +469,71 @@ class TimestampWriter(ChildActor):
             except WriteError as exc:
                 self._fsync_failed(len(batch.points), exc)
         self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
+
+    # -- a full disk --------------------------------------------------------
+
+    def _hold(self, batch: WriteBatch, error: WriteError) -> None:
+        """Keep ``batch`` and schedule another try, backing off exponentially."""
+        now = time.monotonic()
+        if not self._stalled:
+            self._stalled = True
+            self._retries = 0
+            self._stalled_since = self._stall_logged = now
+            self._retry_delay = RETRY_INITIAL_S
+            self._observer.write_stalled(True)
+            logger.error(
+                "Cannot write to %s (%s): holding %d points and retrying; "
+                "ingest waits until the disk takes writes again",
+                self._data_dir,
+                error.strerror or error,
+                len(batch.points),
+            )
+        else:
+            self._retries += 1
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+            self._observer.write_retried()
+            if now - self._stall_logged >= STALL_LOG_INTERVAL_S:
+                self._stall_logged = now
+                logger.error(
+                    "Still cannot write to %s (%s): %d retries in %.0f s, "
+                    "holding %d points, %d batches waiting behind them",
+                    self._data_dir,
+                    error.strerror or error,
+                    self._retries,
+                    now - self._stalled_since,
+                    len(batch.points),
+                    len(self._behind),
+                )
+        self._held = batch
+        timer = threading.Timer(self._retry_delay, self._tell_retry)
+        timer.name = "statsyard-write-retry"
+        timer.daemon = True
+        self._retry_timer = timer
+        timer.start()
+
+    def _tell_retry(self) -> None:
+        """Timer thread: wake the writer to try its held batch again."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_RetryWrite())
+
+    def _on_retry(self) -> None:
+        self._retry_timer = None
+        batch, self._held = self._held, None
+        if batch is None:
+            return
+        self._on_write_batch(batch)
+        if self._held is not None:
+            return  # still refused; _hold scheduled the next try
+        logger.warning(
+            "Writes to %s resumed after %d retries in %.1f s",
+            self._data_dir,
+            self._retries,
+            time.monotonic() - self._stalled_since,
+        )
+        self._stalled = False
+        self._observer.write_stalled(False)
+        while self._behind and self._held is None:
+            self._on_write_batch(self._behind.popleft())
 
     @staticmethod
     def _reply(batch: WriteBatch, ack: WriteAck) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
@@ -10,6 +11,7 @@ from typing import Any, cast
 import pykka
 import pytest
 
+from statsyard import stat_shipper
 from statsyard._ticker import next_due
 from statsyard.exceptions import MetricError, UnknownMessageError
 from statsyard.metrics import M1_ALPHA, Registry, ShippableStats
@@ -340,3 +342,27 @@ def test_the_schedule_does_not_drift_and_skips_missed_ticks() -> None:
     assert next_due(10.0, 10.999, 1.0) == (11.0, 0)
     assert next_due(10.0, 11.0, 1.0) == (12.0, 1)
     assert next_due(10.0, 13.5, 1.0) == (14.0, 3)
+
+
+def test_a_shipper_whose_start_fails_closes_its_socket(
+    agent: DogStatsdCapture, monkeypatch: pytest.MonkeyPatch, link: RecordingLink
+) -> None:
+    """Issue 8's defect 10: a failed start must not leak the UDP socket it opened."""
+    opened: list[socket.socket] = []
+    real_socket = socket.socket
+
+    def recording_socket(*args: Any) -> socket.socket:
+        sock = real_socket(*args)
+        opened.append(sock)
+        return sock
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(stat_shipper.socket, "socket", recording_socket)
+    monkeypatch.setattr(stat_shipper.Ticker, "start", no_thread)
+    StatShipper.start(registry=Registry(), port=agent.port, interval=NEVER, link=link)
+    assert link.exited_event.wait(TIMEOUT)
+    assert link.exits[0][0]  # crashed
+    assert len(opened) == 1
+    assert opened[0].fileno() == -1  # closed

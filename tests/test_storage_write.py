@@ -381,3 +381,49 @@ def test_out_of_order_points_come_back_sorted_ties_in_arrival_order(
         assert s.query("m") == want
         s.checkpoint()
         assert s.query("m") == want
+
+
+def test_an_open_failing_midway_releases_the_lock_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage.open failing after taking the lock lets the next open succeed."""
+    with Storage.open(tmp_path) as s:
+        s.append(points("m", "e", [1]))
+    real_open = os.open
+    before = len(os.listdir("/proc/self/fd"))
+
+    def no_more_files(path: Any, *args: Any, **kwargs: Any) -> int:
+        if "wal-" in os.fspath(path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    with pytest.raises(OSError, match="Too many open files"):
+        Storage.open(tmp_path)
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
+    with Storage.open(tmp_path) as again:
+        assert [v for _, v in again.query("m")["e"]] == [1]
+
+
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EBADF]
+)
+def test_append_turns_every_os_failure_into_write_error_with_its_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Whatever the OS says, append raises WriteError carrying the errno, log intact."""
+    s = Storage.open(tmp_path)
+    s.append(points("m", "e", [1]))
+
+    def refuse(fd: int, data: bytes) -> int:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "write", refuse)
+    with pytest.raises(WriteError) as caught:
+        s.append(points("m", "e", [2], start=T0 + 1000))
+    monkeypatch.undo()
+    assert caught.value.errno == code
+    s.close()
+    with Storage.open(tmp_path) as again:
+        assert [v for _, v in again.query("m")["e"]] == [1]

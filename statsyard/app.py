@@ -99,7 +99,7 @@ class _HostLink:
             self.start_error = error
             self._ready.set()
 
-    def wait_started(self, timeout: float) -> bool:
+    def wait_started(self, timeout: float | None) -> bool:
         """Wait for the supervisor's start to succeed or fail; False if neither."""
         return self._ready.wait(timeout)
 
@@ -128,8 +128,8 @@ _COMPLETE: frozenset[type] = frozenset({DataPoint})
 _TUPLE: frozenset[type] = frozenset({tuple})
 
 
-_START_TIMEOUT = 60.0
-"""Seconds to wait for the whole tree to start (each child has its own bound)."""
+_START_JOIN = 30.0
+"""Seconds to wait for the threads of a failed start to end."""
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -343,7 +343,8 @@ class StatsYard:
                 ChildSpec(GRAPHITE, start_graphite, shutdown=_GRAPHITE_DRAIN + 5.0)
             )
         specs += [
-            ChildSpec(WRITER, start_writer),
+            # Opening the data directory recovers it: as long as that takes.
+            ChildSpec(WRITER, start_writer, start_timeout=None),
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
         ]
@@ -383,14 +384,12 @@ class StatsYard:
         )
         # The supervisor starts every child in order, each after the one
         # before is up; a child that fails then fails the whole start (OTP).
-        if not link.wait_started(_START_TIMEOUT):
-            self._supervisor_ref.stop(block=False)
-            raise NotRunningError(
-                f"StatsYard did not start within {_START_TIMEOUT:g} s"
-            )
+        # Each child's start is bounded by its spec (the writer's recovery is
+        # not): the supervisor always reports success or failure.
+        link.wait_started(None)
         if link.start_error is not None:
             self._stopping = True
-            self._threads.join(_START_TIMEOUT)
+            self._threads.join(_START_JOIN)
             error = link.start_error
             cause = error.__cause__
             if isinstance(cause, StatsYardError):
@@ -418,18 +417,19 @@ class StatsYard:
         would not stop are logged at ERROR. Safe to call more than once, and
         from an ``on_exit`` callback.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        # Draining gets three quarters of the time, so that a pipeline that
+        # cannot drain still leaves time to stop the tree and settle.
+        drain_deadline = None if timeout is None else now + timeout * 0.75
         if self._stopping:
             return self.counts()
         self._stopping = True
-        self._wake.set()
-        linger = self._linger_thread
-        if linger is not None and linger is not threading.current_thread():
-            linger.join(_remaining(deadline))
+        self._wake.set()  # the linger thread returns once it is not sending
         if self._exit is None and self._supervisor_ref is not None:
             self._stop_input()
             try:
-                self._flush(deadline)
+                self._flush(drain_deadline)
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
@@ -438,6 +438,11 @@ class StatsYard:
             except pykka.Timeout:
                 logger.error("The supervision tree did not stop within %s s", timeout)
         self._settle(SupervisorExit("stopped", gave_up=False), deadline)
+        linger = self._linger_thread
+        if linger is not None and linger is not threading.current_thread():
+            linger.join(_remaining(deadline))
+            if linger.is_alive():
+                logger.error("The linger thread is still running after stop")
         stragglers = self._threads.join(_remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
@@ -708,14 +713,19 @@ class StatsYard:
         self._flush(None if timeout is None else time.monotonic() + timeout)
 
     def _flush(self, deadline: float | None) -> None:
+        # A pusher may hold the stage lock while it waits for room: wait for
+        # it no longer than the deadline.
+        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+            raise FlushTimeout("a pusher still waits for room in the queue")
         try:
-            with self._stage_lock:
-                self._send_staged(deadline)
-                if self._pending is not None:
-                    pending, self._pending = self._pending, None
-                    self._await_push(pending, deadline)
+            self._send_staged(deadline)
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                self._await_push(pending, deadline)
         except NoAnswerYet as exc:
             raise FlushTimeout("the queue did not take the points in time") from exc
+        finally:
+            self._stage_lock.release()
         target = self.ledger.next_index
         try:
             self.queue.await_committed(target, timeout=_remaining(deadline))

@@ -674,7 +674,9 @@ class PendingPush:
         self._client = client
         self._points = points
         self._deadline = deadline
-        self._sent = client._send(Push(points, deadline), None)
+        self._sent: tuple[pykka.ActorRef[Any], pykka.Future[Any]] | None = client._send(
+            Push(points, deadline), None
+        )
         self._inner: pykka.Future[Any] | None = None
 
     @property
@@ -701,14 +703,23 @@ class PendingPush:
             NoAnswerYet: ``deadline`` passed before the queue decided.
         """
         while self._inner is None:
+            if self._sent is None:
+                # The queue died before it saw the push: nothing was queued.
+                try:
+                    self._sent = self._client._send(
+                        Push(self._points, self._deadline), deadline
+                    )
+                except NotRunningError:
+                    if deadline is not None and _remaining(deadline) <= 0:
+                        raise NoAnswerYet(
+                            "no queue to resend the push to yet"
+                        ) from None
+                    raise
             ref, outer = self._sent
             try:
                 self._inner = _answer(ref, outer, deadline)
             except pykka.ActorDeadError:
-                # The queue died before it saw the push: nothing was queued.
-                self._sent = self._client._send(
-                    Push(self._points, self._deadline), deadline
-                )
+                self._sent = None
         return int(_decision(self._inner, deadline))
 
 

@@ -77,8 +77,8 @@ class ChildActor(pykka.ThreadingActor):
         except Exception as error:
             self._report_exit(crashed=True, error=error)
             raise
-        if self._link is not None:
-            self._link.started()
+        if self._link is not None and not self._exit_reported:
+            self._link.started()  # (a start that reported its own failure is not)
 
     def on_stop(self) -> None:
         """Run :meth:`on_child_stop`, then report a normal (or failed) exit."""

@@ -60,7 +60,9 @@ class ChildSpec:
         shutdown: seconds to wait for the child to stop. A child still
             running after that is never started again beside itself: the
             supervisor stops the tree instead.
-        start_timeout: seconds to wait for the child's ``on_start``.
+        start_timeout: seconds to wait for the child's ``on_start``; ``None``
+            waits as long as it takes (OTP's ``infinity``), for a child whose
+            start does long legitimate work such as recovering a data directory.
     """
 
     id: str
@@ -70,7 +72,7 @@ class ChildSpec:
         validator=attrs.validators.in_(("permanent", "transient", "temporary")),
     )
     shutdown: float = 5.0
-    start_timeout: float = 30.0
+    start_timeout: float | None = 30.0
 
 
 @attrs.frozen(slots=True)
@@ -225,14 +227,14 @@ class _ChildLink:
     def started(self) -> None:
         self._ready.set()
 
-    def wait_started(self, timeout: float) -> BaseException | None:
+    def wait_started(self, timeout: float | None) -> BaseException | None:
         """Wait for the child's ``on_start``; return its error, or None.
 
         Raises:
             TimeoutError: ``on_start`` did not finish within ``timeout`` s.
         """
         if not self._ready.wait(timeout):
-            raise TimeoutError(f"did not start within {timeout:g} s")
+            raise TimeoutError(f"did not start within {timeout} s")
         return self._start_error
 
     def exited(self, *, crashed: bool, error: BaseException | None) -> None:

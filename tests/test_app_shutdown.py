@@ -327,3 +327,65 @@ def test_stop_honours_its_timeout_in_total_even_when_a_child_will_not_stop(
         assert "Threads still running after stop" in caplog.text
     finally:
         release.set()
+
+
+def test_stop_returns_in_time_while_a_pusher_waits_on_a_full_queue(
+    tmp_path: Path,
+) -> None:
+    """A pusher holds the staging lock while it waits for room that never
+    comes: stop(timeout) still returns in time, and the pusher is released."""
+    yard = StatsYard(
+        tmp_path / "data", queue_capacity=10, batch_size=10, ship_metrics=False
+    ).start()
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
+    errors: list[BaseException] = []
+
+    def pusher() -> None:
+        try:
+            yard.push_many(("m", "e", i, TS + i) for i in range(40))
+        except StatsYardError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=pusher, daemon=True)
+    thread.start()
+    for _ in range(1000):  # until the pusher waits for room
+        if yard.queue.stats().blocked_pushers:
+            break
+    started = time.monotonic()
+    assert call_with_deadline(lambda: yard.stop(timeout=1.0), 3.0), "stop() hung"
+    assert time.monotonic() - started < 2.0
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    counts = yard.counts()
+    assert counts.pending == 0
+    assert counts.pushed == counts.written + counts.invalid + counts.lost
+
+
+def test_stop_returns_in_time_while_the_linger_thread_waits_on_a_full_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The linger thread sent a partial batch that waits for room that never
+    comes: stop() does not spend its whole timeout on the drain, so the tree
+    still stops and every point is settled in time."""
+    yard = StatsYard(
+        tmp_path / "data",
+        queue_capacity=10,
+        batch_size=100,
+        linger=0.01,
+        ship_metrics=False,
+    ).start()
+    yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
+    yard.queue.push_many([("m", "e", i, TS + i) for i in range(10)])  # full
+    yard.push(("m", "e", 10, TS + 10))  # the linger thread sends it, and waits
+    for _ in range(1000):
+        if yard.queue.stats().blocked_pushers:
+            break
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        counts = yard.stop(timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    assert (counts.pushed, counts.lost, counts.pending) == (11, 11, 0)
+    assert "did not stop" not in caplog.text  # the tree had time to stop
+    assert "still running" not in caplog.text
+    assert yard.wait_stopped(0) is not None

@@ -427,3 +427,35 @@ def test_a_child_failing_to_restart_counts_against_the_intensity(
     assert len(attempts) == 4  # the first start, then three failed restarts
     assert exits[0].gave_up
     assert "more than 3 restarts" in exits[0].reason
+
+
+def test_a_child_whose_start_outlasts_its_start_timeout_fails_the_start(
+    journal: Journal,
+) -> None:
+    """A start that hangs is bounded by ChildSpec.start_timeout."""
+    release = threading.Event()
+
+    class Hanging(Probe):
+        def on_child_start(self) -> None:
+            release.wait(WAIT)
+
+    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return Hanging.start(name="h", journal=journal, siblings={}, link=ctx.link)
+
+    link = RecordingStartLink()
+    try:
+        ref = Supervisor.start(
+            specs=[
+                probe_spec("a", journal),
+                ChildSpec("h", start, start_timeout=0.2, shutdown=0.1),
+            ],
+            link=link,
+        )
+        assert link.exited_event.wait(WAIT)
+        assert ref.actor_stopped.wait(WAIT)
+        _, error = link.exits[0]
+        assert isinstance(error, ChildStartError)
+        assert "h did not start within 0.2 s" in str(error)
+        assert journal.take() == ["start a", "stop a"]
+    finally:
+        release.set()

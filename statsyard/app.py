@@ -297,6 +297,7 @@ class StatsYard:
                 max_connections=settings.max_connections,
                 drain_timeout=_GRAPHITE_DRAIN,
                 observer=self._listener_instruments,
+                progress=lambda: self.ledger.committed_upto,
                 link=ctx.link,
             )
 

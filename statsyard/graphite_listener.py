@@ -69,6 +69,8 @@ _PUSH_POINTS: Final = 50_000
 _UDP_PENDING: Final = 100_000
 """UDP points held while a push is in flight; more are dropped."""
 _STOP_POLL: Final = 0.05
+_STALL: Final = 0.5
+"""At stop: seconds the pipeline may stand still before the listener stops waiting."""
 """At stop only: how often to check that the queue still lives while draining."""
 
 
@@ -94,6 +96,9 @@ class ListenerObserver:
 
     def lost(self, points: int) -> None:
         """``points`` read were not queued (closed queue, stop, queue gone)."""
+
+    def unconfirmed(self, points: int) -> None:
+        """At stop, ``points`` were handed to the queue with no answer seen."""
 
     def connection_opened(self) -> None:
         """A TCP connection was accepted."""
@@ -126,8 +131,13 @@ class ListenerStats:
     connections_refused: int
     """TCP connections closed at once because ``max_connections`` were open."""
     points_lost_at_stop: int
-    """Points read but not known to be queued: not queued before the stop's
-    drain timeout, refused by a closed queue, or held when the queue died."""
+    """Points read but not queued: refused by a closed queue or by the stop's
+    drain timeout, or still held by the listener when its queue died."""
+    points_unconfirmed: int
+    """Points of the push in flight at stop whose answer never came (all of
+    it, though the queue may have taken a first part): queued later if the
+    queue had parked it (its contents outlive it), lost if the push was still
+    in a dead queue's mailbox or the tree gave up."""
     pushes: int
     """Push messages sent to the queue (at most one in flight)."""
 
@@ -238,6 +248,10 @@ class GraphiteListener(ChildActor):
             None for the system's (self-tuning) default.
         udp_pending: UDP points held while a push is in flight; more are
             dropped (and counted).
+        progress: a count that grows while the pipeline drains (the ledger's
+            committed index); at stop, the listener stops waiting for room
+            once it stands still for half a second. None: wait the whole
+            ``drain_timeout``.
     """
 
     def __init__(
@@ -255,6 +269,7 @@ class GraphiteListener(ChildActor):
         drain_timeout: float = 5.0,
         recv_buffer_bytes: int | None = None,
         udp_pending: int = _UDP_PENDING,
+        progress: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(link=link)
         self._queue = queue
@@ -266,6 +281,7 @@ class GraphiteListener(ChildActor):
         self._max_connections = max_connections
         self._observer = observer if observer is not None else ListenerObserver()
         self._udp_limit = udp_pending
+        self._progress = progress
         self._drain_timeout = drain_timeout
         self._recv_buffer = recv_buffer_bytes
         self._tcp: socket.socket | None = None
@@ -291,6 +307,7 @@ class GraphiteListener(ChildActor):
         self._total = 0
         self._refused = 0
         self._lost = 0
+        self._unconfirmed = 0
         self._pushes = 0
 
     # -- actor hooks (actor thread) -----------------------------------------
@@ -383,6 +400,7 @@ class GraphiteListener(ChildActor):
                 connections_total=self._total,
                 connections_refused=self._refused,
                 points_lost_at_stop=self._lost,
+                points_unconfirmed=self._unconfirmed,
                 pushes=self._pushes,
             )
 
@@ -723,24 +741,47 @@ class GraphiteListener(ChildActor):
                 self._inflight = None
                 self._settle(inflight)
                 inflight = None
-        lost = len(points) + (inflight.size if inflight is not None else 0)
         self._inflight = None
-        self._count_lost(lost)
+        self._count_lost(len(points))
+        if inflight is not None:
+            # Handed to the queue, answer not seen: a push the queue had
+            # parked lives on in its contents (a restarted queue serves it);
+            # one still in a dead queue's mailbox is gone. Not knowable here.
+            with self._lock:
+                self._unconfirmed += inflight.size
+            self._observer.unconfirmed(inflight.size)
         with self._lock:
-            total_lost = self._lost
-        if total_lost:
-            logger.error(
-                "Graphite listener stopped with %d points not known to be queued",
-                total_lost,
+            lost, unconfirmed = self._lost, self._unconfirmed
+        if lost or unconfirmed:
+            logger.warning(
+                "Graphite listener stopped: %d points read were not queued, "
+                "%d handed to the queue unconfirmed",
+                lost,
+                unconfirmed,
             )
 
     def _await(self, submission: _Submission, deadline: float) -> bool:
-        """Wait for a push to be served while the queue lives, up to the deadline.
+        """Wait for a push to be served while the queue lives and moves.
 
-        The queue itself fails a push at its deadline; one second of grace
-        covers the message's way back.
+        Bounded three ways: the deadline (the queue itself fails a push at
+        its deadline; one second of grace covers the message's way back),
+        the queue's death, and a pipeline that stops draining (``progress``
+        standing still) for ``_STALL`` seconds: its consumer or writer is
+        gone, the tree is stopping by itself, and waiting would only delay
+        that.
         """
-        while not submission.finished.wait(_STOP_POLL):
-            if not self._queue.is_alive() or time.monotonic() > deadline + 1.0:
-                return False
-        return True
+        progress = self._progress
+        last = progress() if progress is not None else 0
+        moved = time.monotonic()
+        while self._queue.is_alive() and time.monotonic() <= deadline + 1.0:
+            if submission.finished.wait(_STOP_POLL):
+                return True
+            if progress is None:
+                continue
+            now = progress()
+            if now != last:
+                last, moved = now, time.monotonic()
+            elif time.monotonic() - moved > _STALL:
+                logger.warning("The pipeline stopped draining; the listener stops now")
+                break
+        return submission.finished.is_set()

@@ -126,6 +126,7 @@ class ListenerInstruments(ListenerObserver):
         }
         self._udp_dropped = registry.counter("graphite.udp.dropped")
         self._lost = registry.counter("graphite.points.lost")
+        self._unconfirmed = registry.counter("graphite.points.unconfirmed")
         self._opened = registry.counter("graphite.connections.opened")
         self._closed = registry.counter("graphite.connections.closed")
         self._refused = registry.counter("graphite.connections.refused")
@@ -166,6 +167,10 @@ class ListenerInstruments(ListenerObserver):
     def lost(self, points: int) -> None:
         """Points read but not queued."""
         self._lost.inc(points)
+
+    def unconfirmed(self, points: int) -> None:
+        """Points handed to the queue whose answer the stopped listener never saw."""
+        self._unconfirmed.inc(points)
 
     def connection_opened(self) -> None:
         """A TCP connection was accepted."""

@@ -21,10 +21,10 @@ import pytest
 from statsyard import StatsYard
 from statsyard.cli import build_yard
 from statsyard.config import Config, load_config
+from tests._graphite import QueueSink, RecordingObserver, start_listener
 from tests._stored import stored_points
-from tests.test_graphite_listener import QueueSink, RecordingObserver, start_listener
 
-__all__ = ["start_listener"]  # the fixture, re-used from the listener's tests
+__all__ = ["start_listener"]  # the fixture, imported from tests._graphite
 
 WAIT = 10.0
 TS = 1_700_000_000

@@ -2,140 +2,27 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
 from typing import Any
 
-import pykka
 import pytest
 
-from statsyard.blocking_queue import BlockingQueue, BlockingQueueClient
+from statsyard.blocking_queue import Close, Push
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import ListenerError
+from statsyard.exceptions import ListenerError, QueueClosedError
 from statsyard.graphite_listener import (
-    GraphiteListener,
     ListenerObserver,
     ListenerStats,
 )
-from statsyard.ledger import Ledger, QueueContents
+from tests._graphite import QueueSink, RecordingObserver, start_listener
+
+__all__ = ["start_listener"]  # the fixture, imported from tests._graphite
 
 TIMEOUT = 10.0
 TS = 1_700_000_000
-
-
-class NotifyingLedger(Ledger):
-    """A ledger that wakes waiting tests whenever the queue accepts points."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = threading.Condition()
-
-    def accept(self, n: int) -> int:
-        first = super().accept(n)
-        with self.changed:
-            self.changed.notify_all()
-        return first
-
-
-class QueueSink:
-    """A real BlockingQueue (no consumer) that tests fill, inspect and drain."""
-
-    def __init__(self, capacity: int = 1_000_000) -> None:
-        self.capacity = capacity
-        self.contents = QueueContents(capacity=capacity)
-        self.ledger = NotifyingLedger()
-        self.ref = BlockingQueue.start(contents=self.contents, ledger=self.ledger)
-        self.client = BlockingQueueClient(self.ref)
-
-    @property
-    def received(self) -> int:
-        """Points ever queued."""
-        return self.ledger.counts().pushed
-
-    def take(self) -> list[DataPoint]:
-        """Pop everything queued now."""
-        size = self.client.size()
-        if not size:
-            return []
-        rows = self.client.pop_many(size, timeout=TIMEOUT)
-        return [DataPoint(*row) for row in rows]
-
-    def wait_received(self, count: int, timeout: float = TIMEOUT) -> bool:
-        with self.ledger.changed:
-            return self.ledger.changed.wait_for(lambda: self.received >= count, timeout)
-
-    def wait_full(self, timeout: float = TIMEOUT) -> bool:
-        with self.ledger.changed:
-            return self.ledger.changed.wait_for(
-                lambda: self.contents.size >= self.capacity, timeout
-            )
-
-
-class RecordingObserver(ListenerObserver):
-    """Records every hook, and wakes tests waiting for a count."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.rejects: collections.Counter[str] = collections.Counter()
-        self.changed = threading.Condition()
-
-    def _add(self, key: str, n: int = 1) -> None:
-        with self.changed:
-            self.counts[key] += n
-            self.changed.notify_all()
-
-    def wait_for(self, key: str, count: int, timeout: float = TIMEOUT) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: self.counts[key] >= count, timeout)
-
-    def queued(self, points: int) -> None:
-        self._add("queued", points)
-
-    def rejected(self, reason: str, lines: int) -> None:
-        with self.changed:
-            self.rejects[reason] += lines
-        self._add("rejected", lines)
-        self._add(reason, lines)
-
-    def udp_dropped(self, points: int) -> None:
-        self._add("udp_dropped", points)
-
-    def lost(self, points: int) -> None:
-        self._add("lost", points)
-
-    def connection_opened(self) -> None:
-        self._add("opened")
-
-    def connection_closed(self) -> None:
-        self._add("closed")
-
-    def connection_refused(self) -> None:
-        self._add("refused")
-
-
-@pytest.fixture
-def start_listener() -> Iterator[Callable[..., tuple[Any, QueueSink]]]:
-    """Start listeners (each on its own real queue) on ephemeral ports."""
-    refs: list[pykka.ActorRef[Any]] = []
-
-    def start(sink: QueueSink | None = None, **kwargs: Any) -> tuple[Any, QueueSink]:
-        sink = sink or QueueSink()
-        refs.append(sink.ref)
-        kwargs.setdefault("tcp_port", 0)
-        kwargs.setdefault("udp_port", 0)
-        ref = GraphiteListener.start(queue=sink.ref, **kwargs)
-        refs.append(ref)
-        try:
-            return ref.proxy(), sink
-        except pykka.ActorDeadError:  # it crashed in on_start (tests expect that)
-            return None, sink
-
-    yield start
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def tcp_send(address: tuple[str, int], data: bytes) -> None:
@@ -378,3 +265,75 @@ def test_a_taken_port_crashes_the_start(start_listener: Any, link: Any) -> None:
     crashed, error = link.exits[0]
     assert crashed is True
     assert isinstance(error, OSError)
+
+
+class ToldReply:
+    """A reply slot like the listener's: records the answer, sets an event."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any = None) -> None:
+        self.value = value
+        self.done.set()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        self.error = exc_info[1]
+        self.done.set()
+
+
+def test_a_told_push_is_answered_through_its_reply_once_there_is_room() -> None:
+    """Push(reply=...) parks like an asked push and is answered, never blocking."""
+    sink = QueueSink(capacity=2)
+    reply = ToldReply()
+    sink.ref.tell(Push(("a", "b", "c"), reply=reply))
+    assert sink.wait_full()
+    assert not reply.done.is_set()  # one point waits for room
+    assert sink.client.pop_many(2, timeout=TIMEOUT) == ["a", "b"]
+    assert reply.done.wait(TIMEOUT)
+    assert reply.value == 3
+    assert sink.client.pop(timeout=TIMEOUT) == "c"
+    sink.ref.stop()
+
+
+def test_a_told_push_to_a_closed_queue_fails_its_reply_not_the_queue() -> None:
+    """A closed queue fails the reply; raising would have crashed the queue."""
+    sink = QueueSink()
+    sink.ref.ask(Close())
+    reply = ToldReply()
+    sink.ref.tell(Push(("a",), reply=reply))
+    assert reply.done.wait(TIMEOUT)
+    assert isinstance(reply.error, QueueClosedError)
+    assert sink.ref.is_alive()
+    sink.ref.stop()
+
+
+def test_stopping_beside_a_stalled_pipeline_does_not_wait_the_drain_timeout(
+    start_listener: Any,
+) -> None:
+    """A tree stopping by itself (nothing drains the queue) stops the listener fast.
+
+    Its push waits for room that will never come; the listener notices that
+    the pipeline stands still and stops within about half a second rather
+    than the whole drain_timeout, counting the push as unconfirmed.
+    """
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=10),
+        observer=observer,
+        drain_timeout=30.0,
+        progress=lambda: 0,
+    )
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(b"st %d 1700000000\n" % i for i in range(100)))
+        assert sink.wait_full()
+        started = time.monotonic()
+        proxy.actor_ref.stop(timeout=TIMEOUT)
+        assert time.monotonic() - started < 3.0
+    # The whole push is unconfirmed, though the queue took its first 10.
+    assert observer.wait_for("unconfirmed", 100)
+    assert sink.received == 10
+    assert observer.counts["lost"] == 0

@@ -145,6 +145,7 @@ LISTENER_COUNTERS = (
     "graphite.lines.accepted",
     "graphite.udp.dropped",
     "graphite.points.lost",
+    "graphite.points.unconfirmed",
     "graphite.connections.opened",
     "graphite.connections.closed",
     "graphite.connections.refused",

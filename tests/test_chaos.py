@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from statsyard import StatsYard
 from tests._chaos import CHILDREN, KINDS, ChaosPlan, ChaosReport, run_chaos
 
 
@@ -94,3 +95,18 @@ def test_an_embedded_statsyard_loses_nothing_and_writes_nothing_twice_under_chao
     )
     report = run_chaos(plan, tmp_path / "data")
     check(report, plan)
+
+
+def test_flush_follows_a_writer_restart_instead_of_failing(tmp_path: Path) -> None:
+    """Found by the chaos test: flush() asked a writer that a crash was about
+    to restart to fsync, and raised NotRunningError although the tree ran on.
+    A restart is not a stop: flush() must wait for the successor."""
+    with StatsYard(
+        tmp_path / "data", ship_metrics=False, max_restarts=1000, max_seconds=1.0
+    ) as yard:
+        for round_ in range(30):
+            yard.push(("m", "e", round_, 1_700_000_000_000 + round_))
+            yard.flush(timeout=10)  # nothing pending: flush goes straight to fsync
+            yard.child("writer").tell(("crash", round_))
+            yard.flush(timeout=10)
+        assert yard.counts().written == 30

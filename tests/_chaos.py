@@ -24,8 +24,9 @@ What must hold (see :meth:`ChaosReport.problems`):
   the host points equals the Graphite points stored);
 - every line of a Graphite connection that the *same* listener incarnation
   served from connect to a clean end of stream is stored, or counted in
-  ``graphite.points.lost`` (the listener closes a connection once its lines
-  are handed to the queue, which may die before taking them). Carbon's
+  ``graphite.points.lost`` or ``.unconfirmed`` (the listener closes a
+  connection once its lines are handed to the queue, which may die before
+  taking them). Carbon's
   plaintext protocol has no acknowledgement: lines a listener had read when
   it was crashed or stopped cannot be told apart by the client from lines
   it never read, so connections cut by a restart are checked only for
@@ -166,8 +167,17 @@ class ChaosReport:
     missing_host: int = 0
     missing_tcp_clean: int = 0
     tcp_stored: int = 0
-    tcp_lost_counted: int = 0
-    """Points the listener read but could not queue (``graphite.points.lost``)."""
+    tcp_lost: int = 0
+    """Points the listener read but did not queue (``graphite.points.lost``)."""
+    tcp_unconfirmed: int = 0
+    """Points the listener read and is not sure it queued
+    (``graphite.points.unconfirmed``)."""
+
+    @property
+    def tcp_lost_counted(self) -> int:
+        """Points the listener read but did not queue or is not sure it did."""
+        return self.tcp_lost + self.tcp_unconfirmed
+
     strays: int = 0
     wrong_values: int = 0
     errors: list[str] = attrs.field(factory=list)
@@ -216,7 +226,7 @@ class ChaosReport:
             found.append(
                 f"{self.missing_tcp_clean} points of cleanly served Graphite "
                 f"connections missing, only {self.tcp_lost_counted} counted as "
-                "lost by the listener"
+                "lost or unconfirmed by the listener"
             )
         if self.strays:
             found.append(f"{self.strays} stored points were never sent")
@@ -253,8 +263,9 @@ class ChaosReport:
                 f"host            {self.host_acked + self.host_invalid:,} pushed "
                 f"({self.host_invalid} invalid), {self.host_failed} in failed pushes",
                 f"graphite tcp    {self.tcp_sent:,} lines sent, "
-                f"{self.tcp_stored:,} stored, {self.tcp_lost_counted:,} counted "
-                f"lost by the listener; connections {_listed(self.tcp_connections)}",
+                f"{self.tcp_stored:,} stored, {self.tcp_lost:,} counted lost "
+                f"and {self.tcp_unconfirmed:,} unconfirmed by the listener; "
+                f"connections {_listed(self.tcp_connections)}",
                 f"read back       {self.stored:,} stored, {self.duplicates} "
                 f"duplicates, {self.missing_host} host missing, "
                 f"{self.missing_tcp_clean} clean graphite missing, "
@@ -740,7 +751,9 @@ def run_chaos(plan: ChaosPlan, data_dir: Path) -> ChaosReport:
             counts = yard.counts()
         else:
             counts = result
-    report.tcp_lost_counted = yard.registry.counter("graphite.points.lost").value
+    # Read by the listener, then not queued (lost) or not known to be (unconfirmed).
+    report.tcp_lost = yard.registry.counter("graphite.points.lost").value
+    report.tcp_unconfirmed = yard.registry.counter("graphite.points.unconfirmed").value
     report.pushed = counts.pushed
     report.written = counts.written
     report.invalid = counts.invalid

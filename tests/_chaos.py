@@ -20,6 +20,7 @@ What must hold (see :meth:`ChaosReport.problems`):
 - nothing is lost (``lost == 0``) and ``invalid`` equals the invalid points pushed;
 - every host point whose ``push_many`` returned is stored exactly once;
 - every stored point is one that was sent, stored once, with its own value;
+- ``stop()`` returns and leaves no thread of StatsYard's behind;
 - every point the queue accepted from Graphite is stored (``pushed`` minus
   the host points equals the Graphite points stored);
 - every line of a Graphite connection that the *same* listener incarnation
@@ -695,6 +696,7 @@ def run_chaos(plan: ChaosPlan, data_dir: Path) -> ChaosReport:
                 "checkpoint_points": plan.checkpoint_points,
             },
         )
+        before = set(threading.enumerate())
         yard.start()
         run = _Run(plan, yard, tcp_port)
         report = run.report
@@ -760,6 +762,13 @@ def run_chaos(plan: ChaosPlan, data_dir: Path) -> ChaosReport:
     report.lost = counts.lost
     report.pending = counts.pending
     if finished:
+        left = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and not t.name.startswith("chaos-")
+        ]
+        if left:
+            report.hung.append(f"threads left running after stop(): {left}")
         run.audit(data_dir)
     else:
         report.hung.append("the data directory was not audited (still open)")

@@ -48,7 +48,6 @@ with :attr:`ChaosPlan.seed` (thread interleaving is of course not).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
@@ -783,17 +782,3 @@ def _bind_args(
         function(first, second)
 
     return call
-
-
-@contextlib.contextmanager
-def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the statsyard and pykka loggers' level for the block (less noise)."""
-    loggers = [logging.getLogger(name) for name in ("statsyard", "pykka")]
-    before = [each.level for each in loggers]
-    for each in loggers:
-        each.setLevel(level)
-    try:
-        yield
-    finally:
-        for each, old in zip(loggers, before, strict=True):
-            each.setLevel(old)

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import attrs
 
+from statsyard import StatsYard
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from statsyard.cli import build_yard
 from statsyard.config import Config, load_config
-from statsyard.graphite_protocol import GraphiteParser
+from statsyard.graphite.protocol import GraphiteParser
 
 CLIENT = r"""
 import socket, sys, time
@@ -85,7 +86,7 @@ def bare_parse(data: bytes) -> float:
 def end_to_end(config: Config, count: int) -> tuple[float, float, int]:
     """(lines/s first byte -> durable, lines/s of sending alone, written)."""
     with tempfile.TemporaryDirectory(prefix="statsyard-bench-") as directory:
-        yard = build_yard(config, data_dir=directory)
+        yard = StatsYard(config, data_dir=directory)
         yard.start()
         try:
             listener = yard.child("graphite").proxy()

@@ -28,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from statsyard.config import Config
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from statsyard.app import StatsYard
-from statsyard.http import HttpOptions
 
 CLIENT = r"""
 import sys, threading, time, urllib.request
@@ -100,9 +101,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         yard = StatsYard(
-            Path(directory) / "data",
+            Config.of(http={"enabled": True, "port": 0}),
+            data_dir=Path(directory) / "data",
             ship_metrics=False,
-            http=HttpOptions(port=0),
         )
         with yard:
             preload(yard, args.series, int(time.time()))

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import psutil
 
-from statsyard import DataPoint, StatsYard, validate_rows
+from statsyard import DataPoint, StatsYard
+from statsyard.config import Config
+from statsyard.datapoint import validate_rows
 
 BASE_TS = 1_700_000_000_000
 
@@ -57,9 +59,9 @@ def end_to_end(
     """
     with tempfile.TemporaryDirectory() as data_dir:
         yard = StatsYard(
-            data_dir,
+            Config.of(metrics={"instrument": instrument}),
+            data_dir=data_dir,
             batch_size=batch_size,
-            instrument=instrument,
             ship_metrics=instrument,
         ).start()
         try:

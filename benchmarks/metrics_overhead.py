@@ -17,8 +17,8 @@ import timeit
 from collections.abc import Callable
 
 from statsyard.metrics import Registry
-from statsyard.process_stats import ProcessStats
-from statsyard.stat_shipper import StatShipper
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.stat_shipper import StatShipper
 from statsyard.testing import DogStatsdCapture
 
 REPEATS = 9

@@ -19,7 +19,8 @@ import timeit
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from statsyard import DataPoint, validate_rows
+from statsyard import DataPoint
+from statsyard.datapoint import validate_rows
 
 TS = 1_700_000_000_000
 BATCH = 5000

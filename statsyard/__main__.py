@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from statsyard.cli import main
+from statsyard.cli.main import main
 
 __all__ = ["main"]
 

@@ -1,19 +1,23 @@
-"""One rate-limited WARNING logger for every path that rejects input.
+"""One rate-limited WARNING logger for every path that rejects input or fails.
 
 A flood of bad input must not become a flood of log lines: each kind of
 rejection (a *key*) logs at most once per interval, and the next line that
-does get through says how many were held back since the last one.
+does get through says how many were held back since the last one. With an
+infinite interval (:func:`warn_once`) each key logs once, ever: what the
+metrics registry, the process statistics and the shipper use for a problem
+they also count.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Final
 
-__all__ = ["RateLimitedLogger"]
+__all__ = ["RateLimitedLogger", "warn_once"]
 
 DEFAULT_INTERVAL: Final = 1.0
 """Seconds between two WARNING lines of the same key."""
@@ -42,10 +46,10 @@ class RateLimitedLogger:
         self._interval = interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
 
-    def warning(self, key: str, message: str, *args: object) -> bool:
+    def warning(self, key: Hashable, message: str, *args: object) -> bool:
         """Log ``message % args`` unless ``key`` logged within the interval.
 
         Returns:
@@ -67,7 +71,12 @@ class RateLimitedLogger:
             self._logger.warning(message, *args)
         return True
 
-    def suppressed(self) -> dict[str, int]:
+    def suppressed(self) -> dict[Hashable, int]:
         """Lines held back since each key last logged, by key."""
         with self._lock:
             return dict(self._held)
+
+
+def warn_once(logger: logging.Logger) -> RateLimitedLogger:
+    """A :class:`RateLimitedLogger` that logs each key once, ever (then counts)."""
+    return RateLimitedLogger(logger, interval=math.inf)

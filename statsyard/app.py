@@ -17,52 +17,65 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
-from statsyard.blocking_queue import (
-    BlockingQueue,
-    BlockingQueueClient,
-    NoAnswerYet,
-    PendingPush,
-    close_contents,
-)
-from statsyard.config import GraphiteConfig
+from statsyard.config import Config, with_shortcuts
 from statsyard.datapoint import DataPoint, now_ms
 from statsyard.exceptions import (
+    ChildStartError,
+    ConfigError,
     FlushTimeout,
     NotRunningError,
     QueueClosedError,
     StatsYardError,
 )
-from statsyard.forward import Cursor, Forwarding, ForwardSettings
-from statsyard.graphite_listener import GraphiteListener
+from statsyard.forward import Cursor, Forwarding
+from statsyard.graphite.listener import GraphiteListener
 from statsyard.http.options import HttpOptions
-from statsyard.ingest_consumer import IngestConsumer, IngestFanOut, IngestObserver
-from statsyard.instrumentation import (
+from statsyard.metrics import Registry
+from statsyard.metrics.instruments import (
     ListenerInstruments,
     PipelineInstruments,
     register_pipeline_gauges,
 )
-from statsyard.ledger import Counts, Ledger, QueueContents
-from statsyard.metrics import Registry, ShippableStats
-from statsyard.process_stats import ProcessStats
-from statsyard.stat_shipper import StatShipper
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.stat_shipper import StatShipper
+from statsyard.pipeline.blocking_queue import BlockingQueue, close_contents
+from statsyard.pipeline.ingest_consumer import (
+    IngestConsumer,
+    IngestFanOut,
+    IngestObserver,
+)
+from statsyard.pipeline.ledger import Counts, Ledger, QueueContents
+from statsyard.pipeline.queue_client import (
+    BlockingQueueClient,
+    NoAnswerYet,
+    PendingPush,
+)
+from statsyard.pipeline.timestamp_writer import (
+    FsyncPolicy,
+    StorageHandle,
+    TimestampWriter,
+)
+from statsyard.render import RenderSettings
 from statsyard.storage import QueryResult
-from statsyard.supervisor import (
+from statsyard.supervision import (
     ChildSpec,
     ChildTable,
     StartContext,
     Supervisor,
     SupervisorExit,
     ThreadTracker,
+    TreeStoppedError,
 )
-from statsyard.timestamp_writer import FsyncPolicy, StorageHandle, TimestampWriter
+from statsyard.supervision import ChildStartError as _SupervisionStartError
+from statsyard.supervision.deadline import deadline_after, lock_timeout, remaining
 
 __all__ = ["CONSUMER", "GRAPHITE", "HTTP", "QUEUE", "SHIPPER", "WRITER", "StatsYard"]
 
@@ -135,124 +148,86 @@ _START_JOIN = 30.0
 """Seconds to wait for the threads of a failed start to end."""
 
 
-def _remaining(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (a ``time.monotonic()`` value), or None."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _lock_timeout(deadline: float | None) -> float:
-    """``Lock.acquire``'s timeout for a deadline (-1 waits for ever)."""
-    remaining = _remaining(deadline)
-    return -1 if remaining is None else remaining
-
-
 class StatsYard:
-    """A supervised, embeddable time-series pipeline writing to ``data_dir``.
+    """A supervised, embeddable time-series pipeline, built from one settings tree.
+
+    The settings are the same :class:`~statsyard.config.Config` the service
+    builds from defaults, TOML, environment and flags, and that
+    ``statsyard config`` prints; every child (queue, Graphite listener,
+    writer, consumer, HTTP API, forwarders, shipper) is wired from it in
+    :meth:`_specs`. A few keyword shortcuts override the common settings.
 
     Args:
-        data_dir: where points are stored (created if missing).
-        queue_capacity: points the queue holds before pushes wait.
-        batch_size: points per queue message and per write.
-        fsync: ``always``, ``interval`` (default) or ``never``.
-        fsync_interval: seconds between fsyncs under ``interval``.
-        max_restarts: restarts allowed within ``max_seconds`` before the tree stops.
-        max_seconds: the restart-intensity period.
-        linger: seconds a partial batch of pushed points may wait before it is sent.
-        storage_options: passed to :meth:`statsyard.storage.Storage.open`.
-        extra_children: more children, started after the pipeline's own and
-            before the shipper.
+        settings: the settings tree; when None, ``Config.of()``: the
+            defaults, with no Graphite listener and no HTTP API.
+        data_dir: shortcut for ``settings.storage.data_dir``.
+        queue_capacity: shortcut for ``settings.pipeline.queue_capacity``.
+        batch_size: shortcut for ``settings.pipeline.batch_size``.
+        ship_metrics: shortcut for ``settings.metrics.enabled``.
         registry: where metrics are recorded; a fresh one by default.
-        instrument: record the pipeline's own metrics (docs/metrics.md).
-        ship_metrics: run the StatShipper, sending the registry to DogStatsD.
-        statsd_host: the DogStatsD agent's host.
-        statsd_port: the DogStatsD agent's UDP port.
-        metrics_namespace: prefix of every shipped metric name.
-        metrics_tags: tags added to every shipped metric.
-        ship_interval: seconds between shipments.
-        shippable: which histogram and meter statistics ship.
-        process_stats: also ship ``vm.*`` process statistics.
-        ingest_observer: extra per-batch validation hooks (the stress run's).
-        graphite: run the Graphite plaintext listener with these settings
-            (when ``enabled``); it is the child right after the queue.
-        http: serve the HTTP API (``docs/http.md``): True for the defaults
-            or :class:`~statsyard.http.HttpOptions`; off by default.
+        extra_children: more children (:class:`~statsyard.supervision.ChildSpec`),
+            started after the pipeline's own and before the HTTP API.
         on_exit: called once when the tree has stopped (by itself or by
             ``stop()``) and every point is settled; from StatsYard's linger
             thread, or from the thread that called ``stop()``.
-        forward: destinations to forward acknowledged points to
-            (:class:`~statsyard.forward.ForwardSettings` or mappings of the
-            ``[[forward]]`` keys; see docs/forwarding.md).
+        ingest_observer: extra per-batch validation hooks (the stress run's).
 
     Raises:
-        ConfigError: a ``forward`` destination is malformed.
+        ConfigError: a shortcut's value is invalid (it names the setting).
     """
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        settings: Config | None = None,
         *,
-        queue_capacity: int = 100_000,
-        batch_size: int = 5000,
-        fsync: FsyncPolicy = "interval",
-        fsync_interval: float = 1.0,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
-        linger: float = 0.05,
-        storage_options: dict[str, Any] | None = None,
-        extra_children: Sequence[ChildSpec] = (),
+        data_dir: str | os.PathLike[str] | None = None,
+        queue_capacity: int | None = None,
+        batch_size: int | None = None,
+        ship_metrics: bool | None = None,
         registry: Registry | None = None,
-        instrument: bool = True,
-        ship_metrics: bool = True,
-        statsd_host: str = "127.0.0.1",
-        statsd_port: int = 8125,
-        metrics_namespace: str = "statsyard",
-        metrics_tags: Mapping[str, str] | None = None,
-        ship_interval: float = 1.0,
-        shippable: ShippableStats | None = None,
-        process_stats: bool = True,
-        ingest_observer: IngestObserver | None = None,
-        graphite: GraphiteConfig | None = None,
+        extra_children: Sequence[ChildSpec] = (),
         on_exit: Callable[[SupervisorExit], None] | None = None,
-        http: bool | HttpOptions = False,
-        forward: Sequence[ForwardSettings | Mapping[str, Any]] = (),
+        ingest_observer: IngestObserver | None = None,
     ) -> None:
-        if queue_capacity < 1:
-            raise ValueError(f"queue_capacity must be at least 1, got {queue_capacity}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if linger <= 0:
-            raise ValueError(f"linger must be > 0 seconds, got {linger}")
-        self.data_dir = Path(data_dir)
-        self.queue_capacity = queue_capacity
-        self.batch_size = batch_size
-        self.fsync: FsyncPolicy = fsync
-        self.fsync_interval = fsync_interval
-        self.max_restarts = max_restarts
-        self.max_seconds = max_seconds
-        self.linger = linger
-        self._storage_options = storage_options or {}
+        if settings is not None and not isinstance(settings, Config):
+            raise ConfigError(
+                [
+                    f"settings must be a statsyard Config, got {settings!r}; "
+                    "a data directory is given as data_dir=..."
+                ]
+            )
+        settings = with_shortcuts(
+            settings if settings is not None else Config.of(),
+            data_dir=data_dir,
+            queue_capacity=queue_capacity,
+            batch_size=batch_size,
+            ship_metrics=ship_metrics,
+        )
+        self.settings = settings
+        """The effective settings tree."""
+        self.data_dir = Path(settings.storage.data_dir)
+        self.queue_capacity = settings.pipeline.queue_capacity
+        self.batch_size = settings.pipeline.batch_size
+        self.linger = settings.pipeline.linger
         self._extra_children = tuple(extra_children)
-        self._graphite = graphite if graphite is not None and graphite.enabled else None
         self.registry = registry if registry is not None else Registry()
         """The metrics registry (record your own metrics here too)."""
         # -- forwarding (statsyard.forward) --
         self.forwarding = Forwarding(
-            forward,
+            settings.forward,
             data_dir=self.data_dir,
             registry=self.registry,
             ingest_busy=lambda: self._contents.size * 2 >= self.queue_capacity,
         )
         """The forwarders: settings, progress (see :meth:`wait_forwarded`)."""
+        self._storage_options = settings.storage.open_options()
         if self.forwarding.retention is not None:
-            self._storage_options = {
-                **self._storage_options,
-                "log_retention": self.forwarding.retention,
-            }
+            self._storage_options["log_retention"] = self.forwarding.retention
+        instrument = settings.metrics.instrument
+        graphite = settings.graphite.enabled
         self._instruments = PipelineInstruments(self.registry) if instrument else None
         self._listener_instruments = (
-            ListenerInstruments(self.registry)
-            if instrument and self._graphite is not None
-            else None
+            ListenerInstruments(self.registry) if instrument and graphite else None
         )
         observers = [o for o in (self._instruments, ingest_observer) if o is not None]
         self._ingest_observer: IngestObserver | None = (
@@ -262,25 +237,12 @@ class StatsYard:
             if observers
             else None
         )
-        self._ship_metrics = ship_metrics
-        self._shipper_options: dict[str, Any] = {
-            "host": statsd_host,
-            "port": statsd_port,
-            "namespace": metrics_namespace,
-            "constant_tags": dict(metrics_tags or {}),
-            "interval": ship_interval,
-            "shippable": shippable,
-        }
-        self._process_stats = process_stats
         self._host_on_exit = on_exit
-        self._http: HttpOptions | None = (
-            (HttpOptions() if http is True else http) if http else None
-        )
         self._running = threading.Event()
 
         self.ledger = Ledger()
         self._storage_handle = StorageHandle()
-        self._contents = QueueContents(capacity=queue_capacity)
+        self._contents = QueueContents(capacity=self.queue_capacity)
         self._table = ChildTable()
         self._threads = ThreadTracker()
         self._supervisor_ref: pykka.ActorRef[Supervisor] | None = None
@@ -301,9 +263,7 @@ class StatsYard:
         self._linger_wakeups = 0
         self._linger_thread: threading.Thread | None = None
 
-        self.queue = BlockingQueueClient(
-            lambda timeout: self._table.get(QUEUE, timeout)
-        )
+        self.queue = BlockingQueueClient(lambda timeout: self._living(QUEUE, timeout))
         """Blocking client of the queue actor (follows it through restarts)."""
 
     # -- lifecycle ----------------------------------------------------------
@@ -315,8 +275,7 @@ class StatsYard:
             )
 
         def start_graphite(ctx: StartContext) -> pykka.ActorRef[Any]:
-            settings = self._graphite
-            assert settings is not None
+            settings = self.settings.graphite
             return GraphiteListener.start(
                 queue=ctx.siblings[QUEUE],
                 host=settings.host,
@@ -337,8 +296,8 @@ class StatsYard:
             return TimestampWriter.start(
                 data_dir=self.data_dir,
                 ledger=self.ledger,
-                fsync=self.fsync,
-                fsync_interval=self.fsync_interval,
+                fsync=cast("FsyncPolicy", self.settings.storage.fsync),
+                fsync_interval=self.settings.storage.fsync_interval,
                 storage_options=self._storage_options,
                 observer=self._instruments,
                 handle=self._storage_handle,
@@ -356,22 +315,27 @@ class StatsYard:
             )
 
         def start_shipper(ctx: StartContext) -> pykka.ActorRef[Any]:
+            metrics = self.settings.metrics
             stats = (
                 ProcessStats(mailboxes=self._table.mailboxes)
-                if self._process_stats
+                if metrics.process_stats
                 else None
             )
             return StatShipper.start(
                 registry=self.registry,
                 process_stats=stats,
+                host=metrics.host,
+                port=metrics.port,
+                namespace=metrics.namespace,
+                constant_tags=dict(metrics.tags),
+                interval=metrics.interval,
                 link=ctx.link,
-                **self._shipper_options,
             )
 
         # The listener needs only the queue, so it comes right after it: a
         # writer or consumer crash does not drop its connections.
         specs = [ChildSpec(QUEUE, start_queue)]
-        if self._graphite is not None:
+        if self.settings.graphite.enabled:
             specs.append(
                 ChildSpec(GRAPHITE, start_graphite, shutdown=_GRAPHITE_DRAIN + 5.0)
             )
@@ -381,15 +345,27 @@ class StatsYard:
             ChildSpec(CONSUMER, start_consumer),
             *self._extra_children,
         ]
-        if self._http is not None:
-            specs.append(self._http_spec(self._http))
+        if self.settings.http.enabled:
+            specs.append(self._http_spec(self._http_options()))
         specs += self.forwarding.specs(self._storage_handle)  # after http: a
         # forwarder crash then restarts only the shipper with it
-        if self._ship_metrics:
+        if self.settings.metrics.enabled:
             specs.append(ChildSpec(SHIPPER, start_shipper))
         for spec in specs:  # each child's restarts ship from the first interval, at 0
             self.registry.counter("supervisor.restarts", tags={"child": spec.id})
         return specs
+
+    def _http_options(self) -> HttpOptions:
+        """The HTTP API's options, from the ``http``, ``graphite`` and ``render``
+        settings."""
+        settings = self.settings
+        return HttpOptions(
+            host=settings.http.host,
+            port=settings.http.port,
+            threads=settings.http.threads,
+            default_entity=settings.graphite.default_entity,
+            render=RenderSettings.from_config(settings),
+        )
 
     def _http_spec(self, options: HttpOptions) -> ChildSpec:
         """The HTTP child: serves the API from the live storage (statsyard.http)."""
@@ -435,8 +411,8 @@ class StatsYard:
         link = _HostLink(self._threads)
         self._supervisor_ref = Supervisor.start(
             specs=self._specs(),
-            max_restarts=self.max_restarts,
-            max_seconds=self.max_seconds,
+            max_restarts=self.settings.pipeline.max_restarts,
+            max_seconds=self.settings.pipeline.max_seconds,
             table=self._table,
             threads=self._threads,
             on_exit=self._on_tree_exit,
@@ -455,6 +431,8 @@ class StatsYard:
             cause = error.__cause__
             if isinstance(cause, StatsYardError):
                 raise cause from None  # it names the directory, port, ...
+            if isinstance(error, _SupervisionStartError):
+                raise ChildStartError(str(error), child_id=error.child_id) from cause
             if isinstance(error, StatsYardError):
                 raise error
             raise NotRunningError(f"StatsYard could not start: {error}") from error
@@ -467,7 +445,7 @@ class StatsYard:
             "StatsYard started in %s (queue capacity %d, fsync %s)",
             self.data_dir,
             self.queue_capacity,
-            self.fsync,
+            self.settings.storage.fsync,
         )
         return self
 
@@ -496,22 +474,22 @@ class StatsYard:
                 if self.forwarding:  # let forwarders deliver within their deadline
                     end = self._storage_handle.get(timeout=0).log_end
                     self.forwarding.drain(
-                        Cursor(end.seq, end.size), _remaining(drain_deadline)
+                        Cursor(end.seq, end.size), remaining(drain_deadline)
                     )
             except Exception as exc:  # noqa: BLE001 (deliberate: stop goes on, accounts)
                 logger.error("Could not drain the pipeline before stopping: %s", exc)
         if self._supervisor_ref is not None:
             try:
-                self._supervisor_ref.stop(block=True, timeout=_remaining(deadline))
+                self._supervisor_ref.stop(block=True, timeout=remaining(deadline))
             except pykka.Timeout:
                 logger.error("The supervision tree did not stop within %s s", timeout)
         self._settle(SupervisorExit("stopped", gave_up=False), deadline)
         linger = self._linger_thread
         if linger is not None and linger is not threading.current_thread():
-            linger.join(_remaining(deadline))
+            linger.join(remaining(deadline))
             if linger.is_alive():
                 logger.error("The linger thread is still running after stop")
-        stragglers = self._threads.join(_remaining(deadline))
+        stragglers = self._threads.join(remaining(deadline))
         if stragglers:
             logger.error("Threads still running after stop: %s", stragglers)
         counts = self.counts()
@@ -526,10 +504,10 @@ class StatsYard:
 
     def _stop_input(self) -> None:
         """Stop the Graphite listener first: it queues what it read, then flush."""
-        if self._graphite is None or self._supervisor_ref is None:
+        if not self.settings.graphite.enabled or self._supervisor_ref is None:
             return
         try:
-            self._table.get(GRAPHITE, 0.0)
+            self._living(GRAPHITE, 0.0)
         except NotRunningError:
             return  # already terminated (the service does it on a signal)
         try:
@@ -585,7 +563,7 @@ class StatsYard:
         """
         exit_ = self._exit if self._exit is not None else exit_
         self._close_contents(exit_.reason)
-        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+        if not self._stage_lock.acquire(timeout=lock_timeout(deadline)):
             logger.error("A pusher still holds the staging lock; not settled")
             return
         try:
@@ -641,15 +619,28 @@ class StatsYard:
     @property
     def http_address(self) -> tuple[str, int] | None:
         """The HTTP API's bound ``(host, port)``, or None when it is not served."""
-        if self._http is None or self._supervisor_ref is None:
+        if not self.settings.http.enabled or self._supervisor_ref is None:
             return None
-        server = self._table.get(HTTP, 5.0)
+        server = self._living(HTTP, 5.0)
         address: tuple[str, int] = server.proxy().address().get(timeout=5.0)
         return address
 
     def child(self, child_id: str, timeout: float | None = 5.0) -> pykka.ActorRef[Any]:
-        """The living child ``child_id``, waiting through a restart."""
-        return self._table.get(child_id, timeout)
+        """The living child ``child_id``, waiting through a restart.
+
+        Raises:
+            NotRunningError: the tree stopped, or no living child in time.
+        """
+        return self._living(child_id, timeout)
+
+    def _living(self, child_id: str, timeout: float | None) -> pykka.ActorRef[Any]:
+        """The child table's answer, with its error in StatsYard's terms."""
+        try:
+            return self._table.get(child_id, timeout)
+        except TreeStoppedError as exc:
+            if isinstance(exc, NotRunningError):
+                raise
+            raise NotRunningError(f"StatsYard is not running: {exc}") from exc
 
     # -- ingest ---------------------------------------------------------------
 
@@ -798,12 +789,12 @@ class StatsYard:
             NotRunningError: the tree is not running (or stopped meanwhile).
         """
         self._check_running()
-        self._flush(None if timeout is None else time.monotonic() + timeout)
+        self._flush(deadline_after(timeout))
 
     def _flush(self, deadline: float | None) -> None:
         # A pusher may hold the stage lock while it waits for room: wait for
         # it no longer than the deadline.
-        if not self._stage_lock.acquire(timeout=_lock_timeout(deadline)):
+        if not self._stage_lock.acquire(timeout=lock_timeout(deadline)):
             raise FlushTimeout("a pusher still waits for room in the queue")
         try:
             self._send_staged(deadline)
@@ -816,7 +807,7 @@ class StatsYard:
             self._stage_lock.release()
         target = self.ledger.next_index
         try:
-            self.queue.await_committed(target, timeout=_remaining(deadline))
+            self.queue.await_committed(target, timeout=remaining(deadline))
             self._sync_writer(deadline)
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc
@@ -833,11 +824,15 @@ class StatsYard:
         successor reopens the same log (and fsyncs it at its first ``sync()``,
         whatever its predecessor had not), so a restart is waited for, not
         reported as a stop.
+
+        Raises:
+            NotRunningError: the tree stopped (or no writer lives in time).
+            pykka.Timeout: the writer did not answer before ``deadline``.
         """
         while True:
-            writer = self._table.get(WRITER, _remaining(deadline))
+            writer = self._living(WRITER, remaining(deadline))
             try:
-                writer.proxy().sync().get(timeout=_remaining(deadline))
+                writer.proxy().sync().get(timeout=remaining(deadline))
                 return
             except pykka.ActorDeadError as exc:
                 if self._table.closed:

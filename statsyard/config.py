@@ -32,7 +32,7 @@ import attrs
 
 from statsyard.exceptions import ConfigError
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
-from statsyard.graphite_templates import compile_templates
+from statsyard.graphite.templates import compile_templates
 from statsyard.timeparse import parse_duration_s
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "load_config",
     "render_config",
     "setting_names",
+    "with_shortcuts",
 ]
 
 ENV_PREFIX: Final = "STATSYARD_"
@@ -372,6 +373,26 @@ class StorageConfig:
             help="Delete the oldest segments beyond this many bytes; 0 means no limit.",
         ),
     )
+    checkpoint_points: int | None = _setting(
+        500_000,
+        Setting(
+            "int",
+            above=0,
+            off_when_zero=True,
+            help="Compact the in-memory head into a segment at this many points; "
+            "0 never compacts by count.",
+        ),
+    )
+
+    def open_options(self) -> dict[str, Any]:
+        """The ``Storage.open()`` keyword arguments these settings ask for."""
+        age = self.retention_max_age
+        return {
+            "segment_bytes": self.segment_bytes,
+            "retention_max_age_ms": None if age is None else round(age * 1000),
+            "retention_max_bytes": self.retention_max_bytes,
+            "checkpoint_points": self.checkpoint_points,
+        }
 
 
 @attrs.frozen
@@ -401,6 +422,14 @@ class PipelineConfig:
     )
     max_seconds: float = _setting(
         5.0, Setting("float", above=0, help="The window of max_restarts, in seconds.")
+    )
+    linger: float = _setting(
+        0.05,
+        Setting(
+            "float",
+            above=0,
+            help="Seconds a partial batch of pushed points may wait before it is sent.",
+        ),
     )
 
 
@@ -494,6 +523,10 @@ class MetricsConfig:
     )
     process_stats: bool = _setting(
         True, Setting("bool", help="Also ship CPU, memory, threads and open files.")
+    )
+    instrument: bool = _setting(
+        True,
+        Setting("bool", help="Record the pipeline's own metrics (docs/metrics.md)."),
     )
 
 
@@ -603,6 +636,59 @@ class Config:
         """The effective value of ``section.key``."""
         return getattr(getattr(self, section), key)
 
+    @classmethod
+    def of(cls, **sections: Any) -> Config:
+        """Settings for embedding, given as a TOML file would give them.
+
+        ``Config.of(storage={"data_dir": "d"}, pipeline={"batch_size": 100})``;
+        ``forward`` takes a list of ``[[forward]]`` tables. Values are checked
+        as the service checks its file; the environment is not read. Unlike
+        the service's defaults, an embedded StatsYard opens no port unless
+        asked: ``[graphite]`` and ``[http]`` are off unless given
+        ``enabled = true``.
+
+        Raises:
+            ConfigError: listing every unknown key and bad value.
+        """
+        given = dict(sections)
+        for section in ("graphite", "http"):
+            table = given.get(section, {})
+            if isinstance(table, Mapping):
+                given[section] = {"enabled": False, **table}
+        return load_config(None, environ={}, given=given)
+
+
+def with_shortcuts(
+    config: Config,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    queue_capacity: int | None = None,
+    batch_size: int | None = None,
+    ship_metrics: bool | None = None,
+) -> Config:
+    """``config`` with the values of :class:`~statsyard.app.StatsYard`'s keyword
+    shortcuts that were given (None leaves a setting as it is).
+
+    Raises:
+        ConfigError: a value is invalid; it names the setting.
+    """
+    storage: dict[str, Any] = {}
+    pipeline: dict[str, Any] = {}
+    if data_dir is not None:
+        storage["data_dir"] = os.fspath(data_dir)
+    if queue_capacity is not None:
+        pipeline["queue_capacity"] = queue_capacity
+    if batch_size is not None:
+        pipeline["batch_size"] = batch_size
+    changes: dict[str, Any] = {}
+    if storage:
+        changes["storage"] = attrs.evolve(config.storage, **storage)
+    if pipeline:
+        changes["pipeline"] = attrs.evolve(config.pipeline, **pipeline)
+    if ship_metrics is not None:
+        changes["metrics"] = attrs.evolve(config.metrics, enabled=ship_metrics)
+    return attrs.evolve(config, **changes) if changes else config
+
 
 def _suggest(name: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
@@ -614,11 +700,15 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     flags: Mapping[str, str] | None = None,
+    given: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the effective configuration from defaults, file, environment, flags.
 
     Args:
         path: a TOML file, or None for none.
+        given: settings as a TOML file would give them (section to a
+            mapping of key to value; ``forward`` to a list of tables), taken
+            after the file and before the environment.
         environ: environment variables (default :data:`os.environ`); only
             those starting with ``STATSYARD_`` are read.
         flags: ``"section.key"`` to the text given on the command line.
@@ -646,6 +736,42 @@ def load_config(
             return
         values[section][key] = value
         sources[f"{section}.{key}"] = source
+
+    def take_document(document: Mapping[str, Any], label: str, source: str) -> None:
+        nonlocal forward
+        for section, table in document.items():
+            if section == "forward":  # [[forward]]: an array of tables
+                forward, more = parse_forward_tables(table, label)
+                problems.extend(more)
+                sources["forward"] = source
+                continue
+            if section not in SECTIONS:
+                problems.append(
+                    f"{label}: unknown section [{section}]"
+                    f"{_suggest(section, list(SECTIONS))}; expected one of "
+                    + ", ".join(f"[{s}]" for s in SECTIONS)
+                )
+                continue
+            if not isinstance(table, Mapping):
+                problems.append(
+                    f"{label}: {section} must be a table [{section}], got {table!r}"
+                )
+                continue
+            for key, raw in table.items():
+                if key not in all_keys[section]:
+                    problems.append(
+                        f"{label}: unknown setting {section}.{key}"
+                        f"{_suggest(key, all_keys[section])}"
+                    )
+                    continue
+                take(
+                    section,
+                    key,
+                    source,
+                    f"{section}.{key} (in {label})",
+                    raw,
+                    False,
+                )
 
     if path is not None:
         file_label = os.fspath(path)
@@ -675,40 +801,10 @@ def load_config(
             raise ConfigError(
                 [f"config file {file_label}: not valid TOML (nested too deeply)"]
             ) from None
-        for section, table in document.items():
-            if section == "forward":  # [[forward]]: an array of tables
-                forward, more = parse_forward_tables(table, file_label)
-                problems.extend(more)
-                sources["forward"] = f"file {file_label}"
-                continue
-            if section not in SECTIONS:
-                problems.append(
-                    f"{file_label}: unknown section [{section}]"
-                    f"{_suggest(section, list(SECTIONS))}; expected one of "
-                    + ", ".join(f"[{s}]" for s in SECTIONS)
-                )
-                continue
-            if not isinstance(table, dict):
-                problems.append(
-                    f"{file_label}: {section} must be a table [{section}], "
-                    f"got {table!r}"
-                )
-                continue
-            for key, raw in table.items():
-                if key not in all_keys[section]:
-                    problems.append(
-                        f"{file_label}: unknown setting {section}.{key}"
-                        f"{_suggest(key, all_keys[section])}"
-                    )
-                    continue
-                take(
-                    section,
-                    key,
-                    f"file {file_label}",
-                    f"{section}.{key} (in {file_label})",
-                    raw,
-                    False,
-                )
+        take_document(document, file_label, f"file {file_label}")
+
+    if given is not None:
+        take_document(given, "the given settings", "given")
 
     env = os.environ if environ is None else environ
     known_env = {env_name(s, k): (s, k) for s, k, _ in setting_names()}

@@ -16,6 +16,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -33,6 +34,7 @@ __all__ = [
     "Invalid",
     "Row",
     "Valid",
+    "forbidden_char_index",
     "now_ms",
     "validate",
     "validate_batch",
@@ -50,9 +52,30 @@ MIN_TIMESTAMP_MS: Final = 946_684_800_000
 MAX_TIMESTAMP_MS: Final = 4_102_444_800_000
 """2100-01-01T00:00:00Z."""
 
-# Whitespace, C0/C1 control characters, DEL and the Unicode line/paragraph
-# separators: none of them may appear in a name.
-_BAD_NAME_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+"""Unicode categories no name may contain: control, format (e.g. U+200B),
+surrogate (a lone surrogate cannot be encoded as UTF-8), and every space and
+separator (all whitespace is in Cc, Zs, Zl or Zp)."""
+
+_BAD_ASCII = re.compile(r"[\x00-\x20\x7f]")
+
+
+def forbidden_char_index(name: str) -> int | None:
+    """Index of the first character no name may contain, or None: THE rule.
+
+    Validation (:func:`validate`) and the Graphite parser both use it, so a
+    name one accepts the other accepts too.
+    """
+    if name.isascii():
+        bad = _BAD_ASCII.search(name)
+        return None if bad is None else bad.start()
+    for index, char in enumerate(name):
+        if char < "\x80":
+            if char <= " " or char == "\x7f":
+                return index
+        elif unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            return index
+    return None
 
 
 def now_ms() -> int:
@@ -181,11 +204,11 @@ def _name(field: str, name: object) -> str:
         raise _Rejected(
             f"{field} must be at most {MAX_NAME_LENGTH} characters, got {len(text)}"
         )
-    bad = _BAD_NAME_CHARS.search(text)
+    bad = forbidden_char_index(text)
     if bad is not None:
         raise _Rejected(
             f"{field} must not contain whitespace or control characters, "
-            f"got {bad.group()!r} at index {bad.start()} of {_safe_repr(text)}"
+            f"got {text[bad]!r} at index {bad} of {_safe_repr(text)}"
         )
     if len(_known_good_names) >= _NAME_CACHE_LIMIT:
         _known_good_names.clear()

@@ -9,9 +9,56 @@ What an embedding caller catches:
   ("not durable yet"; nothing is given up).
 - :class:`ChildStartError`, :class:`DataDirectoryInUseError`,
   :class:`NotADataDirectoryError`: ``StatsYard.start()`` failed.
+
+The supervision part (:mod:`statsyard.supervision`) imports nothing of
+StatsYard, so its own errors derive from
+:class:`~statsyard.supervision.SupervisionError`; they are re-exported here.
+Those that reach an embedding caller are translated at StatsYard's boundary
+into StatsYard errors that derive from both (:class:`ChildStartError`,
+:class:`NotRunningError`).
 """
 
 from __future__ import annotations
+
+from statsyard.supervision import errors as supervision_errors
+from statsyard.supervision.errors import (
+    ChildCrashError,
+    ChildStopError,
+    SupervisionError,
+    UnknownMessageError,
+)
+
+__all__ = [
+    "BadArgumentError",
+    "ChildCrashError",
+    "ChildStartError",
+    "ChildStopError",
+    "ConfigError",
+    "CorruptRecordError",
+    "DataDirectoryInUseError",
+    "FlushTimeout",
+    "ForwardError",
+    "HttpBindError",
+    "InvalidArgumentError",
+    "ListenerError",
+    "MetricError",
+    "NotADataDirectoryError",
+    "NotRunningError",
+    "QueueClosedError",
+    "QueueTimeout",
+    "RejectedBatchError",
+    "RenderError",
+    "RetryableSendError",
+    "StatsYardError",
+    "StatsYardTimeoutError",
+    "SupervisionError",
+    "TargetSyntaxError",
+    "TimeFormatError",
+    "TooManyPointsError",
+    "UnknownFunctionError",
+    "UnknownMessageError",
+    "WriteError",
+]
 
 
 class StatsYardError(Exception):
@@ -47,7 +94,7 @@ class FlushTimeout(StatsYardTimeoutError):  # noqa: N818 (pairs with QueueTimeou
     """
 
 
-class NotRunningError(StatsYardError, RuntimeError):
+class NotRunningError(StatsYardError, supervision_errors.TreeStoppedError):
     """The StatsYard instance is not started, or its supervision tree has stopped.
 
     What a caller of ``push()``, ``flush()`` or ``query()`` catches to learn
@@ -69,51 +116,30 @@ class QueueClosedError(NotRunningError):
         self.accepted = accepted
 
 
-class UnknownMessageError(StatsYardError, TypeError):
-    """An actor received a message it does not understand.
-
-    Raised inside the actor, this crashes it, exactly as an unexpected message
-    crashes an OTP process; the supervisor then restarts it.
-    """
-
-    def __init__(self, actor: str, message: object) -> None:
-        super().__init__(f"{actor} received an unknown message: {message!r}")
-        self.message = message
-
-
-class ChildCrashError(StatsYardError):
-    """A ``BaseException`` (e.g. ``SystemExit``) escaped a StatsYard actor.
-
-    It is converted to this ordinary exception so that only the offending
-    actor crashes, instead of Pykka stopping every actor in the process.
-    """
-
-
-class ChildStartError(StatsYardError):
+class ChildStartError(StatsYardError, supervision_errors.ChildStartError):
     """A supervised child could not start; ``__cause__`` is its own error.
+
+    StatsYard's form of :class:`statsyard.supervision.ChildStartError`
+    (catching either works), raised by ``StatsYard.start()``.
 
     Attributes:
         child_id: the child that failed.
     """
 
-    def __init__(self, message: str, *, child_id: str) -> None:
-        super().__init__(message)
-        self.child_id = child_id
 
+class InvalidArgumentError(StatsYardError, ValueError):
+    """A StatsYard call got an argument it cannot take (a port out of range,
+    a batch size of 0, a message of two lines).
 
-class ChildStopError(StatsYardError):
-    """A supervised child did not stop within its shutdown deadline.
-
-    Python cannot kill a thread, so the child may still be running: the
-    supervisor starts no second incarnation beside it and stops the tree.
+    It says which argument, what was expected and what was given.
 
     Attributes:
-        child_id: the child that would not stop.
+        value: the value given.
     """
 
-    def __init__(self, message: str, *, child_id: str) -> None:
+    def __init__(self, message: str, *, value: object) -> None:
         super().__init__(message)
-        self.child_id = child_id
+        self.value = value
 
 
 class WriteError(StatsYardError, OSError):
@@ -139,7 +165,7 @@ class NotADataDirectoryError(StatsYardError, ValueError):
         self.path = path
 
 
-# -- Self-metrics (statsyard.metrics, statsyard.stat_shipper) ---------------
+# -- Self-metrics (statsyard.metrics, statsyard.metrics.stat_shipper) ---------------
 
 
 class MetricError(StatsYardError, ValueError):

@@ -11,10 +11,11 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard.blocking_queue import BlockingQueue, BlockingQueueClient
 from statsyard.datapoint import DataPoint
-from statsyard.graphite_listener import GraphiteListener, ListenerObserver
-from statsyard.ledger import Ledger, QueueContents
+from statsyard.graphite.listener import GraphiteListener, ListenerObserver
+from statsyard.pipeline.blocking_queue import BlockingQueue
+from statsyard.pipeline.ledger import Ledger, QueueContents
+from statsyard.pipeline.queue_client import BlockingQueueClient
 
 TIMEOUT = 10.0
 

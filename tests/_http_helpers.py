@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from statsyard.app import StatsYard
-from statsyard.http import HttpOptions
+from statsyard.config import Config
 
 TIMEOUT = 10.0
 T0 = 1_699_999_980  # seconds, 2023-11-14 22:13:00 UTC; a multiple of 60
@@ -109,7 +109,11 @@ def serving_yard(
     **options: Any,
 ) -> Iterator[tuple[StatsYard, Client]]:
     """A started StatsYard with HTTP on an ephemeral port, holding ``points``."""
-    yard = StatsYard(data_dir, ship_metrics=False, http=HttpOptions(port=0, **options))
+    yard = StatsYard(
+        Config.of(http={"enabled": True, "port": 0}, **options),
+        data_dir=data_dir,
+        ship_metrics=False,
+    )
     with yard:
         yard.push_many(points)
         yard.flush()

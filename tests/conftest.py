@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
-from statsyard.child_actor import Link
+from statsyard.supervision import Link
 
 
 @pytest.fixture(autouse=True)

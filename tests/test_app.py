@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from statsyard import DataPoint, StatsYard
-from statsyard.blocking_queue import Close
+from statsyard.config import Config
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
-from statsyard.supervisor import SupervisorExit
+from statsyard.pipeline.queue_messages import Close
+from statsyard.supervision import SupervisorExit
 from tests._stored import stored_points
 
 WAIT = 10.0
@@ -122,7 +123,7 @@ def test_a_child_crash_mid_stream_restarts_the_right_children_and_loses_nothing(
     restarts it and those after it, in order, and the pipeline writes again."""
     yard = make_yard()
     yard.push_many(points(2000))
-    with caplog.at_level(logging.DEBUG, logger="statsyard.supervisor"):
+    with caplog.at_level(logging.DEBUG, logger="statsyard.supervision.supervisor"):
         caplog.clear()
         yard.child(crashed).tell("an unknown message")
         yard.push_many(points(2000, start=2000))
@@ -167,7 +168,10 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
         exits.append(exit_)
         told.set()
 
-    yard = make_yard(max_restarts=3, max_seconds=60.0, on_exit=on_exit)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 3, "max_seconds": 60.0}),
+        on_exit=on_exit,
+    )
     for crash in range(3):
         consumer = yard.child("consumer")
         consumer.tell("crash")
@@ -193,7 +197,9 @@ def test_exceeding_the_restart_intensity_stops_the_tree_and_tells_the_host(
 
 def test_accounting_holds_under_repeated_crashes(make_yard: YardFactory) -> None:
     """pushed == written + invalid + lost, nothing twice, while children crash."""
-    yard = make_yard(max_restarts=100, max_seconds=1.0)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 100, "max_seconds": 1.0})
+    )
     bad = ("cpu.load", "host", "not a number", TS)
     expected_valid = 0
     for round_ in range(6):
@@ -284,7 +290,11 @@ def test_accounting_balances_when_the_tree_gives_up_mid_stream(
 ) -> None:
     """Points queued, in flight or still staged when the tree stops by itself
     are counted as lost: nothing disappears from the counts."""
-    yard = make_yard(max_restarts=0, queue_capacity=1000, batch_size=100)
+    yard = make_yard(
+        settings=Config.of(pipeline={"max_restarts": 0}),
+        queue_capacity=1000,
+        batch_size=100,
+    )
     yard.push_many(points(950))
     yard.child("writer").tell("crash")  # no restart allowed: the tree stops
     assert yard.wait_stopped(WAIT) is not None
@@ -430,3 +440,25 @@ def test_a_retried_point_reads_back_once(make_yard: YardFactory) -> None:
     assert yard.query("disk.used", step=10_000, agg="count") == {
         "a": [(TS - TS % 10_000, 3)]
     }
+
+
+def test_a_bad_setting_or_argument_is_a_statsyard_error_naming_the_value(
+    tmp_path: Path,
+) -> None:
+    """No raw ValueError/KeyError from the public surface: a bad setting is a
+    ConfigError, a path where settings belong too; each names what was given."""
+    import statsyard
+    from statsyard.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"queue_capacity.*-5") as bad:
+        StatsYard(data_dir=tmp_path, queue_capacity=-5)
+    assert isinstance(bad.value, StatsYardError)
+    with pytest.raises(ConfigError, match="data_dir=") as path:
+        StatsYard(tmp_path)  # type: ignore[arg-type]
+    assert isinstance(path.value, ValueError)
+    with pytest.raises(ConfigError, match=r"batch_sise.*did you mean 'batch_size'"):
+        statsyard.Config.of(pipeline={"batch_sise": 10})
+    assert issubclass(statsyard.InvalidArgumentError, StatsYardError)
+    assert issubclass(statsyard.InvalidArgumentError, ValueError)
+    for name in ("Valid", "Invalid", "Row", "validate_batch", "validate_rows"):
+        assert name not in statsyard.__all__  # validation internals stay inside

@@ -15,15 +15,21 @@ import pykka
 import pytest
 
 from statsyard import StatsYard, StatsYardError
-from statsyard.child_actor import ChildActor, Link
+from statsyard.config import Config
 from statsyard.exceptions import (
     ChildStartError,
     DataDirectoryInUseError,
     NotADataDirectoryError,
 )
-from statsyard.ingest_consumer import IngestObserver
+from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.storage import Storage
-from statsyard.supervisor import ChildSpec, StartContext, SupervisorExit
+from statsyard.supervision import (
+    ChildActor,
+    ChildSpec,
+    Link,
+    StartContext,
+    SupervisorExit,
+)
 
 WAIT = 10.0
 TS = 1_700_000_000_000
@@ -64,10 +70,10 @@ def test_giving_up_while_pushers_block_on_a_full_queue_releases_them_all(
         told_event.set()
 
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(pipeline={"max_restarts": 0}),
+        data_dir=tmp_path / "data",
         queue_capacity=100,
         batch_size=10,
-        max_restarts=0,
         ship_metrics=False,
         on_exit=on_exit,
     ).start()
@@ -134,9 +140,9 @@ def test_points_committed_but_not_acknowledged_are_not_counted_lost(
     reached the queue: those points are written, so none of them is lost."""
     observer = GatedObserver()
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(pipeline={"max_restarts": 0}),
+        data_dir=tmp_path / "data",
         batch_size=100,
-        max_restarts=0,
         ship_metrics=False,
         ingest_observer=observer,
     ).start()
@@ -181,7 +187,7 @@ def test_a_data_directory_locked_by_another_writer_fails_the_start(
     storage = Storage.open(tmp_path / "data")
     try:
         error = start_fails_promptly(
-            StatsYard(tmp_path / "data", ship_metrics=False), caplog
+            StatsYard(data_dir=tmp_path / "data", ship_metrics=False), caplog
         )
     finally:
         storage.close()
@@ -195,7 +201,7 @@ def test_a_data_directory_that_is_a_file_fails_the_start(
     """A file where the data directory should be: the start fails, naming it."""
     (tmp_path / "data").write_text("not a directory")
     error = start_fails_promptly(
-        StatsYard(tmp_path / "data", ship_metrics=False), caplog
+        StatsYard(data_dir=tmp_path / "data", ship_metrics=False), caplog
     )
     assert isinstance(error, NotADataDirectoryError)
     assert str(tmp_path / "data") in str(error)
@@ -236,9 +242,9 @@ def test_a_child_on_a_busy_port_fails_the_start(
             return PortHolder.start(port=port, link=ctx.link)
 
         yard = StatsYard(
-            tmp_path / "data",
+            Config.of(pipeline={"max_restarts": 100}),
+            data_dir=tmp_path / "data",
             extra_children=[ChildSpec("listener", start)],
-            max_restarts=100,
         )
         error = start_fails_promptly(yard, caplog)
     assert isinstance(error, ChildStartError)
@@ -265,7 +271,7 @@ def test_the_host_hears_of_the_exit_only_once_every_point_is_settled(
         seen.append((yard.counts().pending, yard.wait_stopped(0)))
 
     yard = StatsYard(
-        tmp_path / "data", batch_size=100, ship_metrics=False, on_exit=on_exit
+        data_dir=tmp_path / "data", batch_size=100, ship_metrics=False, on_exit=on_exit
     ).start()
     yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
     yard.push_many(("m", "e", i, TS + i) for i in range(250))  # 200 queued, 50 staged
@@ -280,7 +286,11 @@ def test_the_host_hears_of_the_exit_only_once_every_point_is_settled(
 
 def test_an_idle_statsyard_does_not_wake_up(tmp_path: Path) -> None:
     """The linger thread sleeps while nothing is staged: no polling."""
-    yard = StatsYard(tmp_path / "data", ship_metrics=False, linger=0.01).start()
+    yard = StatsYard(
+        Config.of(pipeline={"linger": 0.01}),
+        data_dir=tmp_path / "data",
+        ship_metrics=False,
+    ).start()
     try:
         yard.push(("m", "e", 1, TS))  # goes out after the linger, on its own
         assert yard.queue.await_committed(1, timeout=WAIT) >= 1
@@ -314,7 +324,7 @@ def test_stop_honours_its_timeout_in_total_even_when_a_child_will_not_stop(
         return StuckOnStop.start(release=release, link=ctx.link)
 
     yard = StatsYard(
-        tmp_path / "data",
+        data_dir=tmp_path / "data",
         ship_metrics=False,
         extra_children=[ChildSpec("stuck", start, shutdown=5.0)],
     ).start()
@@ -335,7 +345,7 @@ def test_stop_returns_in_time_while_a_pusher_waits_on_a_full_queue(
     """A pusher holds the staging lock while it waits for room that never
     comes: stop(timeout) still returns in time, and the pusher is released."""
     yard = StatsYard(
-        tmp_path / "data", queue_capacity=10, batch_size=10, ship_metrics=False
+        data_dir=tmp_path / "data", queue_capacity=10, batch_size=10, ship_metrics=False
     ).start()
     yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains
     errors: list[BaseException] = []
@@ -369,10 +379,10 @@ def test_stop_returns_in_time_while_the_linger_thread_waits_on_a_full_queue(
     comes: stop() does not spend its whole timeout on the drain, so the tree
     still stops and every point is settled in time."""
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(pipeline={"linger": 0.01}),
+        data_dir=tmp_path / "data",
         queue_capacity=10,
         batch_size=100,
-        linger=0.01,
         ship_metrics=False,
     ).start()
     yard.supervisor.terminate_child("consumer").get(timeout=WAIT)  # nothing drains

@@ -10,10 +10,12 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard.blocking_queue import (
+from statsyard.exceptions import QueueClosedError, QueueTimeout, UnknownMessageError
+from statsyard.pipeline.blocking_queue import BlockingQueue
+from statsyard.pipeline.ledger import Ledger, QueueContents
+from statsyard.pipeline.queue_client import BlockingQueueClient
+from statsyard.pipeline.queue_messages import (
     Ack,
-    BlockingQueue,
-    BlockingQueueClient,
     Close,
     Delivery,
     Fetch,
@@ -21,8 +23,6 @@ from statsyard.blocking_queue import (
     Push,
     RequeueInFlight,
 )
-from statsyard.exceptions import QueueClosedError, QueueTimeout, UnknownMessageError
-from statsyard.ledger import Ledger, QueueContents
 from tests.conftest import RecordingLink
 
 WAIT = 5.0
@@ -226,7 +226,7 @@ def test_timed_out_means_not_queued_even_across_a_restart(
 ) -> None:
     """The client never reports a timeout of its own: a parked push left by a
     dead queue is decided by its successor, and the caller hears that answer."""
-    monkeypatch.setattr("statsyard.blocking_queue._GRACE", 0.05, raising=False)
+    monkeypatch.setattr("statsyard.pipeline.blocking_queue._GRACE", 0.05, raising=False)
     contents = QueueContents(capacity=1)
     ledger = Ledger()
     first = BlockingQueue.start(contents=contents, ledger=ledger, link=link)

@@ -1,4 +1,4 @@
-"""Tests of statsyard.cli: subcommands, configuration errors, signals."""
+"""Tests of statsyard.cli.main: subcommands, configuration errors, signals."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from statsyard.cli import SignalGate, main
+from statsyard.cli.main import main
+from statsyard.cli.service import SignalGate
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
@@ -69,7 +70,7 @@ def test_query_and_series_read_the_configured_data_directory(
     from statsyard import StatsYard
 
     data_dir = tmp_path / "configured"
-    with StatsYard(data_dir, ship_metrics=False) as yard:
+    with StatsYard(data_dir=data_dir, ship_metrics=False) as yard:
         yard.push(("disk.free", "db-1", 42, 1_700_000_000_000))
     monkeypatch.setenv("STATSYARD_STORAGE_DATA_DIR", str(data_dir))
     assert main(["series"]) == 0
@@ -159,14 +160,15 @@ def test_run_serves_graphite_and_drains_on_a_signal(
     assert (
         summary.group(0) == "Summary: 3 points accepted, 3 written, 0 invalid, 0 lost"
     )
-    assert any(re.search(r"INFO +statsyard\.cli: Received SIG", line) for line in seen)
+    received = r"INFO +statsyard\.cli\.service: Received SIG"
+    assert any(re.search(received, line) for line in seen)
 
 
 def test_ingest_commands_tune_the_collector_and_restore_it() -> None:
     """run and stress collect less often while they ingest, then put it back."""
     import gc
 
-    from statsyard.cli import tuned_gc_for_ingest
+    from statsyard.cli.service import tuned_gc_for_ingest
 
     before = gc.get_threshold()
     with tuned_gc_for_ingest():
@@ -304,7 +306,7 @@ def _mistakes(tmp_path: Path) -> list[tuple[list[str], int, str]]:
     from statsyard import StatsYard
 
     good = tmp_path / "good"
-    with StatsYard(good, ship_metrics=False) as yard:
+    with StatsYard(data_dir=good, ship_metrics=False) as yard:
         yard.push(("cpu.load", "web-1", 1.0, 1_700_000_000_000))
     junk = tmp_path / "junk.toml"
     junk.write_bytes(bytes(range(256)) * 4)
@@ -374,7 +376,7 @@ def test_unexpected_errors_are_one_line_unless_debug(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An unexpected exception: one line and status 1; --debug lets it through."""
-    from statsyard import query_cli
+    from statsyard.cli import query as query_cli
 
     def explode(args: object) -> int:
         raise RuntimeError("disk on fire")
@@ -416,7 +418,7 @@ def test_version_flag_prints_the_installed_version(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`statsyard --version` prints the package version and exits 0."""
-    from statsyard.cli import version
+    from statsyard.cli.main import version
 
     with pytest.raises(SystemExit) as done:
         main(["--version"])
@@ -428,7 +430,7 @@ def test_query_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     """`statsyard query ... | head -1`: no BrokenPipeError traceback, status 1."""
     from statsyard import StatsYard
 
-    with StatsYard(tmp_path / "d", ship_metrics=False) as yard:
+    with StatsYard(data_dir=tmp_path / "d", ship_metrics=False) as yard:
         yard.push_many(("m", "e", i, 1_700_000_000_000 + i) for i in range(20_000))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATSYARD_")}
     env["PYTHONPATH"] = str(ROOT)

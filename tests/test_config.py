@@ -40,13 +40,16 @@ def test_defaults_match_the_issue() -> None:
     assert config.storage.segment_bytes == 64 * 1024 * 1024
     assert config.storage.retention_max_age is None
     assert config.storage.retention_max_bytes is None
+    assert config.storage.checkpoint_points == 500_000
     assert config.pipeline == attrs.evolve(
         config.pipeline,
         queue_capacity=100_000,
         batch_size=5000,
         max_restarts=3,
         max_seconds=5.0,
+        linger=0.05,
     )
+    assert config.metrics.instrument is True
     assert (
         config.graphite.host,
         config.graphite.tcp_port,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from statsyard.cli import main
+from statsyard.cli.main import main
 from statsyard.config import load_config, render_config
 from statsyard.forward import ForwardSettings
 from tests._peers import RecordingReceiver, receiver

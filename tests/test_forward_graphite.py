@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from statsyard import StatsYard
+from statsyard import Config, StatsYard
 from tests._peers import CarbonCache, carbon, free_port, wait_until
 
 __all__ = ["carbon"]
@@ -26,8 +26,19 @@ def yards() -> Iterator[list[StatsYard]]:
         yard.stop(timeout=WAIT)
 
 
-def start(yards: list[StatsYard], data_dir: Path, **options: Any) -> StatsYard:
-    yard = StatsYard(data_dir, ship_metrics=False, batch_size=200, **options)
+def start(
+    yards: list[StatsYard],
+    data_dir: Path,
+    *,
+    forward: Sequence[Mapping[str, Any]] = (),
+    storage: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> StatsYard:
+    """Start a yard forwarding to ``forward`` (``[[forward]]`` tables)."""
+    settings = Config.of(forward=list(forward), storage=dict(storage or {}))
+    yard = StatsYard(
+        settings, data_dir=data_dir, ship_metrics=False, batch_size=200, **options
+    )
     yards.append(yard)
     return yard.start()
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from statsyard import StatsYard
+from statsyard import Config, StatsYard
 from tests._peers import Prometheus, free_port, prometheus, wait_until
 
 __all__ = ["prometheus"]
@@ -26,9 +26,18 @@ def yards() -> Iterator[list[StatsYard]]:
         yard.stop(timeout=WAIT)
 
 
-def start(yards: list[StatsYard], data_dir: Path, **options: Any) -> StatsYard:
+def start(
+    yards: list[StatsYard],
+    data_dir: Path,
+    *,
+    forward: Sequence[Mapping[str, Any]] = (),
+    storage: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> StatsYard:
+    """Start a yard forwarding to ``forward`` (``[[forward]]`` tables)."""
+    settings = Config.of(forward=list(forward), storage=dict(storage or {}))
     options.setdefault("ship_metrics", False)
-    yard = StatsYard(data_dir, batch_size=500, **options)
+    yard = StatsYard(settings, data_dir=data_dir, batch_size=500, **options)
     yards.append(yard)
     return yard.start()
 
@@ -132,7 +141,7 @@ def test_a_destination_down_for_a_while_gets_the_whole_backlog_once_back(
         yards,
         data_dir,
         forward=[forward_to(url, test, max_backoff=0.3, max_samples=700)],
-        storage_options={"checkpoint_points": 1000},
+        storage={"checkpoint_points": 1000},
     )
     failed = yard.registry.counter(
         "forward.batches_failed", tags={"forwarder": "prom", "reason": "connection"}

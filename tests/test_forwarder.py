@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 
 from statsyard import StatsYard
+from statsyard.config import Config
 from statsyard.exceptions import ConfigError
-from statsyard.http import HttpOptions
 from tests._peers import RecordingReceiver, receiver, wait_until
 
 __all__ = ["receiver"]
@@ -61,10 +61,26 @@ def forward(url: str, **more: Any) -> dict[str, Any]:
     return settings
 
 
-def start(yards: list[StatsYard], data_dir: Path, **options: Any) -> StatsYard:
+def start(
+    yards: list[StatsYard],
+    data_dir: Path,
+    *,
+    forward: Sequence[Mapping[str, Any]] = (),
+    storage: Mapping[str, Any] | None = None,
+    pipeline: Mapping[str, Any] | None = None,
+    http: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> StatsYard:
+    """Start a yard forwarding to ``forward`` (``[[forward]]`` tables)."""
+    settings = Config.of(
+        forward=list(forward),
+        storage=dict(storage or {}),
+        pipeline=dict(pipeline or {}),
+        http=dict(http or {}),
+    )
     options.setdefault("ship_metrics", False)
     options.setdefault("batch_size", 100)
-    yard = StatsYard(data_dir, **options)
+    yard = StatsYard(settings, data_dir=data_dir, **options)
     yards.append(yard)
     return yard.start()
 
@@ -179,7 +195,7 @@ def test_a_forwarder_crashed_50_times_mid_stream_loses_nothing(
         yards,
         tmp_path / "data",
         forward=[forward(receiver.url, max_samples=100)],
-        max_restarts=1000,
+        pipeline={"max_restarts": 1000},
     )
     restarts = yard.registry.counter(
         "supervisor.restarts", tags={"child": "forward.rec"}
@@ -268,8 +284,8 @@ def test_a_malformed_destination_fails_before_anything_starts(tmp_path: Path) ->
     """A bad setting is a ConfigError naming it; nothing is created."""
     with pytest.raises(ConfigError, match=r"forward\[0\] 'x'\.url"):
         StatsYard(
-            tmp_path / "data",
-            forward=[{"name": "x", "kind": "prometheus", "url": "nope"}],
+            Config.of(forward=[{"name": "x", "kind": "prometheus", "url": "nope"}]),
+            data_dir=tmp_path / "data",
         )
     assert not (tmp_path / "data").exists()
 
@@ -295,12 +311,13 @@ def test_an_unreachable_destination_is_not_a_start_up_failure(
 KILLED_CHILD = textwrap.dedent(
     """
     import sys
-    from statsyard import StatsYard
+    from statsyard import Config, StatsYard
 
     data_dir, url = sys.argv[1], sys.argv[2]
     forward = [{"name": "rec", "kind": "prometheus", "url": url,
                 "start": "beginning", "max_samples": 200}]
-    yard = StatsYard(data_dir, ship_metrics=False, batch_size=100, forward=forward)
+    settings = Config.of(forward=forward)
+    yard = StatsYard(settings, data_dir=data_dir, ship_metrics=False, batch_size=100)
     yard.start()
     i = 0
     while True:  # until killed
@@ -413,7 +430,7 @@ def test_forwarder_metrics_show_in_the_http_metrics_endpoint(
         yards,
         tmp_path / "data",
         forward=[forward(receiver.url)],
-        http=HttpOptions(port=0),
+        http={"enabled": True, "port": 0},
     )
     yard.push_many(rows(300))
     yard.flush(timeout=WAIT)

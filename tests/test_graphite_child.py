@@ -19,7 +19,6 @@ import attrs
 import pytest
 
 from statsyard import StatsYard
-from statsyard.cli import build_yard
 from statsyard.config import Config, load_config
 from tests._graphite import QueueSink, RecordingObserver, start_listener
 from tests._stored import stored_points
@@ -62,7 +61,7 @@ def test_the_listener_is_the_child_right_after_the_queue(
     tmp_path: Path, yards: list[StatsYard]
 ) -> None:
     """Enabled by its settings, the listener is built with the other children."""
-    yard = build_yard(service_config(), data_dir=tmp_path)
+    yard = StatsYard(service_config(), data_dir=tmp_path)
     yards.append(yard.start())
     children = yard.supervisor.which_children().get(timeout=WAIT)
     assert [c.id for c in children] == [
@@ -140,7 +139,7 @@ def test_a_queue_crash_under_graphite_load_restarts_the_tree_promptly(
     the queue is written exactly once and the accounts balance.
     """
     port = free_tcp_port()
-    yard = build_yard(
+    yard = StatsYard(
         service_config(tcp_port=port, queue_capacity=2000, batch_size=500),
         data_dir=tmp_path,
     )
@@ -209,7 +208,7 @@ def test_steady_embedded_pushers_do_not_starve_the_listener(
     tmp_path: Path, yards: list[StatsYard]
 ) -> None:
     """The listener's push waits in the same FIFO as embedded pushes."""
-    yard = build_yard(
+    yard = StatsYard(
         service_config(queue_capacity=200, batch_size=50), data_dir=tmp_path
     )
     yards.append(yard.start())

@@ -1,4 +1,4 @@
-"""Tests of statsyard.graphite_listener with real sockets on 127.0.0.1."""
+"""Tests of statsyard.graphite.listener with real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from statsyard.blocking_queue import Close, Push
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import ListenerError, QueueClosedError
-from statsyard.graphite_listener import (
+from statsyard.graphite.listener import (
     ListenerObserver,
     ListenerStats,
 )
+from statsyard.pipeline.queue_messages import Close, Push
 from tests._graphite import QueueSink, RecordingObserver, start_listener
 
 __all__ = ["start_listener"]  # the fixture, imported from tests._graphite
@@ -99,7 +99,7 @@ def test_bad_lines_are_logged_at_most_once_a_second_per_reason(
     """A flood of bad lines gives one WARNING per reason, naming the reason."""
     proxy, sink = start_listener()
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
-    with caplog.at_level(logging.WARNING, logger="statsyard.graphite_listener"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.graphite.listener"):
         with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
             for _ in range(50):
                 sock.sendall(b"bad line here x\nok 1 1700000000\n")

@@ -1,11 +1,11 @@
-"""Tests of statsyard.graphite_protocol: Carbon plaintext lines to DataPoints."""
+"""Tests of statsyard.graphite.protocol: Carbon plaintext lines to DataPoints."""
 
 from __future__ import annotations
 
 import pytest
 
 from statsyard.datapoint import DataPoint, Valid, validate
-from statsyard.graphite_protocol import (
+from statsyard.graphite.protocol import (
     REASONS,
     GraphiteParser,
     LineStream,

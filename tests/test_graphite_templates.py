@@ -1,4 +1,4 @@
-"""Tests of statsyard.graphite_templates: entities taken out of Graphite paths."""
+"""Tests of statsyard.graphite.templates: entities taken out of Graphite paths."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from statsyard.app import StatsYard
-from statsyard.config import GraphiteConfig, load_config
+from statsyard.config import Config, GraphiteConfig, load_config
 from statsyard.exceptions import ConfigError
-from statsyard.graphite_protocol import GraphiteParser
-from statsyard.graphite_templates import compile_templates
+from statsyard.graphite.protocol import GraphiteParser
+from statsyard.graphite.templates import compile_templates
 
 TIMEOUT = 10.0
 COLLECTD = "collectd.* metric.entity.metric*"
@@ -133,7 +133,9 @@ def test_collectd_lines_over_tcp_are_stored_under_their_host(tmp_path: Path) -> 
     graphite = GraphiteConfig(
         tcp_port=0, udp_port=0, templates=(COLLECTD,), enabled=True
     )
-    yard = StatsYard(tmp_path / "data", ship_metrics=False, graphite=graphite)
+    yard = StatsYard(
+        Config(graphite=graphite), data_dir=tmp_path / "data", ship_metrics=False
+    )
     with yard:
         listener = yard.child("graphite").proxy()
         (tcp, _udp) = listener.addresses().get(timeout=TIMEOUT)

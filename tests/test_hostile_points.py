@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statsyard import StatsYard
+from statsyard.config import Config
 from tests._hostile import hostile_candidates
 
 WAIT = 10.0
@@ -28,11 +29,12 @@ def yard(tmp_path: Path) -> Iterator[StatsYard]:
     """One running StatsYard for every example of a test (a restart would hide
     crashes: the test checks that no child ever restarted)."""
     running = StatsYard(
-        tmp_path / "data",
+        Config.of(
+            storage={"fsync": "never"},
+            pipeline={"max_restarts": 1000, "max_seconds": 1.0},
+        ),
+        data_dir=tmp_path / "data",
         batch_size=16,
-        fsync="never",
-        max_restarts=1000,
-        max_seconds=1.0,
         ship_metrics=False,
     ).start()
     yield running

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from statsyard.app import StatsYard
+from statsyard.config import Config
 from statsyard.exceptions import NotRunningError, StatsYardError
 from statsyard.http import HttpOptions
 from tests._http_helpers import POINTS, Client, serving_yard
@@ -258,7 +259,7 @@ def test_requests_are_served_concurrently(client: Client) -> None:
 
 def test_readiness_is_false_before_start_and_after_stop(tmp_path: Path) -> None:
     """ready() (behind /-/ready) needs a running tree with its storage open."""
-    yard = StatsYard(tmp_path / "data", ship_metrics=False)
+    yard = StatsYard(data_dir=tmp_path / "data", ship_metrics=False)
     assert yard.ready() is False
     with yard:
         yard.flush()  # the writer opens the storage in its own thread
@@ -275,7 +276,9 @@ def test_a_taken_port_fails_the_start_with_one_clear_line(
         address = first.http_address
         assert address is not None
         second = StatsYard(
-            tmp_path / "two", ship_metrics=False, http=HttpOptions(port=address[1])
+            Config.of(http={"enabled": True, "port": address[1]}),
+            data_dir=tmp_path / "two",
+            ship_metrics=False,
         )
         try:
             second.start()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from matplotlib import image
 
-from statsyard.render import RenderSettings
 from tests._http_helpers import T0, Client, serving_yard
 
 WEB1 = "servers.web1.cpu"
@@ -198,8 +197,7 @@ def test_bad_requests_get_400_and_one_line(
 
 def test_a_request_reading_too_many_points_is_refused(tmp_path: Path) -> None:
     """More stored points than render.max_points: a 400 naming the limit."""
-    settings = RenderSettings(max_points=5)
-    with serving_yard(tmp_path / "data", render=settings) as (_yard, client):
+    with serving_yard(tmp_path / "data", render={"max_points": 5}) as (_yard, client):
         reply = client.get(
             "/render",
             {"target": "servers.*.cpu", "from": str(T0), "until": str(T0 + 600)},

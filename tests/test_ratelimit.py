@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from statsyard._ratelimit import RateLimitedLogger
+from statsyard._ratelimit import RateLimitedLogger, warn_once
 
 logger = logging.getLogger("tests.ratelimit")
 
@@ -66,3 +66,19 @@ def test_nothing_is_counted_when_warnings_are_off(
         assert not limited.warning("k", "x")
     assert messages(caplog) == []
     assert limited.suppressed() == {}
+
+
+def test_warn_once_logs_each_key_once_ever_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The registry's, process statistics' and shipper's warn-once logger: one
+    line per key however much time passes; the rest are counted."""
+    once = warn_once(logger)
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        assert once.warning(("gauge", "m", ()), "first %s", 1)
+        assert not once.warning(("gauge", "m", ()), "again %s", 2)
+        assert once.warning("other", "other %s", 3)
+        assert not once.warning("other", "other %s", 4)
+        assert not once.warning("other", "other %s", 5)
+    assert messages(caplog) == ["first 1", "other 3"]
+    assert once.suppressed() == {("gauge", "m", ()): 1, "other": 2}

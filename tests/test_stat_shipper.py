@@ -12,12 +12,18 @@ from typing import Any, cast
 import pykka
 import pytest
 
-from statsyard import stat_shipper
 from statsyard._ticker import next_due
-from statsyard.exceptions import MetricError, UnknownMessageError
-from statsyard.metrics import HISTOGRAM_STATS, M1_ALPHA, Registry, ShippableStats
-from statsyard.process_stats import ProcessStats
-from statsyard.stat_shipper import (
+from statsyard.config import Config
+from statsyard.exceptions import InvalidArgumentError, UnknownMessageError
+from statsyard.metrics import (
+    HISTOGRAM_STATS,
+    M1_ALPHA,
+    Registry,
+    ShippableStats,
+    stat_shipper,
+)
+from statsyard.metrics.process_stats import ProcessStats
+from statsyard.metrics.stat_shipper import (
     ERROR_KINDS,
     TICKER_THREAD_NAME,
     StatShipper,
@@ -280,7 +286,7 @@ def test_it_survives_a_closed_port_counts_and_logs_once(
         port = gone.port  # now closed: nothing listens there
     registry = Registry()
     shipper = proxy(start_shipper(registry=registry, port=port))
-    with caplog.at_level(logging.WARNING, logger="statsyard.stat_shipper"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.stat_shipper"):
         for _ in range(6):
             assert shipper.ship_now().get(timeout=TIMEOUT) >= 0
     errors = registry.counter("shipper.errors", tags={"kind": "econnrefused"})
@@ -318,7 +324,7 @@ def test_it_survives_an_unresolvable_agent(
     """A host name that does not resolve is a counted 'resolve' error."""
     registry = Registry()
     registry.counter("x").inc()
-    with caplog.at_level(logging.WARNING, logger="statsyard.stat_shipper"):
+    with caplog.at_level(logging.WARNING, logger="statsyard.metrics.stat_shipper"):
         shipper = proxy(start_shipper(registry=registry, host="agent.invalid"))
         assert shipper.ship_now().get(timeout=TIMEOUT) == 0
         assert shipper.ship_now().get(timeout=TIMEOUT) == 0
@@ -339,9 +345,11 @@ def test_it_survives_an_unresolvable_agent(
 def test_bad_settings_are_refused_before_start(
     kwargs: dict[str, Any], message: str
 ) -> None:
-    """A bad interval or port is a MetricError in the caller."""
-    with pytest.raises(MetricError, match=message):
+    """A bad interval or port is an InvalidArgumentError in the caller, naming
+    the value given (not a MetricError: no metric is wrong)."""
+    with pytest.raises(InvalidArgumentError, match=message) as caught:
         StatShipper.start(registry=Registry(), **kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(caught.value)
 
 
 def test_the_schedule_does_not_drift_and_skips_missed_ticks() -> None:
@@ -357,17 +365,17 @@ def test_a_shipper_whose_start_fails_closes_its_socket(
 ) -> None:
     """Issue 8's defect 10: a failed start must not leak the UDP socket it opened."""
     opened: list[socket.socket] = []
-    real_socket = socket.socket
+    real_socket = stat_shipper.CountingSocket
 
-    def recording_socket(*args: Any) -> socket.socket:
-        sock = real_socket(*args)
+    def recording_socket(*args: Any, **kwargs: Any) -> socket.socket:
+        sock = real_socket(*args, **kwargs)
         opened.append(sock)
         return sock
 
     def no_thread(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(stat_shipper.socket, "socket", recording_socket)
+    monkeypatch.setattr(stat_shipper, "CountingSocket", recording_socket)
     monkeypatch.setattr(stat_shipper.Ticker, "start", no_thread)
     StatShipper.start(registry=Registry(), port=agent.port, interval=NEVER, link=link)
     assert link.exited_event.wait(TIMEOUT)
@@ -387,7 +395,8 @@ def test_every_counter_ships_at_zero_before_its_first_event(
     from statsyard import StatsYard
 
     yard = StatsYard(
-        tmp_path / "data", statsd_port=agent.port, ship_interval=3600.0
+        Config.of(metrics={"port": agent.port, "interval": 3600.0}),
+        data_dir=tmp_path / "data",
     ).start()
     yard.stop()  # the shipper's final shipment is the only one
     lines = agent.wait_for(has("statsyard.ingest.validate_us.p999"), TIMEOUT)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from statsyard.cli.query import parse_time as cli_parse_time
 from statsyard.exceptions import StatsYardError, TimeFormatError
-from statsyard.query_cli import parse_time as cli_parse_time
 from statsyard.timeparse import parse_offset_ms, parse_time
 
 # Tuesday 2023-11-14 22:13:20 UTC.

@@ -15,19 +15,25 @@ from typing import Any
 import pykka
 import pytest
 
-from statsyard import timestamp_writer
 from statsyard.app import StatsYard
+from statsyard.config import Config
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
-from statsyard.ingest_consumer import IngestObserver
-from statsyard.ledger import Ledger
-from statsyard.storage import Storage
-from statsyard.timestamp_writer import (
+from statsyard.exceptions import (
+    InvalidArgumentError,
+    NotRunningError,
+    UnknownMessageError,
+    WriteError,
+)
+from statsyard.pipeline import timestamp_writer
+from statsyard.pipeline.ingest_consumer import IngestObserver
+from statsyard.pipeline.ledger import Ledger
+from statsyard.pipeline.timestamp_writer import (
     StorageHandle,
     TimestampWriter,
     WriteAck,
     WriteBatch,
 )
+from statsyard.storage import Storage
 from tests._stored import stored_points
 from tests.conftest import RecordingLink
 
@@ -57,8 +63,8 @@ def test_write_timestamp_appends_one_line_and_replies_when_written(
     [
         (lambda tmp: tmp / "missing" / "log.txt", "x", FileNotFoundError),
         (lambda tmp: tmp, "x", IsADirectoryError),
-        (lambda tmp: tmp / "log.txt", 42, TypeError),
-        (lambda tmp: tmp / "log.txt", "two\nlines", ValueError),
+        (lambda tmp: tmp / "log.txt", 42, InvalidArgumentError),
+        (lambda tmp: tmp / "log.txt", "two\nlines", InvalidArgumentError),
     ],
 )
 def test_write_timestamp_failures_come_back_to_the_caller(
@@ -105,7 +111,7 @@ def test_write_points_refuses_invalid_points(
     writer: pykka.ActorProxy[TimestampWriter],
 ) -> None:
     """Invalid points are the caller's error; nothing of the batch is written."""
-    with pytest.raises(ValueError, match="1 of 2 points are invalid"):
+    with pytest.raises(InvalidArgumentError, match="1 of 2 points are invalid"):
         writer.write_points([("m", "e", 1, TS), ("m", "e", float("nan"), TS)]).get(
             timeout=WAIT
         )
@@ -247,9 +253,9 @@ def test_a_consumer_restart_during_a_slow_write_writes_nothing_twice(
     monkeypatch.setattr(Storage, "append", slow_append)
     watch = _ConsumerWatch()
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(storage={"fsync": "never"}),
+        data_dir=tmp_path / "data",
         batch_size=7,
-        fsync="never",
         ship_metrics=False,
         ingest_observer=watch,
     ).start()
@@ -291,11 +297,10 @@ def test_a_failed_automatic_checkpoint_writes_no_batch_twice(
 
     monkeypatch.setattr(os, "open", no_more_files)
     yard = StatsYard(
-        tmp_path / "data",
+        Config.of(storage={"fsync": "never", "checkpoint_points": 100}),
+        data_dir=tmp_path / "data",
         batch_size=100,
-        fsync="never",
         ship_metrics=False,
-        storage_options={"checkpoint_points": 100},
     ).start()
     try:
         consumer = yard.child("consumer")
@@ -331,7 +336,10 @@ def test_an_fsync_failure_after_commit_reaches_flush_not_a_redelivery(
         real_fsync(fd)
 
     yard = StatsYard(
-        tmp_path / "data", batch_size=10, fsync="always", ship_metrics=False
+        Config.of(storage={"fsync": "always"}),
+        data_dir=tmp_path / "data",
+        batch_size=10,
+        ship_metrics=False,
     ).start()
     try:
         consumer = yard.child("consumer")
@@ -391,7 +399,7 @@ class _LogWatch(logging.Handler):
 def writer_log() -> Iterator[_LogWatch]:
     """Watches the writer's log for the disk-full and resume lines."""
     watch = _LogWatch("Cannot write to", "Still cannot write", "resumed after")
-    log = logging.getLogger("statsyard.timestamp_writer")
+    log = logging.getLogger("statsyard.pipeline.timestamp_writer")
     log.addHandler(watch)
     yield watch
     log.removeHandler(watch)
@@ -399,11 +407,10 @@ def writer_log() -> Iterator[_LogWatch]:
 
 def _disk_full_yard(data_dir: Path) -> StatsYard:
     return StatsYard(
-        data_dir,
+        Config.of(storage={"fsync": "interval", "fsync_interval": 0.05}),
+        data_dir=data_dir,
         batch_size=50,
         queue_capacity=200,
-        fsync="interval",
-        fsync_interval=0.05,
         ship_metrics=False,
     ).start()
 

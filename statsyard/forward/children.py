@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
 from statsyard.metrics import Registry
-from statsyard.supervisor import ChildSpec, StartContext
-from statsyard.timestamp_writer import StorageHandle
+from statsyard.pipeline.timestamp_writer import StorageHandle
+from statsyard.supervision import ChildSpec, StartContext
+from statsyard.supervision.deadline import deadline_after, remaining
 
 __all__ = ["Forwarding"]
 
@@ -125,11 +125,12 @@ class Forwarding:
         ``timeout`` seconds); a forwarder whose destination is failing is not
         waited for. What is left goes after the next start (logged).
         """
-        end = None if timeout is None else time.monotonic() + timeout
+        end = deadline_after(timeout)
         for settings, progress, _instruments in self._forwarders.values():
             wait = settings.flush_deadline
-            if end is not None:
-                wait = min(wait, max(0.0, end - time.monotonic()))
+            left = remaining(end)
+            if left is not None:
+                wait = min(wait, left)
             if wait <= 0:
                 continue
             if not progress.wait_for(target, wait, unless_failing=True):

@@ -42,7 +42,6 @@ import attrs
 import pykka
 
 from statsyard._ratelimit import RateLimitedLogger
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import NotRunningError, RejectedBatchError, RetryableSendError
 from statsyard.forward.backoff import Backoff
 from statsyard.forward.cursor import Cursor, CursorFile, cursor_path
@@ -50,9 +49,10 @@ from statsyard.forward.instruments import ForwardInstruments
 from statsyard.forward.log_reader import Chunk, LogReader, Piece, oldest_log
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
+from statsyard.pipeline.timestamp_writer import StorageHandle
 from statsyard.storage import LogEnd
 from statsyard.storage._framing import FILE_HEADER_SIZE
-from statsyard.timestamp_writer import StorageHandle
+from statsyard.supervision import ChildActor, Link
 
 __all__ = ["Forwarder", "Sender", "make_sender"]
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from cheroot import wsgi
 
-from statsyard.child_actor import ChildActor, Link
 from statsyard.exceptions import HttpBindError, ListenerError
+from statsyard.supervision import ChildActor, Link
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

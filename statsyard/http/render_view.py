@@ -10,13 +10,13 @@ default format is ``png``, the default range the last 24 hours.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, RenderError, TimeFormatError
 from statsyard.http.api import HttpError, Request, Response
 from statsyard.render import (
@@ -88,7 +88,7 @@ class RenderView:
         *,
         storage: Callable[[float], Storage],
         settings: RenderSettings,
-        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._storage = storage
         self._settings = settings

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from statsyard.exceptions import (
     BadArgumentError,
@@ -38,6 +38,11 @@ from statsyard.render.source import (
 __all__ = ["evaluate"]
 
 logger = logging.getLogger(__name__)
+
+_AGGREGATORS: Final = frozenset(
+    name for name, function in FUNCTIONS.items() if function.aggregator
+)
+"""Series functions an ``aggOrSeriesFunc`` parameter accepts by name."""
 
 _GLOB_CHARS = frozenset("*?[]{}")
 
@@ -127,7 +132,7 @@ class _Evaluation:
             )
         args = [self.node(arg, start, end) for arg in call.args]
         kwargs = {key: self.node(value, start, end) for key, value in call.kwargs}
-        args, kwargs = bind_arguments(function, args, kwargs)
+        args, kwargs = bind_arguments(function, args, kwargs, aggregators=_AGGREGATORS)
         context = Context(
             start=start,
             end=end,

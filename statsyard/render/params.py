@@ -11,7 +11,7 @@ difference: a bad argument is always an error
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -63,7 +63,9 @@ class Function:
     """The implementation's Python name per parameter."""
 
 
-def _check_value(function: str, param: Param, value: Any) -> Any:
+def _check_value(
+    function: str, param: Param, value: Any, aggregators: Container[str]
+) -> Any:
     """The value converted as graphite-web's param types do, or an error."""
     if param.options and value not in param.options:
         raise BadArgumentError(
@@ -71,6 +73,8 @@ def _check_value(function: str, param: Param, value: Any) -> Any:
             f"{_describe(value)}; expected one of {', '.join(param.options)}"
         )
     try:
+        if param.kind == "aggOrSeriesFunc":
+            return _agg_or_series_func(value, aggregators)
         return _CONVERTERS[param.kind](value)
     except (TypeError, ValueError) as exc:
         raise BadArgumentError(
@@ -153,13 +157,9 @@ def _agg_func(value: Any) -> str:
     return value
 
 
-def _agg_or_series_func(value: Any) -> str:
-    from statsyard.render.functions import FUNCTIONS  # the registry imports us
-
-    if isinstance(value, str):
-        found = FUNCTIONS.get(value)
-        if found is not None and found.aggregator:
-            return value
+def _agg_or_series_func(value: Any, aggregators: Container[str]) -> str:
+    if isinstance(value, str) and value in aggregators:
+        return value
     return _agg_func(value)
 
 
@@ -179,7 +179,6 @@ _CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {
     "boolean": _boolean,
     "string": _string,
     "aggFunc": _agg_func,
-    "aggOrSeriesFunc": _agg_or_series_func,
     "nodeOrTag": _node_or_tag_value,
     "tag": _string,
     "any": lambda value: value,
@@ -187,9 +186,17 @@ _CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {
 
 
 def bind_arguments(
-    function: Function, args: list[Any], kwargs: dict[str, Any]
+    function: Function,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    aggregators: Container[str] = (),
 ) -> tuple[list[Any], dict[str, Any]]:
     """Check and convert a call's arguments as graphite-web's ``validateParams``.
+
+    ``aggregators`` names the series functions an ``aggOrSeriesFunc``
+    parameter accepts besides the aggregation names (the function registry
+    knows them; it is passed in so that this module need not import it).
 
     Raises:
         BadArgumentError: too many, missing, unexpected or ill-typed arguments.
@@ -211,7 +218,7 @@ def bind_arguments(
             # graphite-web lets None through for an optional parameter.
             out_args.append(function.defaults[min(index, len(params) - 1)])
             continue
-        out_args.append(_check_value(name, param, value))
+        out_args.append(_check_value(name, param, value, aggregators))
     out_kwargs: dict[str, Any] = {}
     for param in keyword:
         value = kwargs.get(param.name)
@@ -225,7 +232,7 @@ def bind_arguments(
             raise BadArgumentError(
                 f'parameter "{param.name}" of {name}() cannot be given by keyword'
             )
-        out_kwargs[param.name] = _check_value(name, param, value)
+        out_kwargs[param.name] = _check_value(name, param, value, aggregators)
     unexpected = [
         key for key in kwargs if key not in out_kwargs and kwargs[key] is not None
     ]

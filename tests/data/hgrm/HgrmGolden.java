@@ -1,5 +1,5 @@
 // Writes the .hgrm files that tests/test_stress.py compares with
-// statsyard.stress.write_percentile_distribution, with HdrHistogram's own
+// statsyard.cli.stress.write_percentile_distribution, with HdrHistogram's own
 // Java code (Debian's libhdrhistogram-java 2.1.11):
 //   java -cp /usr/share/java/hdrhistogram.jar HgrmGolden.java
 import java.io.FileOutputStream;

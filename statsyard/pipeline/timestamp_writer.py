@@ -1,0 +1,567 @@
+"""TimestampWriter: the seed's first actor, now the durable end of the pipeline.
+
+``write_timestamp`` is the seed's original job (one ``"<timestamp> <message>"``
+line appended to a file), asked rather than told so that failures reach the
+caller (the seed's Part 3 move from cast to call). ``write_points`` and the
+pipeline's :class:`WriteBatch` append points to the data directory through
+:class:`~statsyard.storage.Storage` and acknowledge once they are durable
+under the fsync policy:
+
+- ``always``: fsync before every acknowledgement;
+- ``interval`` (default): fsync every ``fsync_interval`` seconds and on ``sync()``;
+- ``never``: leave it to the operating system (``sync()`` still fsyncs).
+
+The ledger, not the sender, says what is new: only the part of a batch above
+the committed index is written. An fsync that fails after a batch is
+committed is reported by the next ``sync()`` (the batch is never written
+again). A full disk holds the batch and retries it on a timer, so ingest
+waits instead of the writer crashing (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import errno
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import attrs
+import pykka
+
+from statsyard._ticker import Ticker
+from statsyard.datapoint import Row, validate_rows
+from statsyard.exceptions import InvalidArgumentError, NotRunningError, WriteError
+from statsyard.pipeline.ledger import Ledger
+from statsyard.storage import Storage
+from statsyard.supervision import ChildActor, Link
+
+__all__ = [
+    "FsyncPolicy",
+    "StorageHandle",
+    "TimestampWriter",
+    "WriteAck",
+    "WriteBatch",
+    "WriterObserver",
+]
+
+logger = logging.getLogger(__name__)
+
+FsyncPolicy = Literal["always", "interval", "never"]
+FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "interval", "never")
+
+
+@attrs.frozen(slots=True)
+class WriteAck:
+    """A batch is written (and fsynced when ``synced``).
+
+    ``end`` is the pipeline index just past the batch (0 outside the pipeline).
+    """
+
+    end: int
+    written: int
+    synced: bool
+    duplicate: bool = False
+
+
+@attrs.frozen(slots=True)
+class WriteBatch:
+    """The consumer's write: valid ``points`` covering indices [start, end).
+
+    ``invalid`` rejected points in that range are committed with it, so that
+    every point is accounted for exactly once; ``invalid_at`` are their
+    pipeline indices (ascending), which lets the writer trim a batch that
+    overlaps what is already committed (None: not known). ``reply`` gets a
+    :class:`WriteAck` or the error.
+    """
+
+    start: int
+    end: int
+    points: tuple[Row, ...]
+    invalid: int
+    reply: Any
+    invalid_at: tuple[int, ...] | None = None
+
+
+@attrs.frozen(slots=True)
+class _SyncTick:
+    """Timer tick of the ``interval`` fsync policy."""
+
+
+@attrs.frozen(slots=True)
+class _RetryWrite:
+    """Timer message: try the held batch again (the disk was full)."""
+
+
+STALL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Write errors the writer waits out (holding the batch) instead of failing."""
+RETRY_INITIAL_S = 0.05
+"""First delay before a held batch is tried again; doubles at each failure."""
+RETRY_MAX_S = 5.0
+"""Longest delay between two tries of a held batch."""
+STALL_LOG_INTERVAL_S = 30.0
+"""While writes are stalled, how often the condition is logged again."""
+
+
+class StorageHandle:
+    """Where the living writer publishes its open storage, for queries elsewhere.
+
+    Queries run in the caller's thread against the writer's
+    :class:`~statsyard.storage.Storage` (which is safe for that), never
+    inside the writer's message handler, so a long scan does not stall ingest.
+    A restarted writer publishes its new storage here.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._storage: Storage | None = None
+
+    def publish(self, storage: Storage | None) -> None:
+        """Set (or clear) the current storage."""
+        with self._cond:
+            self._storage = storage
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Storage:
+        """The current storage, waiting up to ``timeout`` s for a writer to open one.
+
+        Raises:
+            NotRunningError: no writer has its storage open in time.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._storage is not None, timeout):
+                raise NotRunningError("no writer has the data directory open")
+            assert self._storage is not None
+            return self._storage
+
+
+class WriterObserver:
+    """Hooks the writer calls per write and fsync; the default does nothing."""
+
+    def wrote(self, points: int, seconds: float) -> None:
+        """A batch of ``points`` was appended in ``seconds``."""
+
+    def synced(self, seconds: float) -> None:
+        """An fsync took ``seconds``."""
+
+    def write_stalled(self, stalled: bool) -> None:
+        """Writes stopped (disk full, I/O error) or, with False, resumed."""
+
+    def write_retried(self) -> None:
+        """A held batch was tried again and failed again."""
+
+
+class TimestampWriter(ChildActor):
+    """Appends points durably to the data directory and acknowledges writes.
+
+    Args:
+        data_dir: the data directory (created if missing).
+        ledger: the pipeline's accounting; batches are committed to it.
+        fsync: ``always``, ``interval`` or ``never``.
+        fsync_interval: seconds between fsyncs under ``interval``.
+        storage_options: passed to :meth:`Storage.open`.
+        observer: per-write hooks (metrics).
+        handle: the writer publishes its open storage here, for queries.
+        link: the supervisor's link.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike[str],
+        ledger: Ledger | None = None,
+        fsync: FsyncPolicy = "interval",
+        fsync_interval: float = 1.0,
+        storage_options: dict[str, Any] | None = None,
+        observer: WriterObserver | None = None,
+        handle: StorageHandle | None = None,
+        link: Link | None = None,
+    ) -> None:
+        super().__init__(link=link)
+        if fsync not in FSYNC_POLICIES:
+            raise InvalidArgumentError(
+                f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}", value=fsync
+            )
+        if fsync_interval <= 0:
+            raise InvalidArgumentError(
+                f"fsync_interval must be > 0 seconds, got {fsync_interval}",
+                value=fsync_interval,
+            )
+        self._data_dir = data_dir
+        self._ledger = ledger if ledger is not None else Ledger()
+        self._fsync = fsync
+        self._fsync_interval = fsync_interval
+        self._storage_options = storage_options or {}
+        self._observer = observer if observer is not None else WriterObserver()
+        self._handle = handle
+        self._storage: Storage | None = None
+        self._ticker: Ticker | None = None
+        self._dirty = False
+        self._sync_failure: WriteError | None = None
+        # While the disk refuses writes: the batch being retried, the ones
+        # that arrived behind it, and the retry timer.
+        self._held: WriteBatch | None = None
+        self._behind: deque[WriteBatch] = deque()
+        self._retry_timer: threading.Timer | None = None
+        self._stalled = False
+        self._retry_delay = 0.0
+        self._retries = 0
+        self._stalled_since = 0.0
+        self._stall_logged = 0.0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def on_child_start(self) -> None:
+        """Open (and recover) the data directory; start the fsync timer.
+
+        If anything fails after the directory is open, it is closed again
+        (Pykka calls no ``on_failure`` when ``on_start`` raises), so that a
+        restart does not find the directory locked by this dead writer.
+        """
+        try:
+            self._storage = Storage.open(self._data_dir, **self._storage_options)
+            if self._handle is not None:
+                self._handle.publish(self._storage)
+            if self._fsync == "interval":
+                self._ticker = Ticker(
+                    self.actor_ref,
+                    lambda _due: _SyncTick(),
+                    self._fsync_interval,
+                    name="statsyard-fsync-ticker",
+                )
+                self._ticker.start()
+        except BaseException:
+            self._close()
+            raise
+
+    def on_child_stop(self) -> None:
+        """Fsync and close."""
+        self._close()
+
+    def on_child_failure(self, error: BaseException | None) -> None:
+        """Close as on a stop: what was written stays written."""
+        self._close()
+
+    def _close(self) -> None:
+        if self._retry_timer is not None:
+            timer, self._retry_timer = self._retry_timer, None
+            timer.cancel()
+            timer.join(timeout=1.0)  # it only tells: done at once, no thread left
+        # A held batch was never committed: the queue still has its points
+        # in flight and redelivers them to the next writer.
+        self._held = None
+        self._behind.clear()
+        if self._stalled:
+            self._stalled = False
+            self._observer.write_stalled(False)
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if self._storage is not None:
+            storage, self._storage = self._storage, None
+            if self._handle is not None:
+                self._handle.publish(None)
+            storage.close()
+
+    @property
+    def storage(self) -> Storage:
+        """The open storage (only inside the actor)."""
+        if self._storage is None:
+            raise NotRunningError("the writer's storage is not open")
+        return self._storage
+
+    # -- proxy API ----------------------------------------------------------
+
+    def write_timestamp(
+        self, path: str | os.PathLike[str], timestamp: int, message: str
+    ) -> None:
+        """Append ``"<timestamp> <message>"`` as a line to ``path``; reply when written.
+
+        Raises:
+            InvalidArgumentError: ``message`` is not a one-line str or
+                ``timestamp`` not an int.
+            OSError: the path is missing, a directory, not writable, ...
+        """
+        if not isinstance(message, str):
+            raise InvalidArgumentError(
+                f"message must be a str, got {type(message).__name__} {message!r}",
+                value=message,
+            )
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+            raise InvalidArgumentError(
+                f"timestamp must be an int, got {type(timestamp).__name__} "
+                f"{timestamp!r}",
+                value=timestamp,
+            )
+        if "\n" in message or "\r" in message:
+            raise InvalidArgumentError(
+                f"message must be a single line, got {message!r}", value=message
+            )
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(f"{timestamp} {message}\n")
+            file.flush()
+
+    def write_points(self, points: Sequence[Any]) -> WriteAck:
+        """Validate and append a batch outside the pipeline; reply once durable.
+
+        Raises:
+            InvalidArgumentError: some points are invalid (none is written).
+            WriteError: the data directory refused the write.
+        """
+        valid, invalid = validate_rows(points)
+        if invalid:
+            raise InvalidArgumentError(
+                f"{len(invalid)} of {len(points)} points are invalid, "
+                f"first: {invalid[0].reason}",
+                value=invalid[0].candidate,
+            )
+        self._append(valid)
+        synced = self._fsync == "always"
+        if synced:
+            try:
+                self._fsync_now()
+            except WriteError as exc:
+                raise _not_durable(len(valid), exc) from exc
+        return WriteAck(end=0, written=len(valid), synced=synced)
+
+    def sync(self) -> None:
+        """Fsync everything written so far, whatever the policy.
+
+        Raises:
+            WriteError: this fsync failed, or an earlier one did since the
+                last ``sync()`` (an fsync after a pipeline write, or a timer's
+                under ``interval``). The points concerned are in the log and
+                committed, and are never written again, but are not known to
+                have reached the disk: a later successful fsync does not prove
+                that they did (the kernel may have dropped the failed pages).
+                Each failure is reported once.
+        """
+        failure, self._sync_failure = self._sync_failure, None
+        self._fsync_now()
+        if failure is not None:
+            raise failure
+
+    def _fsync_now(self) -> None:
+        started = time.perf_counter()
+        self.storage.sync()
+        self._dirty = False
+        self._observer.synced(time.perf_counter() - started)
+
+    def _fsync_failed(self, points: int, error: WriteError) -> None:
+        """Remember a failed fsync of committed points for the next ``sync()``."""
+        if self._sync_failure is not None:
+            logger.debug("fsync failed again: %s", error)  # already logged, pending
+            return
+        logger.error(
+            "fsync failed; %d committed points not known durable: %s", points, error
+        )
+        self._sync_failure = _not_durable(points, error)
+
+    # -- messages -----------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle pipeline writes and fsync ticks; crash on anything else."""
+        if isinstance(message, WriteBatch):
+            if self._held is not None:
+                self._behind.append(message)  # in order, after the held one
+                return None
+            return self._on_write_batch(message)
+        if isinstance(message, _RetryWrite):
+            return self._on_retry()
+        if isinstance(message, _SyncTick):
+            if self._dirty:
+                try:
+                    self._fsync_now()
+                except WriteError as exc:
+                    self._fsync_failed(0, exc)  # retried at the next tick
+            return None
+        return super().on_receive(message)
+
+    def _append(self, points: Sequence[Row]) -> None:
+        if not points:
+            return
+        started = time.perf_counter()
+        self.storage.append(points)
+        self._dirty = True
+        self._observer.wrote(len(points), time.perf_counter() - started)
+
+    def _above_committed(self, batch: WriteBatch) -> WriteBatch | None:
+        """The part of ``batch`` not committed yet; None when all of it is.
+
+        The ledger, not the sender, decides: a restarted consumer may have
+        trimmed its delivery against a committed index that a write still
+        pending here has since moved past.
+
+        Raises:
+            ValueError: the batch overlaps the committed index but does not
+                say where its rejected points are, so it cannot be cut exactly.
+        """
+        committed = self._ledger.committed_upto
+        if batch.end <= committed:
+            return None
+        if batch.start >= committed:
+            return batch
+        rejected_below = 0
+        if batch.invalid:
+            if batch.invalid_at is None or len(batch.invalid_at) != batch.invalid:
+                raise ValueError(
+                    f"batch [{batch.start}, {batch.end}) overlaps the committed "
+                    f"index {committed} but does not give the indices of its "
+                    f"{batch.invalid} rejected points; resend it from {committed}"
+                )
+            rejected_below = bisect.bisect_left(batch.invalid_at, committed)
+        drop = committed - batch.start - rejected_below
+        if not 0 <= drop <= len(batch.points):
+            raise ValueError(
+                f"batch [{batch.start}, {batch.end}) holds {len(batch.points)} "
+                f"points and {batch.invalid} rejections: inconsistent"
+            )
+        logger.info(
+            "Trimmed batch [%d, %d) to [%d, %d): the rest is already committed",
+            batch.start,
+            batch.end,
+            committed,
+            batch.end,
+        )
+        return attrs.evolve(
+            batch,
+            start=committed,
+            points=batch.points[drop:],
+            invalid=batch.invalid - rejected_below,
+            invalid_at=(
+                None if batch.invalid_at is None else batch.invalid_at[rejected_below:]
+            ),
+        )
+
+    def _on_write_batch(self, batch: WriteBatch) -> None:
+        try:
+            trimmed = self._above_committed(batch)
+        except ValueError as exc:
+            logger.error("Refused a write: %s", exc)
+            self._reply_error(batch, exc)
+            return
+        if trimmed is None:
+            self._reply(batch, WriteAck(batch.end, 0, synced=False, duplicate=True))
+            return
+        batch = trimmed
+        try:
+            self._append(batch.points)
+        except WriteError as exc:
+            if exc.errno not in STALL_ERRNOS:
+                logger.error("Write of %d points failed: %s", len(batch.points), exc)
+                self._reply_error(batch, exc)
+                return
+            # The log is as it was before the call: hold the batch and try
+            # again later. The consumer waits for this reply and fetches no
+            # more, so the queue fills and pushers wait: back-pressure.
+            self._hold(batch, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
+            logger.error("Write of %d points failed: %s", len(batch.points), exc)
+            self._reply_error(batch, exc)
+            return
+        # Written to the file: commit before anything else can fail, so a
+        # redelivery never writes these points twice.
+        self._ledger.commit(batch.end, written=len(batch.points), invalid=batch.invalid)
+        # From here on the batch is committed: whatever fails must not make
+        # anyone write it again, so the consumer is always acknowledged.
+        synced = False
+        if self._fsync == "always" and batch.points:
+            try:
+                self._fsync_now()
+                synced = True
+            except WriteError as exc:
+                self._fsync_failed(len(batch.points), exc)
+        self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
+
+    # -- a full disk --------------------------------------------------------
+
+    def _hold(self, batch: WriteBatch, error: WriteError) -> None:
+        """Keep ``batch`` and schedule another try, backing off exponentially."""
+        now = time.monotonic()
+        if not self._stalled:
+            self._stalled = True
+            self._retries = 0
+            self._stalled_since = self._stall_logged = now
+            self._retry_delay = RETRY_INITIAL_S
+            self._observer.write_stalled(True)
+            logger.error(
+                "Cannot write to %s (%s): holding %d points and retrying; "
+                "ingest waits until the disk takes writes again",
+                self._data_dir,
+                error.strerror or error,
+                len(batch.points),
+            )
+        else:
+            self._retries += 1
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+            self._observer.write_retried()
+            if now - self._stall_logged >= STALL_LOG_INTERVAL_S:
+                self._stall_logged = now
+                logger.error(
+                    "Still cannot write to %s (%s): %d retries in %.0f s, "
+                    "holding %d points, %d batches waiting behind them",
+                    self._data_dir,
+                    error.strerror or error,
+                    self._retries,
+                    now - self._stalled_since,
+                    len(batch.points),
+                    len(self._behind),
+                )
+        self._held = batch
+        timer = threading.Timer(self._retry_delay, self._tell_retry)
+        timer.name = "statsyard-write-retry"
+        timer.daemon = True
+        self._retry_timer = timer
+        timer.start()
+
+    def _tell_retry(self) -> None:
+        """Timer thread: wake the writer to try its held batch again."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_RetryWrite())
+
+    def _on_retry(self) -> None:
+        self._retry_timer = None
+        batch, self._held = self._held, None
+        if batch is None:
+            return
+        self._on_write_batch(batch)
+        if self._held is not None:
+            return  # still refused; _hold scheduled the next try
+        logger.warning(
+            "Writes to %s resumed after %d retries in %.1f s",
+            self._data_dir,
+            self._retries,
+            time.monotonic() - self._stalled_since,
+        )
+        self._stalled = False
+        self._observer.write_stalled(False)
+        while self._behind and self._held is None:
+            self._on_write_batch(self._behind.popleft())
+
+    @staticmethod
+    def _reply(batch: WriteBatch, ack: WriteAck) -> None:
+        try:
+            batch.reply.set(ack)
+        except pykka.ActorDeadError:
+            pass  # the consumer died; its successor reads the ledger
+
+    @staticmethod
+    def _reply_error(batch: WriteBatch, error: Exception) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            batch.reply.set_exception((type(error), error, None))
+
+
+def _not_durable(points: int, error: WriteError) -> WriteError:
+    """The error for points in the log whose fsync failed."""
+    what = f"{points} points were" if points else "points were"
+    return WriteError(
+        error.errno,
+        f"{what} written to the log and committed (they will not be written "
+        f"again) but are not known to be durable: {error.strerror or error}",
+    )

@@ -284,6 +284,7 @@ class StatsYard:
                 default_entity=settings.default_entity,
                 max_line_length=settings.max_line_length,
                 max_connections=settings.max_connections,
+                idle_timeout=settings.idle_timeout,
                 entity_tag=settings.entity_tag,
                 templates=settings.templates,
                 drain_timeout=_GRAPHITE_DRAIN,

@@ -1,5 +1,7 @@
 """The listener's TCP connections, kept in order of their last activity.
 
+The table also registers them with the I/O loop's selector and closes them.
+
 The order answers the two questions bounded resources ask: which connections
 have been silent longer than ``idle_timeout`` (the front of the table), and
 which one to close to make room for a new client (the first at the front).
@@ -9,14 +11,19 @@ closed for silence nor evicted, and its clock restarts when it is read again.
 
 from __future__ import annotations
 
+import contextlib
+import selectors
 import socket
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import logging
+
     from statsyard.datapoint import Row
     from statsyard.graphite.protocol import LineStream
+    from statsyard.graphite.stats import Tally
 
 __all__ = ["Connection", "ConnectionTable"]
 
@@ -52,10 +59,19 @@ class Connection:
 
 
 class ConnectionTable:
-    """The open connections by socket, the longest idle first."""
+    """The open connections by socket, the longest idle first.
 
-    def __init__(self) -> None:
+    It also watches them (registers them with the I/O loop's selector) and
+    closes them, counting each close by reason.
+    """
+
+    def __init__(
+        self, selector: selectors.BaseSelector, tally: Tally, logger: logging.Logger
+    ) -> None:
         self._by_sock: OrderedDict[socket.socket, Connection] = OrderedDict()
+        self._selector = selector
+        self._tally = tally
+        self._logger = logger
 
     def __len__(self) -> int:
         return len(self._by_sock)
@@ -64,12 +80,40 @@ class ConnectionTable:
         return iter(list(self._by_sock.values()))
 
     def add(self, connection: Connection) -> None:
-        """A new connection: the most recently active."""
+        """A new connection, read from now on: the most recently active."""
         self._by_sock[connection.sock] = connection
+        self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+        self._tally.opened()
 
-    def remove(self, connection: Connection) -> None:
-        """Forget a closed connection (no error if it was already forgotten)."""
+    def stop_reading(self, connection: Connection) -> None:
+        """Leave ``connection`` out of the selector (back-pressure, end of stream)."""
+        if connection.reading:
+            self._selector.unregister(connection.sock)
+            connection.reading = False
+
+    def resume_reading(self, connection: Connection, now: float) -> None:
+        """Watch ``connection`` again; its idle clock restarts at ``now``."""
+        if not connection.reading:
+            self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+            connection.reading = True
+        self.touch(connection, now)
+
+    def close(self, connection: Connection, reason: str) -> None:
+        """Close and forget ``connection``; a line it left unfinished is lost.
+
+        ``reason`` is a key of :data:`~statsyard.graphite.stats.CLOSE_REASONS`.
+        """
+        self.stop_reading(connection)
+        cut = connection.stream.close()
+        if cut is not None:
+            self._tally.rejected([cut], connection.peer)
         self._by_sock.pop(connection.sock, None)
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+        self._tally.closed(reason)
+        self._logger.debug(
+            "Graphite connection from %s closed (%s)", connection.peer, reason
+        )
 
     def touch(self, connection: Connection, now: float) -> None:
         """``connection`` was active at ``now``: it moves to the back."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from statsyard._ratelimit import RateLimitedLogger
 from statsyard.graphite._connections import Connection, ConnectionTable
 from statsyard.graphite._push import Pusher
-from statsyard.graphite.protocol import GraphiteParser, LineStream, Reject
+from statsyard.graphite.protocol import GraphiteParser, LineStream
 from statsyard.graphite.stats import CLIENT, EVICTED, IDLE, STOP, Tally
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class IoServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
-        self._connections = ConnectionTable()
+        self._connections = ConnectionTable(self._selector, tally, logger)
         self._pusher = Pusher(
             queue=queue,
             tally=tally,
@@ -154,7 +154,7 @@ class IoServer:
                 self._tally.lost(lost)
             for connection in self._connections:
                 with contextlib.suppress(Exception):  # deliberate: closing goes on
-                    self._finish(connection, STOP)
+                    self._connections.close(connection, STOP)
             raise
         else:
             self._drain_at_stop()
@@ -212,7 +212,7 @@ class IoServer:
             return
         expired = self._connections.expired(now - self._idle_timeout)
         for connection in expired:
-            self._close_quiet(connection, IDLE)
+            self._connections.close(connection, IDLE)
         if expired:
             self._log.warning(
                 "idle",
@@ -229,17 +229,11 @@ class IoServer:
         now = time.monotonic()
         for connection in self._pusher.pump():
             if connection.eof:
-                self._finish(connection, CLIENT)
-            elif not connection.reading and not self._pusher.queue_gone:
-                self._selector.register(
-                    connection.sock, selectors.EVENT_READ, connection
-                )
-                connection.reading = True
-                self._connections.touch(connection, now)  # busy until now
-        for connection in self._pusher.waiting:
-            if connection.reading:  # back-pressure: not read while points wait
-                self._selector.unregister(connection.sock)
-                connection.reading = False
+                self._connections.close(connection, CLIENT)
+            elif not self._pusher.queue_gone:
+                self._connections.resume_reading(connection, now)  # busy until now
+        for connection in self._pusher.waiting:  # back-pressure: not read
+            self._connections.stop_reading(connection)
 
     # -- accepting -------------------------------------------------------------
 
@@ -272,8 +266,6 @@ class IoServer:
                 sock, peer, LineStream(self._parser), time.monotonic()
             )
             self._connections.add(connection)
-            self._selector.register(sock, selectors.EVENT_READ, connection)
-            self._tally.opened()
             self._logger.debug("Graphite connection from %s", peer)
 
     def _evict(self) -> bool:
@@ -289,7 +281,7 @@ class IoServer:
                 return True  # it had hung up: room made
             if outcome != "nothing":
                 continue  # it had sent something: active after all
-            self._close_quiet(victim, EVICTED)
+            self._connections.close(victim, EVICTED)
             self._log.warning(
                 "evicted",
                 "Closed the longest-idle Graphite connection, from %s, to make "
@@ -336,14 +328,12 @@ class IoServer:
             data = b""
         if not data:
             connection.eof = True
-            if connection.reading:
-                self._selector.unregister(connection.sock)
-                connection.reading = False
+            self._connections.stop_reading(connection)
             lost = connection.stream.close()
             if lost is not None:
                 self._tally.rejected([lost], connection.peer)
-            if not connection.waiting:
-                self._finish(connection, CLIENT)
+            if not connection.waiting:  # else closed once its points are pushed
+                self._connections.close(connection, CLIENT)
             return "eof"
         self._connections.touch(connection, time.monotonic())
         points, rejects = connection.stream.feed(data)
@@ -372,26 +362,7 @@ class IoServer:
             dropped += self._pusher.hold_udp(points)
         self._tally.udp(datagrams, dropped)
 
-    # -- closing -----------------------------------------------------------------
-
-    def _close_quiet(self, connection: Connection, reason: str) -> None:
-        """Close an idle connection ourselves: a line it left unfinished is lost."""
-        if connection.reading:
-            self._selector.unregister(connection.sock)
-            connection.reading = False
-        cut = connection.stream.close()
-        if cut is not None:
-            self._tally.rejected([cut], connection.peer)
-        self._finish(connection, reason)
-
-    def _finish(self, connection: Connection, reason: str) -> None:
-        self._connections.remove(connection)
-        with contextlib.suppress(OSError):
-            connection.sock.close()
-        self._tally.closed(reason)
-        self._logger.debug(
-            "Graphite connection from %s closed (%s)", connection.peer, reason
-        )
+    # -- stopping --------------------------------------------------------------
 
     def _drain_at_stop(self) -> None:
         """Stop accepting, then queue what was already read, within drain_timeout.
@@ -405,16 +376,10 @@ class IoServer:
                 sock.close()
         deadline = time.monotonic() + self._drain_timeout
         points: list[Row] = []
-        partial: list[Reject] = []
         for connection in self._connections:
             points.extend(connection.pending)
             connection.pending = []
-            cut = connection.stream.close()
-            if cut is not None:
-                partial.append(cut)
-            self._finish(connection, STOP)
-        if partial:
-            self._tally.rejected(partial, "connections closed at stop")
+            self._connections.close(connection, STOP)
         self._pusher.drain(points, deadline)
         lost, unconfirmed = self._tally.totals()
         if lost or unconfirmed:

@@ -112,7 +112,7 @@ def main() -> None:
             commands["whisper-fetch (peer, 1 file)"] = [fetch, "--from", "0", str(wsp)]
         env_note = "PYTHONPATH" in os.environ
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for name, command in commands.items():
+        for command in commands.values():
             timed(command)  # warm the page cache once
         for _ in range(args.runs):
             for name, command in commands.items():

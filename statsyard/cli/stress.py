@@ -25,18 +25,17 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 import attrs
-from hdrh.histogram import HdrHistogram
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from statsyard.app import StatsYard
 from statsyard.config import Config
-from statsyard.pipeline.ingest_consumer import IngestObserver
+from statsyard.pipeline.ingest_observer import IngestObserver
 from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
 from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
+
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "IngestStress",
@@ -85,6 +84,8 @@ class ValidationTimes(IngestObserver):
     """
 
     def __init__(self) -> None:
+        from hdrh.histogram import HdrHistogram
+
         self.histogram = HdrHistogram(1, _HIGHEST_NS, 3)
         self._lock = threading.Lock()
 
@@ -260,6 +261,8 @@ class IngestStress:
             graphite=attrs.evolve(self.config.graphite, enabled=False),
             metrics=attrs.evolve(self.config.metrics, enabled=False),
         )
+        from statsyard.app import StatsYard  # only the run needs the tree
+
         try:
             yard = StatsYard(quiet, data_dir=directory, ingest_observer=self.validation)
             yard.start()
@@ -473,6 +476,10 @@ def run_stress(args: argparse.Namespace, config: Config) -> int:
     The ``--hgrm`` file is opened before the run, so that a path that cannot
     be written is a usage error (status 2) rather than a lost run.
     """
+    # Imported here: the CLI builds this command's parser for every command.
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     stress = IngestStress(
         config,
         metrics=args.metrics,

@@ -20,8 +20,7 @@ from typing import Final
 
 from statsyard.datapoint import now_ms as current_ms
 from statsyard.exceptions import CorruptRecordError, NotADataDirectoryError
-from statsyard.storage import Storage
-from statsyard.storage._query import AGGREGATES
+from statsyard.storage import AGGREGATES, Storage
 from statsyard.timeparse import parse_offset_ms, parse_time
 
 __all__ = [

@@ -10,8 +10,7 @@ import pytest
 
 from statsyard.forward.cursor import Cursor
 from statsyard.forward.log_reader import LogReader, count_points
-from statsyard.storage import LogEnd, Storage
-from statsyard.storage._files import WAL_PATTERN, numbered
+from statsyard.storage import WAL_PATTERN, LogEnd, Storage, numbered
 
 TS = 1_700_000_000_000
 Row = tuple[str, str, float, int]

@@ -50,8 +50,7 @@ from statsyard.forward.instruments import ForwardInstruments
 from statsyard.forward.log_reader import Chunk, LogReader, Piece, oldest_log
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
-from statsyard.storage import LogEnd
-from statsyard.storage._framing import FILE_HEADER_SIZE
+from statsyard.storage import FILE_HEADER_SIZE, LogEnd
 from statsyard.timestamp_writer import StorageHandle
 
 __all__ = ["Forwarder", "Sender", "make_sender"]

@@ -27,20 +27,20 @@ import attrs
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.forward.cursor import Cursor
-from statsyard.storage import LogEnd
-from statsyard.storage._batch import (
+from statsyard.storage import (
     BATCH_HEADER,
-    KIND_BATCH,
-    Batch,
-    Value,
-    decode_batch,
-)
-from statsyard.storage._files import WAL_PATTERN, numbered, wal_name
-from statsyard.storage._framing import (
     FILE_HEADER_SIZE,
+    KIND_BATCH,
     WAL_MAGIC,
+    WAL_PATTERN,
+    Batch,
+    LogEnd,
+    Value,
     check_file_header,
+    decode_batch,
+    numbered,
     scan_records,
+    wal_name,
 )
 
 __all__ = ["Chunk", "LogReader", "Piece", "count_points", "oldest_log"]

@@ -1,0 +1,157 @@
+"""What a storage knows of its directory, in memory: series, head, block index, files.
+
+A :class:`Catalog` is filled by recovery (``_recovery.py``), grown by the
+writer (new series, appended batches, committed checkpoints) and read by
+queries in other threads. Everything queries iterate is changed under
+:attr:`Catalog.lock`; a read-only storage's ``refresh()`` builds a new
+catalog and swaps it in with one attribute store.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections.abc import Sequence
+
+import attrs
+
+from statsyard.storage._batch import Batch, TableCache, series_entry
+from statsyard.storage._framing import FILE_HEADER_SIZE
+from statsyard.storage._head import Head
+from statsyard.storage._index import BlockRef
+
+SeriesKey = tuple[str, str]
+"""``(metric, entity)``."""
+
+BlockEntry = tuple[str, str, int, int, int, int]
+"""``(metric, entity, length, points, min_ts, max_ts)`` of a block being written."""
+
+
+@attrs.define
+class SegmentInfo:
+    """What is known of one segment: sizes and the time span of its blocks."""
+
+    seq: int
+    dat_size: int = FILE_HEADER_SIZE
+    idx_size: int = FILE_HEADER_SIZE
+    min_ts: int | None = None
+    max_ts: int | None = None
+
+    def cover(self, low: int, high: int) -> None:
+        """Widen the segment's time span to include ``[low, high]``."""
+        self.min_ts = low if self.min_ts is None else min(self.min_ts, low)
+        self.max_ts = high if self.max_ts is None else max(self.max_ts, high)
+
+    @property
+    def size(self) -> int:
+        """Bytes of its data and index files."""
+        return self.dat_size + self.idx_size
+
+
+class Catalog:
+    """The in-memory state of one storage: series numbering, head, block index.
+
+    Only the writer's thread changes it (and recovery, before anyone reads);
+    queries in any thread read it under :attr:`lock`.
+    """
+
+    def __init__(self) -> None:
+        """An empty catalog (an empty directory)."""
+        self.lock = threading.Lock()
+        """Held while changing what queries iterate; only ever briefly."""
+        self.head = Head()
+        """Points appended since the last checkpoint."""
+        self.numbers: dict[SeriesKey, int] = {}
+        """Series -> its number in the head (and in this storage's log records)."""
+        self.keys: list[SeriesKey] = []
+        """Series by number."""
+        self.entries: dict[int, bytes] = {}
+        """Series number -> its entry in a log record's series table."""
+        self.table_cache = TableCache()
+        self.entities: dict[str, dict[str, None]] = {}
+        """Metric -> its entities (insertion ordered)."""
+        self.index: dict[SeriesKey, list[BlockRef]] = {}
+        """Series -> its compacted blocks."""
+        self.segments: dict[int, SegmentInfo] = {}
+        self.covered = 0
+        """Every log numbered up to this is in blocks."""
+        self.wal_seqs: list[int] = []
+        """Numbers of the logs holding the head's points, oldest first."""
+        self.wal_seq = 0
+        """Number of the newest log file (or ``covered`` when there is none)."""
+        self.skipped_records = 0
+        """Damaged records, blocks or stretches skipped while reading."""
+
+    # -- series -------------------------------------------------------------------
+
+    def new_series(self, key: SeriesKey) -> int:
+        """Number a series never seen before (the writer's thread).
+
+        Raises:
+            ValueError: a name is longer than the format holds.
+        """
+        number = len(self.keys)
+        entry = series_entry(number, *key)  # may raise: check first
+        with self.lock:  # queries iterate these under the lock
+            self.numbers[key] = number
+            self.keys.append(key)
+            self.entities.setdefault(key[0], {})[key[1]] = None
+        self.entries[number] = entry
+        return number
+
+    def series_numbers(
+        self, metrics: Sequence[str], entities: Sequence[str]
+    ) -> list[int]:
+        """The number of each point's series, numbering new series."""
+        number_of = self.numbers
+        try:  # C speed: the usual case, where every series is known
+            return list(map(number_of.__getitem__, zip(metrics, entities, strict=True)))
+        except KeyError:
+            pass
+        numbers: list[int] = []
+        for key in zip(metrics, entities, strict=True):
+            number = number_of.get(key)
+            numbers.append(self.new_series(key) if number is None else number)
+        return numbers
+
+    def add_batch(self, batch: Batch) -> None:
+        """Add a decoded log record to the head (loading the log)."""
+        mapping: dict[int, int] = {}
+        for number, key in batch.keys.items():
+            known = self.numbers.get(key)
+            mapping[number] = self.new_series(key) if known is None else known
+        self.head.add(
+            array("I", map(mapping.__getitem__, batch.series_numbers)),
+            batch.timestamps,
+            batch.values,
+        )
+
+    # -- blocks -------------------------------------------------------------------
+
+    def add_loaded_block(self, metric: str, entity: str, ref: BlockRef) -> None:
+        """Index a block listed by a checkpoint record (recovery, no reader yet)."""
+        key = (metric, entity)
+        refs = self.index.get(key)
+        if refs is None:
+            refs = self.index[key] = []
+            self.entities.setdefault(metric, {})[entity] = None
+        refs.append(ref)
+
+    def commit_blocks(self, segment: SegmentInfo, entries: list[BlockEntry]) -> None:
+        """Show a durable checkpoint's blocks instead of the head, in one step."""
+        offset = segment.dat_size
+        with self.lock:
+            for metric, entity, length, count, low, high in entries:
+                key = (metric, entity)
+                ref = BlockRef(segment.seq, offset, length, count, low, high)
+                self.index.setdefault(key, []).append(ref)
+                segment.cover(low, high)
+                offset += length
+            self.head = Head()
+
+    def drop_segment(self, seq: int) -> None:
+        """Forget a segment and its blocks (retention removes its files)."""
+        with self.lock:
+            del self.segments[seq]
+            for key in list(self.index):
+                self.index[key] = [r for r in self.index[key] if r.segment != seq]

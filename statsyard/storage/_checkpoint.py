@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 
 from statsyard.exceptions import WriteError
-from statsyard.storage._blocks import encode_block
+from statsyard.storage._blocks import MAX_BLOCK_POINTS, encode_block
 from statsyard.storage._catalog import BlockEntry, Catalog, SegmentInfo
 from statsyard.storage._files import fsync_directory, index_name, segment_name
 from statsyard.storage._framing import (
@@ -79,9 +79,12 @@ class SegmentWriter:
         kind = head.value_kind()
         for number, timestamps, values in head.groups():
             metric, entity = keys[number]
-            block, low, high = encode_block(metric, entity, timestamps, values, kind)
-            blocks.append(block)
-            entries.append((metric, entity, len(block), len(timestamps), low, high))
+            for at in range(0, len(timestamps), MAX_BLOCK_POINTS):
+                some_ts = timestamps[at : at + MAX_BLOCK_POINTS]
+                some = values[at : at + MAX_BLOCK_POINTS]
+                block, low, high = encode_block(metric, entity, some_ts, some, kind)
+                blocks.append(block)
+                entries.append((metric, entity, len(block), len(some_ts), low, high))
         data = b"".join(blocks)
         record = pack_record(
             KIND_CHECKPOINT, encode_checkpoint(covered, segment.dat_size, entries)

@@ -1,10 +1,14 @@
 """Loading a data directory into a catalog: indexes, then the logs they do not cover.
 
-The writer loads with ``repair``: torn tails of the newest files are
-truncated, logs a checkpoint covers are removed. A reader never writes a
-byte; when a concurrent writer's checkpoint changes the files under it, it
-raises :class:`Reload` and starts over. The rules are in ``docs/storage.md``
-(Recovery).
+Every file is untrusted input. Only regular files are read (opened
+``O_NONBLOCK``, checked with ``fstat``), through a bounded window, never
+whole. The writer loads with ``repair``; it never deletes or cuts away
+bytes it cannot get back: a damaged file is moved into ``damaged/``, a torn
+tail is copied there before it is cut, and blocks of a segment that its
+index no longer lists (a damaged or lost checkpoint record) are found again
+by scanning the data file and listed by a new record. A reader never writes
+a byte; when a concurrent writer changes the files under it, it raises
+:class:`Reload` and starts over. The rules are in ``docs/storage.md``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,15 @@ from statsyard.storage._batch import KIND_BATCH, decode_batch
 from statsyard.storage._catalog import Catalog, SegmentInfo
 from statsyard.storage._files import (
     INDEX_PATTERN,
+    MAX_FILE_BYTES,
     SEGMENT_PATTERN,
     WAL_PATTERN,
+    DamagedFileError,
+    index_name,
     numbered,
+    open_regular,
+    quarantine,
+    save_bytes,
     segment_name,
 )
 from statsyard.storage._framing import (
@@ -28,19 +38,48 @@ from statsyard.storage._framing import (
     INDEX_MAGIC,
     SEGMENT_MAGIC,
     WAL_MAGIC,
+    ScanResult,
     check_file_header,
     pack_file_header,
-    scan_records,
+    scan_file,
 )
-from statsyard.storage._index import KIND_CHECKPOINT, decode_checkpoint
+from statsyard.storage._index import KIND_CHECKPOINT, BlockRef, decode_checkpoint
 from statsyard.storage._log_watch import LogRetention
+from statsyard.storage._rescue import rescue_blocks, write_rescue_records
 from statsyard.storage._retention import logs_to_keep
 
 logger = logging.getLogger("statsyard.storage")
 
+_GOOD, _TORN, _DAMAGED, _FOREIGN = "good", "torn", "damaged", "foreign"
+
 
 class Reload(Exception):  # noqa: N818 (internal signal, not an error)
     """A concurrent writer changed the directory under a reader: load again."""
+
+
+def header_state(header: bytes, magic: bytes, path: Path) -> str:
+    """How a file's first 16 bytes look: good, torn, damaged or foreign.
+
+    * torn: shorter than a header, but what is there is the magic's start
+      (a file created by a crash before its header reached the disk);
+    * damaged: the magic is right but the header fails its checksum;
+    * foreign: not a StatsYard file of this kind at all.
+
+    Raises:
+        CorruptRecordError: a sound header of a newer format version: a
+            newer StatsYard wrote it, and this one must not touch it.
+    """
+    if len(header) < FILE_HEADER_SIZE:
+        return _TORN if magic.startswith(header[:8]) else _FOREIGN
+    if header[:8] != magic:
+        return _FOREIGN
+    try:
+        check_file_header(header, magic, str(path))
+    except CorruptRecordError as exc:
+        if "unsupported format version" in str(exc):
+            raise
+        return _DAMAGED
+    return _GOOD
 
 
 class Loader:
@@ -49,8 +88,11 @@ class Loader:
     Args:
         directory: the data directory.
         catalog: an empty catalog to fill.
-        repair: the writer: truncate torn tails, remove covered logs.
+        repair: the writer: repair and quarantine; else read only.
         log_retention: asked which covered logs to keep (writer only).
+        settled: (reader) the directory did not change since the last
+            attempt, so what looks like a concurrent checkpoint is damage:
+            skip it (counted) instead of raising :class:`Reload`.
     """
 
     def __init__(
@@ -60,152 +102,70 @@ class Loader:
         *,
         repair: bool,
         log_retention: LogRetention | None = None,
+        settled: bool = False,
     ) -> None:
         self._dir = directory
         self._catalog = catalog
         self._repair = repair
         self._log_retention = log_retention
+        self._settled = settled
         self.bytes_read = 0
         """File bytes read."""
         self.kept_logs: list[int] = []
         """Covered logs left on disk for log readers."""
         self.directory_changed = False
-        """A file was removed (the writer must fsync the directory)."""
+        """A file was moved or removed (the writer must fsync the directory)."""
+
+    # -- the whole directory ------------------------------------------------------
 
     def load(self) -> None:
-        """Read segment indexes, then the logs they do not cover.
+        """Read segment indexes (rescuing unlisted blocks), then uncovered logs.
 
         Raises:
             Reload: (reader) a checkpoint changed the files meanwhile.
-            CorruptRecordError: a file named as a StatsYard file is not one.
+            CorruptRecordError: a file of a newer format version.
         """
-        catalog, repair = self._catalog, self._repair
-        segments = numbered(self._dir, INDEX_PATTERN)
+        catalog = self._catalog
+        indexes = numbered(self._dir, INDEX_PATTERN)
         data_files = {seq for seq, _ in numbered(self._dir, SEGMENT_PATTERN)}
-        for position, (seq, path) in enumerate(segments):
-            newest = position == len(segments) - 1
-            self._load_segment(seq, path, repair=repair and newest)
-            data_files.discard(seq)
+        newest = max([0, *data_files, *(seq for seq, _ in indexes)])
+        for seq, path in indexes:
+            if self._load_segment(seq, path):
+                data_files.discard(seq)
         for seq in sorted(data_files):
-            path = self._dir / segment_name(seq)
-            if repair and seq > max(catalog.segments, default=0):
-                # Crashed between creating the data and the index file.
-                logger.warning("Removed %s: its index file was never created", path)
-                path.unlink()
-            else:
-                catalog.skipped_records += 1
-                logger.warning("Skipped %s: it has no index file", path)
-        wals = list(numbered(self._dir, WAL_PATTERN))
+            self._load_orphan(seq, newest=seq == newest)
+        wals = numbered(self._dir, WAL_PATTERN)
         live = [(s, p) for s, p in wals if s > catalog.covered]
-        if not repair and live and live[0][0] != catalog.covered + 1:
-            raise Reload  # a checkpoint removed logs after we read the indexes
+        if not self._repair and live and live[0][0] != catalog.covered + 1:
+            if not self._settled:
+                raise Reload  # a checkpoint removed logs after we read the indexes
+            logger.warning(
+                "Logs %d..%d of %s are missing: a damaged index lost the record "
+                "of the checkpoint that covered them",
+                catalog.covered + 1,
+                live[0][0] - 1,
+                self._dir,
+            )
+        loaded = []
         for position, (seq, path) in enumerate(live):
-            newest = position == len(live) - 1
-            self._replay_wal(seq, path, repair=repair and newest)
-        catalog.wal_seqs = [s for s, _ in live]
+            if self._replay_wal(seq, path, newest=position == len(live) - 1):
+                loaded.append(seq)
+        catalog.wal_seqs = loaded
         catalog.wal_seq = max([catalog.covered, *(s for s, _ in wals)])
-        if repair:
+        if self._repair:
             self._remove_covered([(s, p) for s, p in wals if s <= catalog.covered])
 
-    def _remove_covered(self, covered: list[tuple[int, Path]]) -> None:
-        kept = logs_to_keep(self._dir, self._log_retention, [s for s, _ in covered])
-        self.kept_logs = sorted(kept)
-        for seq, path in covered:
-            if seq in kept:
-                continue
-            with open(path, "rb") as f:
-                header = f.read(FILE_HEADER_SIZE)
-            if len(header) == FILE_HEADER_SIZE or not WAL_MAGIC.startswith(header[:8]):
-                check_file_header(header, WAL_MAGIC, str(path))
-            logger.info("Removed %s: a checkpoint covers it", path)
-            path.unlink()
-            self.directory_changed = True
-
-    def _read_file(self, path: Path) -> bytes:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            if not self._repair:
-                raise Reload from None
-            raise
-        self.bytes_read += len(data)
-        return data
-
-    def _load_segment(self, seq: int, path: Path, *, repair: bool) -> None:
-        """Load one segment's index; ``repair`` the newest one's tails."""
-        catalog = self._catalog
-        data = self._read_file(path)
-        dat_path = self._dir / segment_name(seq)
-        segment = SegmentInfo(seq)
-        try:
-            segment.dat_size = dat_path.stat().st_size
-        except FileNotFoundError:
-            if not self._repair:
-                raise Reload from None
-            raise CorruptRecordError(
-                f"{dat_path}: missing, but {path} exists"
-            ) from None
-        if len(data) < FILE_HEADER_SIZE and INDEX_MAGIC.startswith(data[:8]):
-            if not repair:
-                logger.warning("Skipped %s: empty or torn header, no records", path)
-                return
-            logger.warning(
-                "Reset %s and %s: created by a checkpoint that never finished",
-                path,
-                dat_path,
-            )
-            _truncate(path, 0, header=INDEX_MAGIC)
-            _truncate(dat_path, 0, header=SEGMENT_MAGIC)
-            catalog.segments[seq] = SegmentInfo(seq)
-            return
-        check_file_header(data, INDEX_MAGIC, str(path))
-        if segment.dat_size >= FILE_HEADER_SIZE or not repair:
-            with open(dat_path, "rb") as f:
-                check_file_header(
-                    f.read(FILE_HEADER_SIZE), SEGMENT_MAGIC, str(dat_path)
-                )
-        scan = scan_records(data, FILE_HEADER_SIZE)
-        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
-        dat_end = FILE_HEADER_SIZE
-        for offset, kind, payload in scan.records:
+    def _damage(self, path: Path, reason: str) -> None:
+        """Count a damaged file: the writer moves it aside, a reader skips it."""
+        self._catalog.skipped_records += 1
+        if self._repair:
             try:
-                if kind != KIND_CHECKPOINT:
-                    raise CorruptRecordError(f"unknown record kind {kind}")
-                checkpoint = decode_checkpoint(seq, payload)
-            except CorruptRecordError as exc:
-                self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
-                continue
-            catalog.covered = max(catalog.covered, checkpoint.covered)
-            dat_end = max(dat_end, checkpoint.dat_end)
-            for metric, entity, ref in checkpoint.blocks:
-                catalog.add_loaded_block(metric, entity, ref)
-                segment.cover(ref.min_ts, ref.max_ts)
-        segment.idx_size = scan.valid_end
-        if scan.torn_bytes:
-            if repair:
-                logger.warning(
-                    "Truncated torn tail of %s: dropped %d bytes after offset %d",
-                    path,
-                    scan.torn_bytes,
-                    scan.valid_end,
-                )
-                _truncate(path, scan.valid_end)
-            else:
-                segment.idx_size = len(data)
-        if repair and segment.dat_size != dat_end:
-            if segment.dat_size < dat_end:
-                raise CorruptRecordError(
-                    f"{dat_path} is {segment.dat_size} bytes but its index lists "
-                    f"blocks up to byte {dat_end}: the data file was truncated"
-                )
-            logger.warning(
-                "Truncated %s: dropped %d bytes of blocks that no checkpoint listed",
-                dat_path,
-                segment.dat_size - dat_end,
-            )
-            _truncate(dat_path, dat_end)
-            segment.dat_size = dat_end
-        catalog.segments[seq] = segment
+                quarantine(self._dir, path, reason)
+            except FileNotFoundError:
+                return
+            self.directory_changed = True
+        else:
+            logger.warning("Skipped %s: %s", path, reason)
 
     def _count_skips(
         self, records: int, size: int, path: Path, detail: str = ""
@@ -221,25 +181,266 @@ class Loader:
             f": {detail}" if detail else "",
         )
 
-    def _replay_wal(self, seq: int, path: Path, *, repair: bool) -> None:
-        """Load one log file into the head; ``repair`` the newest one's tail."""
-        data = self._read_file(path)
-        if len(data) < FILE_HEADER_SIZE and WAL_MAGIC.startswith(data[:8]):
+    def _open(self, path: Path, *, limit: int | None) -> tuple[int, int] | None:
+        """Open a data file safely; None (after counting it) if it is gone or damaged.
+
+        Raises:
+            Reload: (reader, not settled) it vanished: a writer removed it.
+        """
+        try:
+            return open_regular(path, max_bytes=limit)
+        except FileNotFoundError:
+            if not self._repair and not self._settled:
+                raise Reload from None
+            return None
+        except DamagedFileError as exc:
+            self._damage(path, exc.reason)
+            return None
+
+    def _check_header(self, fd: int, path: Path, magic: bytes) -> str:
+        """Read and judge a file's header; the writer rewrites a damaged one."""
+        header = os.pread(fd, FILE_HEADER_SIZE, 0)
+        self.bytes_read += len(header)
+        state = header_state(header, magic, path)
+        if state == _DAMAGED:
+            self._catalog.skipped_records += 1
+            if self._repair:
+                _rewrite_header(path, magic)
+                logger.warning("Rewrote the damaged file header of %s", path)
+            else:
+                logger.warning("Skipped the damaged file header of %s", path)
+        return state
+
+    # -- segments -----------------------------------------------------------------
+
+    def _load_segment(self, seq: int, path: Path) -> bool:
+        """Load one segment's index and rescue blocks it does not list.
+
+        Returns:
+            Whether the index was usable (else its data file is an orphan).
+        """
+        dat_path = self._dir / segment_name(seq)
+        opened_dat = self._open(dat_path, limit=None)
+        if opened_dat is None:
+            if self._repair or self._settled:
+                self._damage(path, f"its data file {dat_path.name} is missing")
+            return False
+        dat_fd, dat_size = opened_dat
+        try:
+            opened = self._open(path, limit=MAX_FILE_BYTES)
+            if opened is None:
+                return False
+            fd, size = opened
+            try:
+                return self._read_index(seq, path, fd, size, dat_fd, dat_size)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dat_fd)
+
+    def _read_index(
+        self, seq: int, path: Path, fd: int, size: int, dat_fd: int, dat_size: int
+    ) -> bool:
+        catalog = self._catalog
+        dat_path = self._dir / segment_name(seq)
+        state = self._check_header(fd, path, INDEX_MAGIC)
+        if state == _FOREIGN:
+            self._damage(path, "not a StatsYard segment index")
+            return False
+        if state == _TORN:
+            # Created by a checkpoint that never finished: holds no record.
+            if self._repair:
+                logger.warning(
+                    "Reset %s: created by a checkpoint that never finished", path
+                )
+                _truncate(path, 0, header=INDEX_MAGIC)
+                size = FILE_HEADER_SIZE
+            else:
+                logger.warning("Skipped %s: empty or torn header, no records", path)
+        dat_state = self._check_header(dat_fd, dat_path, SEGMENT_MAGIC)
+        if dat_state == _FOREIGN:
+            self._damage(dat_path, "not a StatsYard segment data file")
+            self._damage(path, f"its data file {dat_path.name} is not one")
+            return False
+        if dat_state == _TORN and self._repair:
+            _truncate(dat_path, 0, header=SEGMENT_MAGIC)
+            dat_size = FILE_HEADER_SIZE
+        segment = SegmentInfo(seq, dat_size=dat_size, idx_size=size)
+        scan = ScanResult()
+        listed: list[tuple[int, int]] = []
+        damaged = state == _DAMAGED
+        covered = 0
+        for offset, kind, payload in scan_file(
+            fd, FILE_HEADER_SIZE, max(size, FILE_HEADER_SIZE), scan
+        ):
+            try:
+                if kind != KIND_CHECKPOINT:
+                    raise CorruptRecordError(f"unknown record kind {kind}")
+                checkpoint = decode_checkpoint(seq, payload, dat_size)
+            except CorruptRecordError as exc:
+                self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
+                damaged = True
+                continue
+            covered = max(covered, checkpoint.covered)
+            if checkpoint.blocks:
+                listed.append((checkpoint.blocks[0][2].offset, checkpoint.dat_end))
+            for metric, entity, ref in checkpoint.blocks:
+                catalog.add_loaded_block(metric, entity, ref)
+                segment.cover(ref.min_ts, ref.max_ts)
+        self.bytes_read += scan.bytes_read
+        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
+        catalog.covered = max(catalog.covered, covered)
+        if scan.torn_bytes:
+            damaged = damaged or scan.skipped_records > 0
+            if self._repair:
+                saved = save_bytes(self._dir, path, fd, scan.valid_end, size)
+                logger.warning(
+                    "Truncated torn tail of %s: dropped %d bytes after offset %d "
+                    "(copied to %s)",
+                    path,
+                    scan.torn_bytes,
+                    scan.valid_end,
+                    saved,
+                )
+                _truncate(path, scan.valid_end)
+                segment.idx_size = scan.valid_end
+        if scan.skipped_records:
+            damaged = True
+        self._rescue(segment, dat_fd, listed, covered, damaged)
+        catalog.segments[seq] = segment
+        return True
+
+    def _rescue(
+        self,
+        segment: SegmentInfo,
+        dat_fd: int,
+        listed: list[tuple[int, int]],
+        covered: int,
+        damaged: bool,
+    ) -> None:
+        """Find the blocks of ``segment`` that no good record lists, and list them.
+
+        Gaps between listed ranges, and the data past the last of them,
+        hold blocks of a checkpoint whose record is damaged or lost (or of
+        one that never committed: those points are also still in the logs,
+        and a query reads a point written twice once).
+        """
+        gaps: list[tuple[int, int]] = []
+        at = FILE_HEADER_SIZE
+        for start, end in sorted(listed):
+            if start > at:
+                gaps.append((at, start))
+            at = max(at, end)
+        if segment.dat_size > at:
+            gaps.append((at, segment.dat_size))
+        if not gaps:
+            return
+        seq = segment.seq
+        name = segment_name(seq)
+        found, skipped, read, tail = rescue_blocks(dat_fd, gaps, name, seq)
+        self.bytes_read += read
+        self._catalog.skipped_records += skipped
+        if self._repair and tail < segment.dat_size:
+            # Unreadable bytes end the file (a checkpoint cut short): copy
+            # them aside, then cut them, so that new blocks follow sound ones.
+            path = self._dir / name
+            saved = save_bytes(self._dir, path, dat_fd, tail, segment.dat_size)
+            logger.warning(
+                "Truncated torn tail of %s: dropped %d bytes after offset %d "
+                "(copied to %s)",
+                path,
+                segment.dat_size - tail,
+                tail,
+                saved,
+            )
+            _truncate(path, tail)
+            segment.dat_size = tail
+        if not found:
+            if skipped or damaged:
+                logger.warning("No readable block in the unlisted bytes of %s", name)
+            return
+        for metric, entity, ref in found:
+            self._catalog.add_loaded_block(metric, entity, ref)
+            segment.cover(ref.min_ts, ref.max_ts)
+        logger.warning(
+            "Found %d blocks (%d points) in %s that its index did not list%s",
+            len(found),
+            sum(ref.points for _m, _e, ref in found),
+            name,
+            "; listed them in a new checkpoint record" if self._repair else "",
+        )
+        if self._repair:
+            idx_path = self._dir / index_name(seq)
+            segment.idx_size = write_rescue_records(idx_path, covered, found)
+
+    def _load_orphan(self, seq: int, *, newest: bool) -> None:
+        """A data file without a usable index: rescue its blocks under a new index."""
+        path = self._dir / segment_name(seq)
+        opened = self._open(path, limit=None)
+        if opened is None:
+            return
+        fd, size = opened
+        try:
+            header = os.pread(fd, FILE_HEADER_SIZE, 0)
+            state = header_state(header, SEGMENT_MAGIC, path)
+            if state == _FOREIGN:
+                self._damage(path, "not a StatsYard segment data file")
+                return
+            if size <= FILE_HEADER_SIZE:
+                if self._repair and newest:
+                    # Crashed between creating the data and the index file.
+                    logger.warning("Removed %s: its index file was never created", path)
+                    path.unlink()
+                    self.directory_changed = True
+                else:
+                    logger.warning("Skipped %s: it has no index file", path)
+                    self._catalog.skipped_records += 1
+                return
+            logger.warning("%s has no index file: scanning it for blocks", path)
+            self._catalog.skipped_records += 1
+            if self._repair:
+                _create_index(self._dir / index_name(seq))
+            segment = SegmentInfo(seq, dat_size=size)
+            self._rescue(segment, fd, [], 0, True)
+            self._catalog.segments[seq] = segment
+        finally:
+            os.close(fd)
+
+    # -- logs ---------------------------------------------------------------------
+
+    def _replay_wal(self, seq: int, path: Path, *, newest: bool) -> bool:
+        """Load one log file into the head.
+
+        Returns:
+            Whether the log stays a live log (False: damaged and set aside).
+        """
+        opened = self._open(path, limit=MAX_FILE_BYTES)
+        if opened is None:
+            return False
+        fd, size = opened
+        try:
+            return self._read_wal(path, fd, size, newest=newest)
+        finally:
+            os.close(fd)
+
+    def _read_wal(self, path: Path, fd: int, size: int, *, newest: bool) -> bool:
+        repair = self._repair and newest
+        state = self._check_header(fd, path, WAL_MAGIC)
+        if state == _FOREIGN:
+            self._damage(path, "not a StatsYard log")
+            return False
+        if state == _TORN:
             # Created but its header never fully reached the disk: holds nothing.
             if repair:
                 logger.warning(
-                    "Truncated %s: its header was torn; dropped %d bytes",
-                    path,
-                    len(data),
+                    "Truncated %s: its header was torn; dropped %d bytes", path, size
                 )
                 _truncate(path, 0, header=WAL_MAGIC)
-            else:
-                logger.warning("Skipped %s: empty or torn header, no records", path)
-            return
-        check_file_header(data, WAL_MAGIC, str(path))
-        scan = scan_records(data, FILE_HEADER_SIZE)
-        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
-        for offset, kind, payload in scan.records:
+                return True
+            logger.warning("Skipped %s: empty or torn header, no records", path)
+            return True
+        scan = ScanResult()
+        for offset, kind, payload in scan_file(fd, FILE_HEADER_SIZE, size, scan):
             try:
                 if kind != KIND_BATCH:
                     raise CorruptRecordError(f"unknown record kind {kind}")
@@ -248,17 +449,48 @@ class Loader:
                 self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 continue
             self._catalog.add_batch(batch)
+        self.bytes_read += scan.bytes_read
+        self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
         if scan.torn_bytes:
             if repair:
+                saved = save_bytes(self._dir, path, fd, scan.valid_end, size)
                 logger.warning(
-                    "Truncated torn tail of %s: dropped %d bytes after offset %d",
+                    "Truncated torn tail of %s: dropped %d bytes after offset %d "
+                    "(copied to %s)",
                     path,
                     scan.torn_bytes,
                     scan.valid_end,
+                    saved,
                 )
                 _truncate(path, scan.valid_end)
             elif self._repair:
                 self._count_skips(1, scan.torn_bytes, path, "torn tail of an old log")
+        return True
+
+    def _remove_covered(self, covered: list[tuple[int, Path]]) -> None:
+        """Writer: delete logs a checkpoint covers, unless a log reader needs them.
+
+        A file that is not a sound log is moved into ``damaged/``, never deleted.
+        """
+        kept = logs_to_keep(self._dir, self._log_retention, [s for s, _ in covered])
+        self.kept_logs = sorted(kept)
+        for seq, path in covered:
+            if seq in kept:
+                continue
+            opened = self._open(path, limit=MAX_FILE_BYTES)
+            if opened is None:
+                continue
+            fd, _size = opened
+            try:
+                state = header_state(os.pread(fd, FILE_HEADER_SIZE, 0), WAL_MAGIC, path)
+            finally:
+                os.close(fd)
+            if state == _FOREIGN:
+                self._damage(path, "not a StatsYard log")
+                continue
+            logger.info("Removed %s: a checkpoint covers it", path)
+            path.unlink()
+            self.directory_changed = True
 
 
 def _truncate(path: Path, size: int, *, header: bytes | None = None) -> None:
@@ -271,3 +503,26 @@ def _truncate(path: Path, size: int, *, header: bytes | None = None) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _rewrite_header(path: Path, magic: bytes) -> None:
+    """Write a sound header over a damaged one (it carries no data), fsynced."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, pack_file_header(magic), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_index(path: Path) -> None:
+    """A new, empty index file (atomically: written aside, fsynced, renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(pack_file_header(INDEX_MAGIC))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+__all__ = ["BlockRef", "Loader", "Reload", "header_state"]

@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import CorruptRecordError, WriteError
-from statsyard.storage._batch import KIND_BATCH, encode_batch, value_column
+from statsyard.storage._batch import (
+    KIND_BATCH,
+    encode_batch,
+    out_of_range,
+    value_column,
+)
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._checkpoint import SegmentWriter
-from statsyard.storage._files import check_data_directory, segment_name
-from statsyard.storage._framing import pack_record
+from statsyard.storage._files import check_data_directory, listing, segment_name
+from statsyard.storage._framing import MAX_RECORD_PAYLOAD, pack_record
 from statsyard.storage._lock import lock_directory
 from statsyard.storage._log import LogWriter
 from statsyard.storage._log_watch import LogEnd, LogRetention
@@ -222,12 +227,17 @@ class Storage:
         """
         if not self._readonly:
             raise WriteError("refresh() is for read-only storage; this one is live")
+        previous: list[tuple[str, int, int]] | None = None
         for _attempt in range(_LOAD_ATTEMPTS):
             fresh = Catalog()
-            loader = Loader(self._dir, fresh, repair=False)
+            files = listing(self._dir)
+            # Unchanged since an attempt that saw a file vanish or a log
+            # missing: not a writer at work, but damage; load past it.
+            loader = Loader(self._dir, fresh, repair=False, settled=files == previous)
             try:
                 loader.load()
             except Reload:
+                previous = files
                 continue
             finally:
                 self._bytes_loaded += loader.bytes_read
@@ -262,8 +272,10 @@ class Storage:
         Raises:
             WriteError: the write failed (e.g. disk full); the log is left as it
                 was before the call, so the same batch may be retried.
-            ValueError: a name is longer than the format holds (64 KiB), or a
-                row is not a 4-tuple.
+            ValueError: a name is longer than the format holds (64 KiB), a
+                row is not a 4-tuple, a timestamp or value is outside what
+                :func:`~statsyard.datapoint.validate` accepts (it could not be
+                read back), or the batch is too big for one record (256 MiB).
             TypeError: a timestamp is not an int.
         """
         self._check_writable()
@@ -290,13 +302,21 @@ class Storage:
                 "rows must be (metric, entity, value, timestamp), got a shorter one"
             ) from None
         catalog = self._catalog
-        numbers = array("I", catalog.series_numbers(metrics, entities))
         stamps = array("q", timestamps)
         column = value_column(values)
-        record = pack_record(
-            KIND_BATCH,
-            encode_batch(numbers, stamps, column, catalog.entries, catalog.table_cache),
+        problem = out_of_range(stamps, column)
+        if problem is not None:  # it could not be read back
+            raise ValueError(f"cannot store a {problem}")
+        numbers = array("I", catalog.series_numbers(metrics, entities))
+        payload = encode_batch(
+            numbers, stamps, column, catalog.entries, catalog.table_cache
         )
+        if len(payload) > MAX_RECORD_PAYLOAD:
+            raise ValueError(
+                f"a batch takes at most {MAX_RECORD_PAYLOAD} bytes in the log, "
+                f"this one {len(payload)}: split it"
+            )
+        record = pack_record(KIND_BATCH, payload)
         self._log.append(record, stamps[-1])
         # In the log: now in the head too. No lock: the head only ever grows
         # by whole batches, which a query either sees or does not.

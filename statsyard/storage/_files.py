@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from statsyard.exceptions import NotADataDirectoryError
+from statsyard.storage._framing import next_data
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -129,13 +130,17 @@ def save_bytes(directory: Path, path: Path, fd: int, start: int, end: int) -> Pa
         number += 1
         target = aside / f"{path.name}.{start}.{number}"
     with open(target, "xb") as out:
+        out.truncate(end - start)  # holes stay holes: only data is copied
         pos = start
         while pos < end:
-            chunk = os.pread(fd, min(2**20, end - pos), pos)
+            data = next_data(fd, pos)
+            if data == -1 or data >= end:
+                break
+            chunk = os.pread(fd, min(2**20, end - data), data)
             if not chunk:
                 break
-            out.write(chunk)
-            pos += len(chunk)
+            os.pwrite(out.fileno(), chunk, data - start)
+            pos = data + len(chunk)
         out.flush()
         os.fsync(out.fileno())
     return target

@@ -10,6 +10,7 @@ flipped length is caught as surely as a flipped payload byte. See
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -177,6 +178,19 @@ def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
     return kind, payload
 
 
+def next_data(fd: int, pos: int) -> int:
+    """The first offset at or after ``pos`` that is not in a hole, or -1.
+
+    Where the file system cannot tell (no ``SEEK_DATA``), ``pos`` itself.
+    """
+    try:
+        return os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return -1  # only a hole from here to the end
+        return pos
+
+
 class FileWindow:
     """Reads a file through a bounded window: ``pread`` in chunks, never whole.
 
@@ -210,8 +224,15 @@ class FileWindow:
         return self._buf[offset : offset + size]
 
     def find(self, needle: bytes, pos: int) -> int:
-        """Offset of the next ``needle`` at or after ``pos``, or -1."""
+        """Offset of the next ``needle`` at or after ``pos``, or -1.
+
+        Holes of a sparse file (zeros, never a needle) are stepped over
+        with ``SEEK_DATA`` instead of being read.
+        """
         while pos + len(needle) <= self.end:
+            pos = next_data(self._fd, pos)
+            if pos == -1 or pos + len(needle) > self.end:
+                return -1
             chunk = self.get(pos, min(SCAN_CHUNK, self.end - pos))
             if chunk is None:
                 return -1

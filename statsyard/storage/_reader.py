@@ -17,7 +17,7 @@ from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import Value
 from statsyard.storage._blocks import decode_block
 from statsyard.storage._catalog import Catalog
-from statsyard.storage._files import segment_name
+from statsyard.storage._files import DamagedFileError, open_regular, segment_name
 from statsyard.storage._index import BlockRef
 from statsyard.storage._query import (
     Piece,
@@ -89,7 +89,8 @@ class Reader:
             if number is not None:
                 recent = head.piece(number, pace)
                 pace()
-            piece = merge([*self._read_blocks(catalog, refs), recent])
+            blocks = self._read_blocks(catalog, (metric, name), refs)
+            piece = merge([*blocks, recent])
             pace()
             piece = select(piece, start, end)
             if not piece[0]:
@@ -100,7 +101,9 @@ class Reader:
                 result[name] = downsample(piece, step, aggregate, pace)
         return result
 
-    def _read_blocks(self, catalog: Catalog, refs: list[BlockRef]) -> list[Piece]:
+    def _read_blocks(
+        self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]
+    ) -> list[Piece]:
         """Read and decode blocks; a damaged one is skipped, counted and logged."""
         pieces: list[Piece] = []
         fds: dict[int, int] = {}
@@ -110,17 +113,28 @@ class Reader:
                 self._pace()
                 fd = fds.get(ref.segment)
                 if fd is None:
+                    path = self._dir / segment_name(ref.segment)
                     try:
-                        fd = os.open(self._dir / segment_name(ref.segment), os.O_RDONLY)
+                        fd, _size = open_regular(path)
                     except FileNotFoundError:
                         fd = -1  # removed by retention since the snapshot
+                    except DamagedFileError as exc:
+                        fd = -1
+                        with self._stats_lock:
+                            catalog.skipped_records += 1
+                        logger.warning("Skipped the blocks of %s", exc)
                     fds[ref.segment] = fd
                 if fd == -1:
                     continue
                 data = os.pread(fd, ref.length, ref.offset)
                 read += len(data)
                 try:
-                    _metric, _entity, timestamps, values = decode_block(data)
+                    metric, entity, timestamps, values = decode_block(data)
+                    if (metric, entity) != key or len(timestamps) != ref.points:
+                        raise CorruptRecordError(  # a sound block, but not this one
+                            f"holds {len(timestamps)} points of {metric!r} "
+                            f"{entity!r}, not {ref.points} of {key[0]!r} {key[1]!r}"
+                        )
                 except CorruptRecordError as exc:
                     with self._stats_lock:
                         catalog.skipped_records += 1

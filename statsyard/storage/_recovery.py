@@ -197,19 +197,35 @@ class Loader:
             self._damage(path, exc.reason)
             return None
 
-    def _check_header(self, fd: int, path: Path, magic: bytes) -> str:
-        """Read and judge a file's header; the writer rewrites a damaged one."""
+    def _read_header(self, fd: int, path: Path, magic: bytes) -> str:
+        """Read and judge a file's header (see :func:`header_state`)."""
         header = os.pread(fd, FILE_HEADER_SIZE, 0)
         self.bytes_read += len(header)
-        state = header_state(header, magic, path)
-        if state == _DAMAGED:
+        return header_state(header, magic, path)
+
+    def _settle_header(
+        self, path: Path, magic: bytes, state: str, found: bool, what: str
+    ) -> bool:
+        """Decide on a damaged or foreign header once the content was scanned.
+
+        A file holding sound records (or blocks) is ours whatever its header
+        says: the writer rewrites the header (it carries no data). A foreign
+        one holding nothing of ours is set aside.
+
+        Returns:
+            False when the file was set aside.
+        """
+        if state == _FOREIGN and not found:
+            self._damage(path, f"not a StatsYard {what}")
+            return False
+        if state in (_DAMAGED, _FOREIGN):
             self._catalog.skipped_records += 1
             if self._repair:
                 _rewrite_header(path, magic)
                 logger.warning("Rewrote the damaged file header of %s", path)
             else:
                 logger.warning("Skipped the damaged file header of %s", path)
-        return state
+        return True
 
     # -- segments -----------------------------------------------------------------
 
@@ -243,10 +259,7 @@ class Loader:
     ) -> bool:
         catalog = self._catalog
         dat_path = self._dir / segment_name(seq)
-        state = self._check_header(fd, path, INDEX_MAGIC)
-        if state == _FOREIGN:
-            self._damage(path, "not a StatsYard segment index")
-            return False
+        state = self._read_header(fd, path, INDEX_MAGIC)
         if state == _TORN:
             # Created by a checkpoint that never finished: holds no record.
             if self._repair:
@@ -257,18 +270,14 @@ class Loader:
                 size = FILE_HEADER_SIZE
             else:
                 logger.warning("Skipped %s: empty or torn header, no records", path)
-        dat_state = self._check_header(dat_fd, dat_path, SEGMENT_MAGIC)
-        if dat_state == _FOREIGN:
-            self._damage(dat_path, "not a StatsYard segment data file")
-            self._damage(path, f"its data file {dat_path.name} is not one")
-            return False
+        dat_state = self._read_header(dat_fd, dat_path, SEGMENT_MAGIC)
         if dat_state == _TORN and self._repair:
             _truncate(dat_path, 0, header=SEGMENT_MAGIC)
             dat_size = FILE_HEADER_SIZE
         segment = SegmentInfo(seq, dat_size=dat_size, idx_size=size)
         scan = ScanResult()
         listed: list[tuple[int, int]] = []
-        damaged = state == _DAMAGED
+        damaged = state in (_DAMAGED, _FOREIGN)
         covered = 0
         for offset, kind, payload in scan_file(
             fd, FILE_HEADER_SIZE, max(size, FILE_HEADER_SIZE), scan
@@ -288,25 +297,32 @@ class Loader:
                 catalog.add_loaded_block(metric, entity, ref)
                 segment.cover(ref.min_ts, ref.max_ts)
         self.bytes_read += scan.bytes_read
+        if not self._settle_header(
+            path, INDEX_MAGIC, state, bool(listed), "segment index"
+        ):
+            return False
         self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
         catalog.covered = max(catalog.covered, covered)
-        if scan.torn_bytes:
-            damaged = damaged or scan.skipped_records > 0
-            if self._repair:
-                saved = save_bytes(self._dir, path, fd, scan.valid_end, size)
-                logger.warning(
-                    "Truncated torn tail of %s: dropped %d bytes after offset %d "
-                    "(copied to %s)",
-                    path,
-                    scan.torn_bytes,
-                    scan.valid_end,
-                    saved,
-                )
-                _truncate(path, scan.valid_end)
-                segment.idx_size = scan.valid_end
+        if scan.torn_bytes and self._repair:
+            saved = save_bytes(self._dir, path, fd, scan.valid_end, size)
+            logger.warning(
+                "Truncated torn tail of %s: dropped %d bytes after offset %d "
+                "(copied to %s)",
+                path,
+                scan.torn_bytes,
+                scan.valid_end,
+                saved,
+            )
+            _truncate(path, scan.valid_end)
+            segment.idx_size = scan.valid_end
         if scan.skipped_records:
             damaged = True
-        self._rescue(segment, dat_fd, listed, covered, damaged)
+        found = self._rescue(segment, dat_fd, listed, covered, damaged)
+        if not self._settle_header(
+            dat_path, SEGMENT_MAGIC, dat_state, bool(listed or found), "data file"
+        ):
+            self._damage(path, f"its data file {dat_path.name} is not one")
+            return True  # nothing left to rescue from the data file
         catalog.segments[seq] = segment
         return True
 
@@ -317,8 +333,10 @@ class Loader:
         listed: list[tuple[int, int]],
         covered: int,
         damaged: bool,
-    ) -> None:
+    ) -> bool:
         """Find the blocks of ``segment`` that no good record lists, and list them.
+
+        Returns whether it found any.
 
         Gaps between listed ranges, and the data past the last of them,
         hold blocks of a checkpoint whose record is damaged or lost (or of
@@ -334,13 +352,13 @@ class Loader:
         if segment.dat_size > at:
             gaps.append((at, segment.dat_size))
         if not gaps:
-            return
+            return False
         seq = segment.seq
         name = segment_name(seq)
         found, skipped, read, tail = rescue_blocks(dat_fd, gaps, name, seq)
         self.bytes_read += read
         self._catalog.skipped_records += skipped
-        if self._repair and tail < segment.dat_size:
+        if self._repair and tail is not None and gaps[-1][1] == segment.dat_size:
             # Unreadable bytes end the file (a checkpoint cut short): copy
             # them aside, then cut them, so that new blocks follow sound ones.
             path = self._dir / name
@@ -358,7 +376,7 @@ class Loader:
         if not found:
             if skipped or damaged:
                 logger.warning("No readable block in the unlisted bytes of %s", name)
-            return
+            return False
         for metric, entity, ref in found:
             self._catalog.add_loaded_block(metric, entity, ref)
             segment.cover(ref.min_ts, ref.max_ts)
@@ -372,6 +390,7 @@ class Loader:
         if self._repair:
             idx_path = self._dir / index_name(seq)
             segment.idx_size = write_rescue_records(idx_path, covered, found)
+        return True
 
     def _load_orphan(self, seq: int, *, newest: bool) -> None:
         """A data file without a usable index: rescue its blocks under a new index."""
@@ -381,12 +400,8 @@ class Loader:
             return
         fd, size = opened
         try:
-            header = os.pread(fd, FILE_HEADER_SIZE, 0)
-            state = header_state(header, SEGMENT_MAGIC, path)
-            if state == _FOREIGN:
-                self._damage(path, "not a StatsYard segment data file")
-                return
-            if size <= FILE_HEADER_SIZE:
+            state = self._read_header(fd, path, SEGMENT_MAGIC)
+            if size <= FILE_HEADER_SIZE and state != _FOREIGN:
                 if self._repair and newest:
                     # Crashed between creating the data and the index file.
                     logger.warning("Removed %s: its index file was never created", path)
@@ -397,11 +412,15 @@ class Loader:
                     self._catalog.skipped_records += 1
                 return
             logger.warning("%s has no index file: scanning it for blocks", path)
-            self._catalog.skipped_records += 1
             if self._repair:
                 _create_index(self._dir / index_name(seq))
             segment = SegmentInfo(seq, dat_size=size)
-            self._rescue(segment, fd, [], 0, True)
+            found = self._rescue(segment, fd, [], 0, True)
+            if not self._settle_header(path, SEGMENT_MAGIC, state, found, "data file"):
+                if self._repair:
+                    (self._dir / index_name(seq)).unlink()  # the empty one made above
+                return
+            self._catalog.skipped_records += 1
             self._catalog.segments[seq] = segment
         finally:
             os.close(fd)
@@ -425,10 +444,7 @@ class Loader:
 
     def _read_wal(self, path: Path, fd: int, size: int, *, newest: bool) -> bool:
         repair = self._repair and newest
-        state = self._check_header(fd, path, WAL_MAGIC)
-        if state == _FOREIGN:
-            self._damage(path, "not a StatsYard log")
-            return False
+        state = self._read_header(fd, path, WAL_MAGIC)
         if state == _TORN:
             # Created but its header never fully reached the disk: holds nothing.
             if repair:
@@ -440,16 +456,22 @@ class Loader:
             logger.warning("Skipped %s: empty or torn header, no records", path)
             return True
         scan = ScanResult()
+        batches = []
         for offset, kind, payload in scan_file(fd, FILE_HEADER_SIZE, size, scan):
             try:
                 if kind != KIND_BATCH:
                     raise CorruptRecordError(f"unknown record kind {kind}")
-                batch = decode_batch(payload)
+                batches.append(decode_batch(payload))
             except CorruptRecordError as exc:
                 self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 continue
-            self._catalog.add_batch(batch)
+            if state == _GOOD:  # else held until the header is judged
+                self._catalog.add_batch(batches.pop())
         self.bytes_read += scan.bytes_read
+        if not self._settle_header(path, WAL_MAGIC, state, bool(batches), "log"):
+            return False
+        for batch in batches:
+            self._catalog.add_batch(batch)
         self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
         if scan.torn_bytes:
             if repair:

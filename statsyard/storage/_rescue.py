@@ -56,7 +56,7 @@ def _block_at(window: FileWindow, pos: int, seq: int) -> Found | None:
 
 def rescue_blocks(
     fd: int, gaps: list[tuple[int, int]], name: str, seq: int | None = None
-) -> tuple[list[Found], int, int, int]:
+) -> tuple[list[Found], int, int, int | None]:
     """Every sound block lying wholly within ``gaps`` of a data file.
 
     Args:
@@ -68,14 +68,14 @@ def rescue_blocks(
     Returns:
         The blocks found (in file order), the damaged stretches skipped
         (each logged with its offset), the bytes read, and where the
-        unreadable bytes that end the last gap start (its end if none do).
+        unreadable bytes that end the last gap start (None if none do).
     """
     number = int(name[4:20]) if seq is None else seq
     found: list[Found] = []
     skipped = 0
     end_of_file = max(end for _start, end in gaps)
     window = FileWindow(fd, end_of_file)
-    tail = end_of_file
+    tail: int | None = None
     for start, end in gaps:
         pos = start
         while pos < end:

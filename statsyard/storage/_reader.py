@@ -18,15 +18,9 @@ from statsyard.storage._batch import Value
 from statsyard.storage._blocks import decode_block
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import DamagedFileError, open_regular, segment_name
+from statsyard.storage._glob import compile_glob
 from statsyard.storage._index import BlockRef
-from statsyard.storage._query import (
-    Piece,
-    check_agg,
-    compile_glob,
-    downsample,
-    merge,
-    select,
-)
+from statsyard.storage._query import Piece, check_agg, downsample, merge, select
 
 logger = logging.getLogger("statsyard.storage")
 

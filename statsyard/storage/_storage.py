@@ -478,10 +478,11 @@ class Storage:
         ``pattern`` is a Graphite-style glob: ``*`` matches within one dotted
         component (``cpu.*``, ``*.load``), ``**`` across components, ``?`` one
         character, ``{a,b}`` alternatives, ``[...]`` a character class; a bare
-        ``*`` lists everything.
+        ``*`` lists everything. Matching takes time linear in each name.
 
         Raises:
-            ValueError: the pattern is malformed.
+            PatternError: (a ValueError) the pattern is malformed, longer than
+                1,024 characters or nests braces deeper than 16.
         """
         return self._reader.series(self._catalog, pattern)
 

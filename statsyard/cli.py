@@ -405,6 +405,8 @@ def storage_options(config: Config) -> dict[str, Any]:
         "segment_bytes": config.storage.segment_bytes,
         "retention_max_age_ms": None if age is None else round(age * 1000),
         "retention_max_bytes": config.storage.retention_max_bytes,
+        "max_series": config.storage.max_series,
+        "max_new_series_per_minute": config.storage.max_new_series_per_minute,
     }
 
 

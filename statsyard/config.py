@@ -351,6 +351,7 @@ class StorageConfig:
         Setting(
             "int",
             minimum=MIB,
+            maximum=512 * MIB,
             help="Size at which a data file is closed and a new one started.",
         ),
     )
@@ -370,6 +371,24 @@ class StorageConfig:
             above=0,
             off_when_zero=True,
             help="Delete the oldest segments beyond this many bytes; 0 means no limit.",
+        ),
+    )
+    max_series: int | None = _setting(
+        None,
+        Setting(
+            "int",
+            above=0,
+            off_when_zero=True,
+            help="Refuse points of new series once this many are stored; 0: no limit.",
+        ),
+    )
+    max_new_series_per_minute: int | None = _setting(
+        10_000,
+        Setting(
+            "int",
+            above=0,
+            off_when_zero=True,
+            help="Refuse points of new series beyond this many a minute; 0: no limit.",
         ),
     )
 

@@ -157,7 +157,10 @@ def _open(command: str, data_dir: str) -> Storage | None:
 
 
 def _iso(timestamp_ms: int) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    try:  # storage range-checks what it reads; this only guards the display
+        moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp_ms} ms"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from statsyard.storage._admission import SeriesLimits
 from statsyard.storage._batch import Batch, TableCache, series_entry
 from statsyard.storage._framing import FILE_HEADER_SIZE
 from statsyard.storage._head import Head
@@ -81,6 +82,8 @@ class Catalog:
         """Number of the newest log file (or ``covered`` when there is none)."""
         self.skipped_records = 0
         """Damaged records, blocks or stretches skipped while reading."""
+        self.series_held = 0
+        """Distinct series, compacted or in the head."""
 
     # -- series -------------------------------------------------------------------
 
@@ -92,6 +95,8 @@ class Catalog:
         """
         number = len(self.keys)
         entry = series_entry(number, *key)  # may raise: check first
+        if key not in self.index:
+            self.series_held += 1
         with self.lock:  # queries iterate these under the lock
             self.numbers[key] = number
             self.keys.append(key)
@@ -100,18 +105,45 @@ class Catalog:
         return number
 
     def series_numbers(
-        self, metrics: Sequence[str], entities: Sequence[str]
+        self,
+        metrics: Sequence[str],
+        entities: Sequence[str],
+        limits: SeriesLimits | None = None,
     ) -> list[int]:
-        """The number of each point's series, numbering new series."""
+        """The number of each point's series, numbering new series.
+
+        With ``limits``, a new series beyond them gets -1 (its points are
+        refused; the caller drops them and counts them).
+        """
         number_of = self.numbers
         try:  # C speed: the usual case, where every series is known
             return list(map(number_of.__getitem__, zip(metrics, entities, strict=True)))
         except KeyError:
             pass
         numbers: list[int] = []
+        refused: dict[SeriesKey, str] = {}
         for key in zip(metrics, entities, strict=True):
             number = number_of.get(key)
-            numbers.append(self.new_series(key) if number is None else number)
+            if number is None:
+                reason = refused.get(key)
+                if reason is None and limits is not None and key not in self.index:
+                    reason = limits.admit(self.series_held)
+                if reason is not None:
+                    refused[key] = reason
+                    numbers.append(-1)
+                    continue
+                number = self.new_series(key)
+            numbers.append(number)
+        if refused and limits is not None:
+            for reason in set(refused.values()):
+                keys = [k for k, r in refused.items() if r == reason]
+                wanted = set(keys)
+                points = sum(
+                    1 for key in zip(metrics, entities, strict=True) if key in wanted
+                )
+                limits.count_refused(
+                    reason, points, len(keys), f"{keys[0][0]} {keys[0][1]}"
+                )
         return numbers
 
     def add_batch(self, batch: Batch) -> None:
@@ -135,6 +167,8 @@ class Catalog:
         if refs is None:
             refs = self.index[key] = []
             self.entities.setdefault(metric, {})[entity] = None
+            if key not in self.numbers:
+                self.series_held += 1
         refs.append(ref)
 
     def commit_blocks(self, segment: SegmentInfo, entries: list[BlockEntry]) -> None:

@@ -12,12 +12,14 @@ import logging
 import os
 from array import array
 from collections.abc import Callable, Sequence
+from itertools import compress
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import CorruptRecordError, WriteError
+from statsyard.storage._admission import REASONS, SeriesLimits
 from statsyard.storage._batch import (
     KIND_BATCH,
     encode_batch,
@@ -52,6 +54,9 @@ DEFAULT_CHECKPOINT_POINTS: Final = 500_000
 """Points in the head that trigger an automatic checkpoint."""
 DEFAULT_SEGMENT_BYTES: Final = 64 * 2**20
 """Size at which log and segment files rotate."""
+MAX_SEGMENT_BYTES: Final = 512 * 2**20
+"""Largest ``segment_bytes``: a log is then at most this plus one record,
+below the size beyond which a reader takes a file for damage."""
 _LOAD_ATTEMPTS: Final = 20
 
 
@@ -80,8 +85,15 @@ class Storage:
         checkpoint_points: int | None,
         readonly: bool,
         log_retention: LogRetention | None = None,
+        max_series: int | None = None,
+        max_new_series_per_minute: int | None = None,
     ) -> None:
         """Store the settings; use :meth:`open` or :meth:`open_readonly` instead."""
+        if type(segment_bytes) is int and segment_bytes > MAX_SEGMENT_BYTES:
+            raise ValueError(
+                f"segment_bytes must be at most {MAX_SEGMENT_BYTES}, "
+                f"got {segment_bytes}"
+            )
         for name, setting in (
             ("segment_bytes", segment_bytes),
             ("retention_max_age_ms", retention_max_age_ms),
@@ -102,6 +114,11 @@ class Storage:
         self._reader = Reader(directory, self._pacer)
         self._log = LogWriter(directory, self._catalog.wal_seqs, 0)
         self._segment_writer = SegmentWriter(directory, segment_bytes)
+        self._limits = (
+            None
+            if max_series is None and max_new_series_per_minute is None
+            else SeriesLimits(max_series, max_new_series_per_minute)
+        )
         self._lock_fd = -1
         self._closed = False
         self._points_written = 0
@@ -124,6 +141,8 @@ class Storage:
         retention_max_bytes: int | None = None,
         checkpoint_points: int | None = DEFAULT_CHECKPOINT_POINTS,
         log_retention: LogRetention | None = None,
+        max_series: int | None = None,
+        max_new_series_per_minute: int | None = None,
     ) -> Storage:
         """Open (creating if needed) a data directory for writing, recovering it.
 
@@ -143,6 +162,11 @@ class Storage:
                 this many points (None: only when :meth:`checkpoint` is called).
             log_retention: asked which covered logs to keep for log readers
                 (forwarders); None deletes them all.
+            max_series: refuse points of new series once the storage holds
+                this many series (None: no limit).
+            max_new_series_per_minute: refuse points of new series beyond
+                this many new series a minute (None: no limit). Refused
+                points are counted in :attr:`refused_points`.
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
@@ -159,6 +183,8 @@ class Storage:
             checkpoint_points=checkpoint_points,
             readonly=False,
             log_retention=log_retention,
+            max_series=max_series,
+            max_new_series_per_minute=max_new_series_per_minute,
         )
         check_data_directory(directory, create=True)
         storage._lock_fd = lock_directory(directory)
@@ -307,7 +333,15 @@ class Storage:
         problem = out_of_range(stamps, column)
         if problem is not None:  # it could not be read back
             raise ValueError(f"cannot store a {problem}")
-        numbers = array("I", catalog.series_numbers(metrics, entities))
+        found = catalog.series_numbers(metrics, entities, self._limits)
+        if self._limits is not None and -1 in found:  # new series over a limit
+            keep = [number != -1 for number in found]
+            found = list(compress(found, keep))
+            stamps = array("q", compress(stamps, keep))
+            column = value_column(list(compress(values, keep)))
+            if not found:
+                return 0
+        numbers = array("I", found)
         payload = encode_batch(
             numbers, stamps, column, catalog.entries, catalog.table_cache
         )
@@ -549,6 +583,21 @@ class Storage:
     def skipped_records(self) -> int:
         """Damaged records, blocks or stretches skipped while reading the directory."""
         return self._catalog.skipped_records
+
+    @property
+    def series_held(self) -> int:
+        """Distinct series stored (compacted or in the head)."""
+        return self._catalog.series_held
+
+    @property
+    def refused_points(self) -> dict[str, int]:
+        """Points of new series refused by a series limit since open, by reason.
+
+        Reasons: ``max_series`` and ``max_new_series_per_minute``.
+        """
+        if self._limits is None:
+            return dict.fromkeys(REASONS, 0)
+        return dict(self._limits.refused)
 
     @property
     def head_points(self) -> int:

@@ -237,7 +237,7 @@ def encode_batch(
     series_numbers: array[int],
     timestamps: array[int],
     values: ValueColumn,
-    entries: dict[int, bytes],
+    entries: Sequence[bytes],
     cache: TableCache,
 ) -> bytes:
     """Pack a batch as columns.

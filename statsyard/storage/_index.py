@@ -8,6 +8,7 @@ record is the checkpoint's commit: blocks it does not list do not exist.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from array import array
 from itertools import accumulate, chain
@@ -132,7 +133,10 @@ def _decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoin
     min_ts = ints_from_le("q", take(8 * n))
     max_ts = ints_from_le("q", take(8 * n))
     metrics = [take(size).decode("utf-8", "surrogatepass") for size in m_lens]
-    entities = [take(size).decode("utf-8", "surrogatepass") for size in e_lens]
+    # Entities repeat across series ("default", host names): one copy each.
+    entities = [
+        sys.intern(take(size).decode("utf-8", "surrogatepass")) for size in e_lens
+    ]
     if n and (
         min(min_ts) < MIN_TIMESTAMP_MS
         or max(max_ts) >= MAX_TIMESTAMP_MS

@@ -58,15 +58,14 @@ class Reader:
         if step is not None and (type(step) is not int or step <= 0):
             raise ValueError(f"step must be a positive int of ms, got {step!r}")
         with catalog.lock:
-            entities = catalog.entities.get(metric, {})
-            wanted = list(entities) if entity is None else [entity]
+            wanted = catalog.entities_of(metric) if entity is None else [entity]
             head = catalog.head
             snapshot: list[tuple[str, list[BlockRef], int | None]] = []
             for name in wanted:
                 key = (metric, name)
                 refs = [
                     ref
-                    for ref in catalog.index.get(key, ())
+                    for ref in catalog.refs(key)
                     if (start is None or ref.max_ts >= start)
                     and (end is None or ref.min_ts < end)
                 ]
@@ -155,9 +154,7 @@ class Reader:
             head, numbers = catalog.head, catalog.numbers
             candidates = [
                 (metric, entity, bool(catalog.index.get((metric, entity))))
-                for metric, entities in catalog.entities.items()
-                if regex.fullmatch(metric)
-                for entity in entities
+                for metric, entity in catalog.series_of(regex.fullmatch)
             ]
         in_head = head.nonempty()
         found = [

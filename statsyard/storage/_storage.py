@@ -1,46 +1,31 @@
 """The :class:`Storage` of a data directory: the facade over log, head and segments.
 
 Each concern has its module: ``_catalog`` (what is in memory), ``_recovery``
-(loading and repair), ``_log`` (the write-ahead log), ``_checkpoint``
-(compaction into segments), ``_retention``, ``_lock`` (one writer),
-``_pacing`` and ``_reader`` (queries). This module wires them.
+and ``_rescue`` (loading and repair), ``_writer`` (appends, checkpoints,
+retention) over ``_log`` (the write-ahead log), ``_checkpoint`` (compaction
+into segments), ``_retention`` and ``_admission`` (series limits); ``_lock``
+(one writer), ``_pacing`` and ``_reader`` (queries). This module wires them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from array import array
-from collections.abc import Callable, Sequence
-from itertools import compress
+from collections.abc import Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from statsyard.datapoint import now_ms
 from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._admission import REASONS, SeriesLimits
-from statsyard.storage._batch import (
-    KIND_BATCH,
-    encode_batch,
-    out_of_range,
-    value_column,
-)
 from statsyard.storage._catalog import Catalog
-from statsyard.storage._checkpoint import SegmentWriter
-from statsyard.storage._files import check_data_directory, listing, segment_name
-from statsyard.storage._framing import MAX_RECORD_PAYLOAD, pack_record
+from statsyard.storage._files import check_data_directory, listing
 from statsyard.storage._lock import lock_directory
-from statsyard.storage._log import LogWriter
 from statsyard.storage._log_watch import LogEnd, LogRetention
 from statsyard.storage._pacing import Pacer
 from statsyard.storage._reader import QueryResult, Reader
 from statsyard.storage._recovery import Loader, Reload
-from statsyard.storage._retention import (
-    remove_covered_logs,
-    remove_segment,
-    segments_to_remove,
-)
+from statsyard.storage._writer import Writer
 
 if TYPE_CHECKING:
     from statsyard.datapoint import DataPoint, Row
@@ -103,31 +88,30 @@ class Storage:
             if setting is not None and (type(setting) is not int or setting <= 0):
                 raise ValueError(f"{name} must be a positive int, got {setting!r}")
         self._dir = directory
-        self._segment_bytes = segment_bytes
-        self._retention_max_age_ms = retention_max_age_ms
-        self._retention_max_bytes = retention_max_bytes
-        self._checkpoint_points = checkpoint_points
-        self._next_checkpoint = checkpoint_points
-        self._readonly = readonly
         self._catalog = Catalog()
         self._pacer = Pacer()
         self._reader = Reader(directory, self._pacer)
-        self._log = LogWriter(directory, self._catalog.wal_seqs, 0)
-        self._segment_writer = SegmentWriter(directory, segment_bytes)
-        self._limits = (
+        self._writer = (
             None
-            if max_series is None and max_new_series_per_minute is None
-            else SeriesLimits(max_series, max_new_series_per_minute)
+            if readonly
+            else Writer(
+                directory,
+                self._catalog,
+                segment_bytes=segment_bytes,
+                retention_max_age_ms=retention_max_age_ms,
+                retention_max_bytes=retention_max_bytes,
+                checkpoint_points=checkpoint_points,
+                log_retention=log_retention,
+                limits=(
+                    None
+                    if max_series is None and max_new_series_per_minute is None
+                    else SeriesLimits(max_series, max_new_series_per_minute)
+                ),
+            )
         )
         self._lock_fd = -1
         self._closed = False
-        self._points_written = 0
-        self._bytes_written = 0
         self._bytes_loaded = 0
-        # -- log readers (forwarders): see _log_watch.py --
-        self._log_retention = log_retention
-        self._kept_logs: list[int] = []
-        self._opened_log_end = self._log.end
 
     # -- opening ------------------------------------------------------------------
 
@@ -189,7 +173,7 @@ class Storage:
         check_data_directory(directory, create=True)
         storage._lock_fd = lock_directory(directory)
         try:
-            storage._recover()
+            storage._bytes_loaded += storage._writing().recover()
         except BaseException:
             storage._release_files()
             raise
@@ -202,23 +186,6 @@ class Storage:
             storage.skipped_records,
         )
         return storage
-
-    def _recover(self) -> None:
-        """Writer: load and repair the directory, then start writing."""
-        catalog = self._catalog
-        loader = Loader(
-            self._dir, catalog, repair=True, log_retention=self._log_retention
-        )
-        loader.load()
-        self._bytes_loaded += loader.bytes_read
-        self._kept_logs = loader.kept_logs
-        self._log = LogWriter(self._dir, catalog.wal_seqs, catalog.wal_seq)
-        if loader.directory_changed:
-            self._log.note_directory_changed()
-        self._log.start()
-        self._segment_writer.start(catalog)
-        self._opened_log_end = self._log.end
-        self._apply_retention()
 
     @classmethod
     def open_readonly(cls, data_dir: str | os.PathLike[str]) -> Storage:
@@ -251,7 +218,7 @@ class Storage:
         Raises:
             StatsYardError: on a writable storage (it is always current).
         """
-        if not self._readonly:
+        if self._writer is not None:
             raise WriteError("refresh() is for read-only storage; this one is live")
         previous: list[tuple[str, int, int]] | None = None
         for _attempt in range(_LOAD_ATTEMPTS):
@@ -277,16 +244,19 @@ class Storage:
 
     # -- writing ------------------------------------------------------------------
 
-    def _check_writable(self) -> None:
-        if self._closed or self._readonly:
+    def _writing(self) -> Writer:
+        if self._closed or self._writer is None:
             state = "closed" if self._closed else "read-only"
             raise WriteError(f"storage of {self._dir} is {state}")
+        return self._writer
 
     def append(self, points: Sequence[DataPoint] | Sequence[Row]) -> int:
         """Append a batch of (already validated) points to the log, without fsync.
 
         The batch becomes one checksummed record, written to the OS; call
         :meth:`sync` to make it durable. Queries see the points at once.
+        Points of new series beyond a series limit are refused and counted
+        (:attr:`refused_points`).
 
         Args:
             points: :class:`DataPoint` objects, or rows ``(metric, entity,
@@ -304,84 +274,11 @@ class Storage:
                 read back), or the batch is too big for one record (256 MiB).
             TypeError: a timestamp is not an int.
         """
-        self._check_writable()
+        writer = self._writing()
         if not points:
             return 0
         self._pacer.note_ingest()
-        # Whole columns at C speed, creating no container per point (that
-        # would set off the garbage collector): no per-point Python code.
-        first = points[0]
-        if type(first) is tuple:
-            if len(first) != 4:
-                raise ValueError(
-                    f"rows must be (metric, entity, value, timestamp), got {first!r}"
-                )
-            getters: tuple[Callable[[Any], Any], ...] = _ROW_COLUMNS
-        else:
-            getters = _POINT_COLUMNS
-        try:
-            metrics, entities, values, timestamps = [
-                list(map(getter, points)) for getter in getters
-            ]
-        except IndexError:
-            raise ValueError(
-                "rows must be (metric, entity, value, timestamp), got a shorter one"
-            ) from None
-        catalog = self._catalog
-        stamps = array("q", timestamps)
-        column = value_column(values)
-        problem = out_of_range(stamps, column)
-        if problem is not None:  # it could not be read back
-            raise ValueError(f"cannot store a {problem}")
-        found = catalog.series_numbers(metrics, entities, self._limits)
-        if self._limits is not None and -1 in found:  # new series over a limit
-            keep = [number != -1 for number in found]
-            found = list(compress(found, keep))
-            stamps = array("q", compress(stamps, keep))
-            column = value_column(list(compress(values, keep)))
-            if not found:
-                return 0
-        numbers = array("I", found)
-        payload = encode_batch(
-            numbers, stamps, column, catalog.entries, catalog.table_cache
-        )
-        if len(payload) > MAX_RECORD_PAYLOAD:
-            raise ValueError(
-                f"a batch takes at most {MAX_RECORD_PAYLOAD} bytes in the log, "
-                f"this one {len(payload)}: split it"
-            )
-        record = pack_record(KIND_BATCH, payload)
-        self._log.append(record, stamps[-1])
-        # In the log: now in the head too. No lock: the head only ever grows
-        # by whole batches, which a query either sees or does not.
-        catalog.head.add(numbers, stamps, column)
-        self._points_written += len(numbers)
-        self._bytes_written += len(record)
-        self._maintain()
-        return len(record)
-
-    def _maintain(self) -> None:
-        """After an append: rotate the log or checkpoint when due; never raises.
-
-        The batch is already in the log, so a failure here must not reach the
-        caller (who would retry and duplicate it): it is logged and retried
-        later.
-        """
-        due = self._next_checkpoint
-        try:
-            if due is not None and self._catalog.head.points >= due:
-                self.checkpoint()
-            elif self._log.size >= self._segment_bytes:
-                self._log.rotate()
-        except Exception as exc:  # deliberate: the batch is in the log already
-            if due is not None:
-                self._next_checkpoint = self._catalog.head.points + due // 10 + 1
-            logger.error(
-                "Checkpoint of %s failed, will retry: %s",
-                self._dir,
-                exc,
-                exc_info=not isinstance(exc, OSError),
-            )
+        return writer.append(points)
 
     def sync(self) -> None:
         """Make everything appended so far durable (fsync, and the directory if needed).
@@ -389,11 +286,9 @@ class Storage:
         Raises:
             WriteError: fsync failed.
         """
-        if self._closed or self._readonly:
+        if self._closed or self._writer is None:
             return
-        self._log.sync()
-
-    # -- checkpoints and retention ------------------------------------------------
+        self._writer.sync()
 
     def checkpoint(self) -> None:
         """Compact the head into blocks of a segment, then drop the logs it covered.
@@ -405,59 +300,7 @@ class Storage:
             WriteError: writing the segment failed; nothing is lost (the log
                 files stay until a checkpoint succeeds).
         """
-        self._check_writable()
-        try:
-            self._checkpoint()
-        except WriteError:
-            raise
-        except OSError as exc:
-            raise WriteError(
-                exc.errno, f"checkpoint of {self._dir} failed: {exc}"
-            ) from exc
-
-    def _checkpoint(self) -> None:
-        catalog = self._catalog
-        if catalog.head.points == 0:
-            return
-        self._log.rotate()
-        covered = self._log.seq - 1
-        written = self._segment_writer.write(catalog, covered)
-        # Durable: show the blocks instead of the head.
-        catalog.commit_blocks(written.segment, written.entries)
-        segment = written.segment
-        segment.dat_size += written.data_size
-        segment.idx_size += written.record_size
-        self._next_checkpoint = self._checkpoint_points
-        catalog.covered = covered
-        done = [s for s in catalog.wal_seqs if s <= covered]
-        catalog.wal_seqs[:] = [s for s in catalog.wal_seqs if s > covered]
-        candidates = sorted({*self._kept_logs, *done})
-        self._kept_logs, removed = remove_covered_logs(
-            self._dir, self._log_retention, candidates
-        )
-        if removed:
-            self._log.note_directory_changed()
-        logger.info(
-            "Checkpoint: %d points of %d series into %s (%d bytes)",
-            sum(entry[3] for entry in written.entries),
-            len(written.entries),
-            segment_name(segment.seq),
-            written.data_size,
-        )
-        self._apply_retention()
-        self.sync()
-
-    def _apply_retention(self) -> None:
-        """Remove the oldest whole segments that are too old or over the size limit."""
-        doomed = segments_to_remove(
-            self._catalog.segments,
-            max_age_ms=self._retention_max_age_ms,
-            max_bytes=self._retention_max_bytes,
-            now_ms=now_ms(),
-        )
-        for segment, reason in doomed:
-            remove_segment(self._dir, self._catalog, segment, reason)
-            self._log.note_directory_changed()
+        self._writing().checkpoint()
 
     # -- reading ------------------------------------------------------------------
 
@@ -531,12 +374,12 @@ class Storage:
         finally:
             self._closed = True
             self._release_files()
-            if not self._readonly:
+            if self._writer is not None:
                 logger.info("Closed data directory %s", self._dir)
 
     def _release_files(self) -> None:
-        self._log.close()
-        self._segment_writer.close()
+        if self._writer is not None:
+            self._writer.close()
         if self._lock_fd != -1:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -557,22 +400,24 @@ class Storage:
     @property
     def log_end(self) -> LogEnd:
         """Where the acknowledged log ends; any thread may read it (see LogEnd)."""
-        return self._log.end
+        return LogEnd(0, 0, None) if self._writer is None else self._writer.log_end
 
     @property
     def opened_log_end(self) -> LogEnd:
         """Where the log ended when this storage was opened (before any append)."""
-        return self._opened_log_end
+        if self._writer is None:
+            return LogEnd(0, 0, None)
+        return self._writer.opened_log_end
 
     @property
     def points_written(self) -> int:
         """Points appended through this object since it was opened."""
-        return self._points_written
+        return 0 if self._writer is None else self._writer.points_written
 
     @property
     def bytes_written(self) -> int:
         """Log bytes appended through this object since it was opened."""
-        return self._bytes_written
+        return 0 if self._writer is None else self._writer.bytes_written
 
     @property
     def bytes_read(self) -> int:
@@ -595,9 +440,9 @@ class Storage:
 
         Reasons: ``max_series`` and ``max_new_series_per_minute``.
         """
-        if self._limits is None:
+        if self._writer is None:
             return dict.fromkeys(REASONS, 0)
-        return dict(self._limits.refused)
+        return self._writer.refused
 
     @property
     def head_points(self) -> int:

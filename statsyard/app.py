@@ -817,17 +817,31 @@ class StatsYard:
         target = self.ledger.next_index
         try:
             self.queue.await_committed(target, timeout=_remaining(deadline))
-            writer = self._table.get(WRITER, _remaining(deadline))
-            writer.proxy().sync().get(timeout=_remaining(deadline))
+            self._sync_writer(deadline)
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc
-        except pykka.ActorDeadError as exc:
-            raise NotRunningError("the writer stopped during flush") from exc
         except NotRunningError as exc:
             if self._table.closed:
                 raise
             # No living queue or writer in time: a restart took too long.
             raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
+
+    def _sync_writer(self, deadline: float | None) -> None:
+        """Fsync through the living writer, following a restart to its successor.
+
+        A writer that dies while asked is restarted unless the tree stops: its
+        successor reopens the same log (and fsyncs it at its first ``sync()``,
+        whatever its predecessor had not), so a restart is waited for, not
+        reported as a stop.
+        """
+        while True:
+            writer = self._table.get(WRITER, _remaining(deadline))
+            try:
+                writer.proxy().sync().get(timeout=_remaining(deadline))
+                return
+            except pykka.ActorDeadError as exc:
+                if self._table.closed:
+                    raise NotRunningError("the writer stopped during flush") from exc
 
     # -- reading back -----------------------------------------------------------
 

@@ -75,6 +75,8 @@ class LogWriter:
             self.seq = seq
             self.size = os.fstat(self.fd).st_size
             self.end = LogEnd(seq, self.size, None)
+            # A writer that died (in this process) may have left it unsynced.
+            self._unsynced = True
         else:
             self.new_log()
 

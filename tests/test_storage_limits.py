@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from statsyard.app import StatsYard
-from statsyard.config import load_config
+from statsyard.config import Config, load_config
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import ConfigError
 from statsyard.storage import Storage
@@ -67,9 +67,9 @@ def test_refused_points_are_invalid_in_the_pipeline_accounting(tmp_path: Path) -
     """Through StatsYard: pushed == written + invalid + lost still holds; the
     refused points are the invalid ones."""
     yard = StatsYard(
+        Config.of(storage={"max_series": 3}, metrics={"enabled": False}),
         data_dir=tmp_path / "data",
         batch_size=100,
-        storage_options={"max_series": 3},
     ).start()
     try:
         yard.push_many(

@@ -31,8 +31,12 @@ import attrs
 
 from statsyard.config import Config
 from statsyard.pipeline.ingest_observer import IngestObserver
-from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
-from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
+from statsyard.storage import (
+    DEFAULT_CHECKPOINT_POINTS,
+    INDEX_PATTERN,
+    SEGMENT_PATTERN,
+    WAL_PATTERN,
+)
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram

@@ -119,7 +119,7 @@ class StressReport:
     bytes_per_point: float
     """``bytes_written`` per written point."""
     log_bytes: int
-    """Of which write-ahead log files: points not compacted yet."""
+    """Of which write-ahead log files: points not compacted (none after a stop)."""
     segment_bytes: int
     """Of which compacted segments (data and index files)."""
     checkpoint_points: int
@@ -136,18 +136,13 @@ class StressReport:
 
     def _storage_note(self) -> str:
         if self.segment_bytes == 0:
-            return (
-                f"nothing compacted: below {self.checkpoint_points:,} points the "
-                "log keeps every point as written (compare runs above it)"
-            )
+            return "nothing compacted: the checkpoint at the stop failed (see the log)"
         if self.log_bytes > self.segment_bytes:
-            return (
-                "mostly log: the points since the last checkpoint are not compacted yet"
-            )
+            return "mostly log: the checkpoint at the stop failed (see the log)"
         return (
-            f"compacted every {self.checkpoint_points:,} points; the log holds "
-            "what came after the last checkpoint (generated values repeat, so "
-            "segments compress them far better than real data)"
+            f"compacted every {self.checkpoint_points:,} points and at the clean "
+            "stop, so the log is empty (generated values repeat, so segments "
+            "compress them far better than real data)"
         )
 
     def to_json(self) -> str:

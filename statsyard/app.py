@@ -38,27 +38,26 @@ from statsyard.exceptions import (
 from statsyard.forward import Cursor, Forwarding
 from statsyard.graphite.listener import GraphiteListener
 from statsyard.http.options import HttpOptions
+from statsyard.metrics import Registry
 from statsyard.metrics.instruments import (
     ListenerInstruments,
     PipelineInstruments,
     register_pipeline_gauges,
 )
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import Registry
 from statsyard.metrics.stat_shipper import StatShipper
-from statsyard.pipeline.blocking_queue import (
-    BlockingQueue,
-    BlockingQueueClient,
-    NoAnswerYet,
-    PendingPush,
-    close_contents,
-)
+from statsyard.pipeline.blocking_queue import BlockingQueue, close_contents
 from statsyard.pipeline.ingest_consumer import (
     IngestConsumer,
     IngestFanOut,
     IngestObserver,
 )
 from statsyard.pipeline.ledger import Counts, Ledger, QueueContents
+from statsyard.pipeline.queue_client import (
+    BlockingQueueClient,
+    NoAnswerYet,
+    PendingPush,
+)
 from statsyard.pipeline.timestamp_writer import (
     FsyncPolicy,
     StorageHandle,

@@ -13,8 +13,9 @@ import pytest
 
 from statsyard.datapoint import DataPoint
 from statsyard.graphite.listener import GraphiteListener, ListenerObserver
-from statsyard.pipeline.blocking_queue import BlockingQueue, BlockingQueueClient
+from statsyard.pipeline.blocking_queue import BlockingQueue
 from statsyard.pipeline.ledger import Ledger, QueueContents
+from statsyard.pipeline.queue_client import BlockingQueueClient
 
 TIMEOUT = 10.0
 

@@ -16,7 +16,7 @@ from statsyard import DataPoint, StatsYard
 from statsyard.config import Config
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import NotRunningError, StatsYardError
-from statsyard.pipeline.blocking_queue import Close
+from statsyard.pipeline.queue_messages import Close
 from statsyard.supervision import SupervisorExit
 from tests._stored import stored_points
 

@@ -11,10 +11,11 @@ import pykka
 import pytest
 
 from statsyard.exceptions import QueueClosedError, QueueTimeout, UnknownMessageError
-from statsyard.pipeline.blocking_queue import (
+from statsyard.pipeline.blocking_queue import BlockingQueue
+from statsyard.pipeline.ledger import Ledger, QueueContents
+from statsyard.pipeline.queue_client import BlockingQueueClient
+from statsyard.pipeline.queue_messages import (
     Ack,
-    BlockingQueue,
-    BlockingQueueClient,
     Close,
     Delivery,
     Fetch,
@@ -22,7 +23,6 @@ from statsyard.pipeline.blocking_queue import (
     Push,
     RequeueInFlight,
 )
-from statsyard.pipeline.ledger import Ledger, QueueContents
 from tests.conftest import RecordingLink
 
 WAIT = 5.0

@@ -14,7 +14,7 @@ from statsyard.forward.log_reader import count_points
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings
-from statsyard.metrics.registry import Registry
+from statsyard.metrics import Registry
 from statsyard.storage import Storage
 from statsyard.storage._files import WAL_PATTERN, numbered
 

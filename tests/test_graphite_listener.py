@@ -16,7 +16,7 @@ from statsyard.graphite.listener import (
     ListenerObserver,
     ListenerStats,
 )
-from statsyard.pipeline.blocking_queue import Close, Push
+from statsyard.pipeline.queue_messages import Close, Push
 from tests._graphite import QueueSink, RecordingObserver, start_listener
 
 __all__ = ["start_listener"]  # the fixture, imported from tests._graphite

@@ -329,7 +329,7 @@ def test_ready_is_503_until_the_tree_is_up(link: Any) -> None:
     """/-/ready answers 503 while ready() is false, served by a bare HttpServer."""
     from statsyard.http.http_server import HttpServer
     from statsyard.http.wiring import build_api
-    from statsyard.metrics.registry import Registry
+    from statsyard.metrics import Registry
 
     def no_storage(timeout: float) -> Any:
         raise NotRunningError("no writer has the data directory open")

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from statsyard.metrics import Sample
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import Sample
 
 
 class Idle(pykka.ThreadingActor):

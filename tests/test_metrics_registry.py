@@ -12,7 +12,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from statsyard.exceptions import MetricError
-from statsyard.metrics.registry import (
+from statsyard.metrics import (
     HISTOGRAM_STATS,
     METER_STATS,
     Registry,

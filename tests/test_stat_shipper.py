@@ -15,14 +15,14 @@ import pytest
 from statsyard._ticker import next_due
 from statsyard.config import Config
 from statsyard.exceptions import MetricError, UnknownMessageError
-from statsyard.metrics import stat_shipper
-from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import (
+from statsyard.metrics import (
     HISTOGRAM_STATS,
     M1_ALPHA,
     Registry,
     ShippableStats,
+    stat_shipper,
 )
+from statsyard.metrics.process_stats import ProcessStats
 from statsyard.metrics.stat_shipper import (
     ERROR_KINDS,
     TICKER_THREAD_NAME,

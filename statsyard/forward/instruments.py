@@ -9,7 +9,7 @@ See ``docs/metrics.md``: ``forward.samples_sent``, ``forward.batches_sent``,
 
 from __future__ import annotations
 
-from statsyard.metrics.registry import Registry
+from statsyard.metrics import Registry
 
 __all__ = ["ForwardInstruments"]
 

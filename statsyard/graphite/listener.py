@@ -10,7 +10,7 @@ The actor only owns the sockets' lifetime and answers :meth:`addresses` and
 - **UDP**: each datagram is a batch of complete lines.
 - **The queue**: the listener talks only to the queue it was started with
   (its sibling, given by the supervisor), by ``tell``-ing it a
-  :class:`~statsyard.pipeline.blocking_queue.Push` whose reply wakes the I/O thread.
+  :class:`~statsyard.pipeline.queue_messages.Push` whose reply wakes the I/O thread.
   At most one push is in flight; it waits in the queue's FIFO of parked
   pushers like any embedded caller, so steady embedded pushers cannot starve
   it, and while it waits the I/O thread sleeps (no polling).
@@ -48,7 +48,7 @@ import pykka
 from statsyard._ratelimit import RateLimitedLogger
 from statsyard.exceptions import ListenerError
 from statsyard.graphite.protocol import REASONS, GraphiteParser, LineStream, Reject
-from statsyard.pipeline.blocking_queue import Push
+from statsyard.pipeline.queue_messages import Push
 from statsyard.supervision import ChildActor, Link
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from statsyard.render.source import parse_tag_expression
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from statsyard.metrics.registry import Registry
+    from statsyard.metrics import Registry
     from statsyard.storage import Storage
 
 __all__ = ["HttpApi", "HttpError", "Request", "Response"]

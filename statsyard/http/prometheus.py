@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from statsyard.metrics.registry import Registry
+from statsyard.metrics import Registry
 
 __all__ = ["CONTENT_TYPE", "RegistryCollector", "exposition"]
 

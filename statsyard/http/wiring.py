@@ -11,7 +11,7 @@ from statsyard.render import RenderSettings
 
 if TYPE_CHECKING:
     from statsyard.http.options import HttpOptions
-    from statsyard.metrics.registry import Registry
+    from statsyard.metrics import Registry
     from statsyard.storage import Storage
 
 __all__ = ["build_api"]

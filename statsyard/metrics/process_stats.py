@@ -24,7 +24,7 @@ import psutil
 import pykka
 
 from statsyard._ratelimit import warn_once
-from statsyard.metrics.registry import Sample
+from statsyard.metrics.sample import Sample
 
 __all__ = ["ProcessStats"]
 

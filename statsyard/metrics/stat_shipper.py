@@ -38,13 +38,10 @@ from statsyard._ratelimit import warn_once
 from statsyard._ticker import Ticker
 from statsyard.exceptions import MetricError
 from statsyard.metrics._dogstatsd_compat import CountingSocket, attach
+from statsyard.metrics.histogram import SHIPPER_READER
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import (
-    SHIPPER_READER,
-    Registry,
-    Sample,
-    ShippableStats,
-)
+from statsyard.metrics.registry import Registry
+from statsyard.metrics.sample import Sample, ShippableStats
 from statsyard.supervision import ChildActor, Link
 
 __all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]

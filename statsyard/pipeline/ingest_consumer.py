@@ -23,8 +23,8 @@ import pykka
 from statsyard.datapoint import Invalid, validate_rows
 from statsyard.exceptions import WriteError
 from statsyard.pipeline._reply import Replied, TellReply
-from statsyard.pipeline.blocking_queue import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.pipeline.ledger import Ledger
+from statsyard.pipeline.queue_messages import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.pipeline.timestamp_writer import WriteAck, WriteBatch
 from statsyard.supervision import ChildActor, Link
 

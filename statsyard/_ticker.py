@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import pykka
 
+from statsyard.exceptions import InvalidArgumentError
+
 __all__ = ["Ticker", "next_due"]
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ class Ticker(threading.Thread):
         on_missed: Callable[[int], None] | None = None,
     ) -> None:
         if interval <= 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval}")
+            raise InvalidArgumentError(
+                f"interval must be > 0 seconds, got {interval}", value=interval
+            )
         super().__init__(name=name, daemon=True)
         self._ref = ref
         self._make = make

@@ -39,6 +39,7 @@ __all__ = [
     "FlushTimeout",
     "ForwardError",
     "HttpBindError",
+    "InvalidArgumentError",
     "ListenerError",
     "MetricError",
     "NotADataDirectoryError",
@@ -124,6 +125,21 @@ class ChildStartError(StatsYardError, supervision_errors.ChildStartError):
     Attributes:
         child_id: the child that failed.
     """
+
+
+class InvalidArgumentError(StatsYardError, ValueError):
+    """A StatsYard call got an argument it cannot take (a port out of range,
+    a batch size of 0, a message of two lines).
+
+    It says which argument, what was expected and what was given.
+
+    Attributes:
+        value: the value given.
+    """
+
+    def __init__(self, message: str, *, value: object) -> None:
+        super().__init__(message)
+        self.value = value
 
 
 class WriteError(StatsYardError, OSError):

@@ -440,3 +440,25 @@ def test_a_retried_point_reads_back_once(make_yard: YardFactory) -> None:
     assert yard.query("disk.used", step=10_000, agg="count") == {
         "a": [(TS - TS % 10_000, 3)]
     }
+
+
+def test_a_bad_setting_or_argument_is_a_statsyard_error_naming_the_value(
+    tmp_path: Path,
+) -> None:
+    """No raw ValueError/KeyError from the public surface: a bad setting is a
+    ConfigError, a path where settings belong too; each names what was given."""
+    import statsyard
+    from statsyard.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"queue_capacity.*-5") as bad:
+        StatsYard(data_dir=tmp_path, queue_capacity=-5)
+    assert isinstance(bad.value, StatsYardError)
+    with pytest.raises(ConfigError, match="data_dir=") as path:
+        StatsYard(tmp_path)  # type: ignore[arg-type]
+    assert isinstance(path.value, ValueError)
+    with pytest.raises(ConfigError, match=r"batch_sise.*did you mean 'batch_size'"):
+        statsyard.Config.of(pipeline={"batch_sise": 10})
+    assert issubclass(statsyard.InvalidArgumentError, StatsYardError)
+    assert issubclass(statsyard.InvalidArgumentError, ValueError)
+    for name in ("Valid", "Invalid", "Row", "validate_batch", "validate_rows"):
+        assert name not in statsyard.__all__  # validation internals stay inside

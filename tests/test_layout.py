@@ -104,7 +104,8 @@ def test_every_module_imports_on_its_own() -> None:
 
 LAYERS = (
     ("supervision",),
-    ("exceptions", "_ratelimit", "_ticker"),
+    ("exceptions",),
+    ("_ratelimit", "_ticker"),
     ("datapoint", "timeparse"),
     ("storage",),
     ("pipeline",),

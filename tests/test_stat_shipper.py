@@ -14,7 +14,7 @@ import pytest
 
 from statsyard._ticker import next_due
 from statsyard.config import Config
-from statsyard.exceptions import MetricError, UnknownMessageError
+from statsyard.exceptions import InvalidArgumentError, UnknownMessageError
 from statsyard.metrics import (
     HISTOGRAM_STATS,
     M1_ALPHA,
@@ -345,9 +345,11 @@ def test_it_survives_an_unresolvable_agent(
 def test_bad_settings_are_refused_before_start(
     kwargs: dict[str, Any], message: str
 ) -> None:
-    """A bad interval or port is a MetricError in the caller."""
-    with pytest.raises(MetricError, match=message):
+    """A bad interval or port is an InvalidArgumentError in the caller, naming
+    the value given (not a MetricError: no metric is wrong)."""
+    with pytest.raises(InvalidArgumentError, match=message) as caught:
         StatShipper.start(registry=Registry(), **kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(caught.value)
 
 
 def test_the_schedule_does_not_drift_and_skips_missed_ticks() -> None:

@@ -18,7 +18,12 @@ import pytest
 from statsyard.app import StatsYard
 from statsyard.config import Config
 from statsyard.datapoint import DataPoint
-from statsyard.exceptions import NotRunningError, UnknownMessageError, WriteError
+from statsyard.exceptions import (
+    InvalidArgumentError,
+    NotRunningError,
+    UnknownMessageError,
+    WriteError,
+)
 from statsyard.pipeline import timestamp_writer
 from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.pipeline.ledger import Ledger
@@ -58,8 +63,8 @@ def test_write_timestamp_appends_one_line_and_replies_when_written(
     [
         (lambda tmp: tmp / "missing" / "log.txt", "x", FileNotFoundError),
         (lambda tmp: tmp, "x", IsADirectoryError),
-        (lambda tmp: tmp / "log.txt", 42, TypeError),
-        (lambda tmp: tmp / "log.txt", "two\nlines", ValueError),
+        (lambda tmp: tmp / "log.txt", 42, InvalidArgumentError),
+        (lambda tmp: tmp / "log.txt", "two\nlines", InvalidArgumentError),
     ],
 )
 def test_write_timestamp_failures_come_back_to_the_caller(
@@ -106,7 +111,7 @@ def test_write_points_refuses_invalid_points(
     writer: pykka.ActorProxy[TimestampWriter],
 ) -> None:
     """Invalid points are the caller's error; nothing of the batch is written."""
-    with pytest.raises(ValueError, match="1 of 2 points are invalid"):
+    with pytest.raises(InvalidArgumentError, match="1 of 2 points are invalid"):
         writer.write_points([("m", "e", 1, TS), ("m", "e", float("nan"), TS)]).get(
             timeout=WAIT
         )

@@ -7,6 +7,8 @@ from typing import Any, Final
 
 import attrs
 
+from statsyard.exceptions import MetricError
+
 __all__ = [
     "ALL_STATS",
     "HISTOGRAM_STATS",
@@ -56,7 +58,9 @@ class Sample:
 
 def _stats_tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise TypeError(f"expected a sequence of stat names, got the string {value!r}")
+        raise MetricError(
+            f"expected a sequence of stat names, got the string {value!r}"
+        )
     return tuple(value)
 
 
@@ -66,7 +70,7 @@ def _known_stats(
     def check(_instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
         unknown = [name for name in value if name not in allowed]
         if unknown:
-            raise ValueError(
+            raise MetricError(
                 f"unknown {attribute.name} stats {unknown!r}; "
                 f"allowed: {', '.join(allowed)}"
             )

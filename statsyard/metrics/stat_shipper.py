@@ -36,7 +36,7 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from statsyard._ratelimit import warn_once
 from statsyard._ticker import Ticker
-from statsyard.exceptions import MetricError
+from statsyard.exceptions import InvalidArgumentError
 from statsyard.metrics._dogstatsd_compat import CountingSocket, attach
 from statsyard.metrics.histogram import SHIPPER_READER
 from statsyard.metrics.process_stats import ProcessStats
@@ -99,15 +99,22 @@ class StatShipper(ChildActor):
     ) -> None:
         super().__init__(link=link)
         if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise MetricError(f"interval must be a number of seconds, got {interval!r}")
+            raise InvalidArgumentError(
+                f"interval must be a number of seconds, got {interval!r}",
+                value=interval,
+            )
         if not math.isfinite(interval) or interval <= 0:
-            raise MetricError(f"interval must be > 0 seconds, got {interval!r}")
+            raise InvalidArgumentError(
+                f"interval must be > 0 seconds, got {interval!r}", value=interval
+            )
         if (
             isinstance(port, bool)
             or not isinstance(port, int)
             or not 1 <= port <= 65535
         ):
-            raise MetricError(f"port must be an int in 1..65535, got {port!r}")
+            raise InvalidArgumentError(
+                f"port must be an int in 1..65535, got {port!r}", value=port
+            )
         self._registry = registry
         self._host = host
         self._port = port

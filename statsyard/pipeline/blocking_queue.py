@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import pykka
 
-from statsyard.exceptions import QueueClosedError, QueueTimeout
+from statsyard.exceptions import InvalidArgumentError, QueueClosedError, QueueTimeout
 from statsyard.pipeline.ledger import Ledger, QueueContents
 from statsyard.pipeline.queue_messages import (
     Ack,
@@ -131,7 +131,9 @@ class BlockingQueue(ChildActor):
         super().__init__(link=link)
         if contents is None:
             if capacity < 1:
-                raise ValueError(f"capacity must be at least 1, got {capacity}")
+                raise InvalidArgumentError(
+                    f"capacity must be at least 1, got {capacity}", value=capacity
+                )
             contents = QueueContents(capacity=capacity)
         self._c = contents
         self._ledger = ledger if ledger is not None else Ledger()
@@ -240,7 +242,10 @@ class BlockingQueue(ChildActor):
 
     def _on_pop(self, message: Pop) -> pykka.Future[Any]:
         if message.max_items is not None and message.max_items < 1:
-            raise ValueError(f"max_items must be at least 1, got {message.max_items}")
+            raise InvalidArgumentError(
+                f"max_items must be at least 1, got {message.max_items}",
+                value=message.max_items,
+            )
         reply: pykka.Future[Any] = pykka.ThreadingFuture()
         self._park_popper(_PopWaiter(message.max_items, reply, message.deadline))
         return reply

@@ -21,7 +21,7 @@ from typing import Any
 import pykka
 
 from statsyard.datapoint import Invalid, validate_rows
-from statsyard.exceptions import WriteError
+from statsyard.exceptions import InvalidArgumentError, WriteError
 from statsyard.pipeline._reply import Replied, TellReply
 from statsyard.pipeline.ledger import Ledger
 from statsyard.pipeline.queue_messages import Ack, Delivery, Fetch, RequeueInFlight
@@ -105,7 +105,9 @@ class IngestConsumer(ChildActor):
     ) -> None:
         super().__init__(link=link)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InvalidArgumentError(
+                f"batch_size must be at least 1, got {batch_size}", value=batch_size
+            )
         self._queue = queue
         self._writer = writer
         self._ledger = ledger

@@ -36,7 +36,7 @@ import pykka
 
 from statsyard._ticker import Ticker
 from statsyard.datapoint import Row, validate_rows
-from statsyard.exceptions import NotRunningError, WriteError
+from statsyard.exceptions import InvalidArgumentError, NotRunningError, WriteError
 from statsyard.pipeline.ledger import Ledger
 from statsyard.storage import Storage
 from statsyard.supervision import ChildActor, Link
@@ -184,10 +184,13 @@ class TimestampWriter(ChildActor):
     ) -> None:
         super().__init__(link=link)
         if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
+            raise InvalidArgumentError(
+                f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}", value=fsync
+            )
         if fsync_interval <= 0:
-            raise ValueError(
-                f"fsync_interval must be > 0 seconds, got {fsync_interval}"
+            raise InvalidArgumentError(
+                f"fsync_interval must be > 0 seconds, got {fsync_interval}",
+                value=fsync_interval,
             )
         self._data_dir = data_dir
         self._ledger = ledger if ledger is not None else Ledger()
@@ -269,7 +272,7 @@ class TimestampWriter(ChildActor):
     def storage(self) -> Storage:
         """The open storage (only inside the actor)."""
         if self._storage is None:
-            raise WriteError("the writer's storage is not open")
+            raise NotRunningError("the writer's storage is not open")
         return self._storage
 
     # -- proxy API ----------------------------------------------------------
@@ -280,20 +283,25 @@ class TimestampWriter(ChildActor):
         """Append ``"<timestamp> <message>"`` as a line to ``path``; reply when written.
 
         Raises:
-            TypeError: ``message`` is not a str or ``timestamp`` not an int.
+            InvalidArgumentError: ``message`` is not a one-line str or
+                ``timestamp`` not an int.
             OSError: the path is missing, a directory, not writable, ...
         """
         if not isinstance(message, str):
-            raise TypeError(
-                f"message must be a str, got {type(message).__name__} {message!r}"
+            raise InvalidArgumentError(
+                f"message must be a str, got {type(message).__name__} {message!r}",
+                value=message,
             )
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"timestamp must be an int, got {type(timestamp).__name__} "
-                f"{timestamp!r}"
+                f"{timestamp!r}",
+                value=timestamp,
             )
         if "\n" in message or "\r" in message:
-            raise ValueError(f"message must be a single line, got {message!r}")
+            raise InvalidArgumentError(
+                f"message must be a single line, got {message!r}", value=message
+            )
         with open(path, "a", encoding="utf-8") as file:
             file.write(f"{timestamp} {message}\n")
             file.flush()
@@ -302,14 +310,15 @@ class TimestampWriter(ChildActor):
         """Validate and append a batch outside the pipeline; reply once durable.
 
         Raises:
-            ValueError: some points are invalid (none is written).
+            InvalidArgumentError: some points are invalid (none is written).
             WriteError: the data directory refused the write.
         """
         valid, invalid = validate_rows(points)
         if invalid:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{len(invalid)} of {len(points)} points are invalid, "
-                f"first: {invalid[0].reason}"
+                f"first: {invalid[0].reason}",
+                value=invalid[0].candidate,
             )
         self._append(valid)
         synced = self._fsync == "always"

@@ -17,8 +17,15 @@ fake clock.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
@@ -411,11 +418,17 @@ def test_a_child_failing_while_the_tree_starts_fails_the_whole_start(
     cause = OSError(98, "Address already in use")
     world.start_faults["c"] = [cause]
     watch = StartWatch()
+    exits: list[SupervisorExit] = []
     ref = Supervisor.start(
-        specs=workers(world, "a", "b", "c", "d"), max_restarts=100, link=watch
+        specs=workers(world, "a", "b", "c", "d"),
+        max_restarts=100,
+        link=watch,
+        on_exit=exits.append,
     )
     assert watch.ready.wait(WAIT)
+    assert watch.gone.wait(WAIT)
     assert ref.actor_stopped.wait(WAIT)
+    assert exits == []  # a tree that never came up reports through its link
     assert world.take() == ["start a", "start b", "failed start c", "stop b", "stop a"]
     assert isinstance(watch.start_error, ChildStartError)
     assert watch.start_error.child_id == "c"
@@ -527,9 +540,28 @@ def test_a_child_spec_has_otp_defaults_and_cannot_change() -> None:
 
 
 def test_an_unknown_restart_type_is_rejected() -> None:
-    """OTP: {invalid_restart_type, prmanent}."""
-    with pytest.raises(ValueError, match="prmanent"):
+    """OTP: {invalid_restart_type, prmanent}; the error names child and value."""
+    with pytest.raises(BadSpecError, match=r"child 'x': restart must be .*'prmanent'"):
         ChildSpec("x", Worker.start, restart=cast(Any, "prmanent"))
+
+
+@pytest.mark.parametrize("field", ["shutdown", "start_timeout"])
+@pytest.mark.parametrize("value", [0, -10, float("inf"), float("nan"), "5", True])
+def test_a_deadline_that_is_not_a_positive_number_of_seconds_is_rejected(
+    field: str, value: Any
+) -> None:
+    """OTP: {invalid_shutdown, -10}. There is no brutal_kill (0) nor infinity
+    for shutdown: Python cannot kill a thread, so every wait must end."""
+    with pytest.raises(BadSpecError, match=f"child 'x': {field} must be a finite"):
+        ChildSpec("x", Worker.start, **{field: value})
+    assert isinstance(BadSpecError("x"), ValueError)
+
+
+def test_only_start_timeout_may_be_none() -> None:
+    """start_timeout=None waits for ever (OTP: infinity); shutdown may not."""
+    assert ChildSpec("x", Worker.start, start_timeout=None).start_timeout is None
+    with pytest.raises(BadSpecError, match="shutdown"):
+        ChildSpec("x", Worker.start, shutdown=cast(Any, None))
 
 
 def test_duplicate_child_ids_are_rejected_before_anything_starts(
@@ -786,6 +818,44 @@ def test_a_child_that_keeps_failing_to_restart_escalates(
     assert "more than 3 restarts within 60 s" in exit_.reason
     assert world.events.count("failed start b") == 3
     assert world.alive == set()
+
+
+def test_a_restart_that_outlasts_its_start_timeout_stops_the_tree(
+    world: World,
+) -> None:
+    """A child hung in its restart can be neither trusted nor stopped: the
+    tree stops at once, whatever the intensity left."""
+    release = threading.Event()
+    starts: list[int] = []
+
+    class HangsOnRestart(Worker):
+        def on_child_start(self) -> None:
+            starts.append(1)
+            if len(starts) > 1:
+                self.world.add(f"hanging {self.name}")
+                release.wait(WAIT)
+            super().on_child_start()
+
+    def start(ctx: StartContext) -> pykka.ActorRef[Any]:
+        return HangsOnRestart.start(
+            name="h", world=world, siblings={}, link=ReportingLink(ctx.link, "h", world)
+        )
+
+    tree = start_tree(
+        world,
+        [ChildSpec("h", start, start_timeout=0.2, shutdown=0.2), worker(world, "z")],
+        max_restarts=100,
+    )
+    world.take()
+    try:
+        tree.child("h").tell(Crash())
+        exit_ = tree.wait_ended()
+        assert exit_.gave_up
+        assert exit_.child_id == "h"
+        assert "h did not start within 0.2 s" in exit_.reason
+        assert world.take() == ["crash h", "stop z", "hanging h"]
+    finally:
+        release.set()
 
 
 # -- restart intensity (OTP: multiple_restarts, *_escalation) --------------------
@@ -1202,3 +1272,64 @@ def test_a_base_exception_in_a_lifecycle_hook_never_escapes_the_child(
     assert bystander.is_alive()
     assert [ref for ref in pykka.ActorRegistry.get_all() if ref is not bystander] == []
     bystander.stop()
+
+
+# -- the documented example (docs/supervision.md) ----------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "supervision.md"
+
+
+def documented_example() -> tuple[str, str]:
+    """The example program in docs/supervision.md, and the output it shows."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## A complete example", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    output = re.search(r"```text\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    assert output is not None
+    return code.group(1), output.group(1)
+
+
+def test_the_documented_example_runs_as_shown_with_supervision_alone(
+    tmp_path: Path,
+) -> None:
+    """docs/supervision.md's program prints what the page shows, run against
+    a copy of statsyard/supervision/ with nothing else of StatsYard beside
+    it: the part is reusable as it is."""
+    package = tmp_path / "statsyard"
+    shutil.copytree(
+        ROOT / "statsyard" / "supervision",
+        package / "supervision",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    code, shown = documented_example()
+    (tmp_path / "counter_app.py").write_text(code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert run("counter_app.py") == shown
+    loaded = run(
+        "-c",
+        "import json, sys, statsyard, counter_app; print(statsyard.__file__); "
+        "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'statsyard']))",
+    ).splitlines()
+    assert loaded[0] == str(package / "__init__.py")
+    modules = json.loads(loaded[1])
+    assert "statsyard.supervision.supervisor" in modules
+    assert all(
+        m == "statsyard" or m.startswith("statsyard.supervision") for m in modules
+    )

@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from statsyard import StatsYard
 from tests._peers import CarbonCache, Prometheus
 
 SERIES = 1000
-KEEP_LOGS = {"checkpoint_points": None}
+KEEP_LOGS = {"checkpoint_points": 0}  # 0: never compact by count
 """The drains start from the oldest log: no checkpoint may remove it first."""
 
 
@@ -57,9 +57,17 @@ def rows(n: int, run: int) -> Iterator[tuple[str, str, float, int]]:
         yield (metrics[s], entities[s], (i % 977) * 0.25, start + (i // SERIES) * 1000)
 
 
-def ingest(data_dir: Path, n: int, run: int, **options: Any) -> float:
+def ingest(
+    data_dir: Path,
+    n: int,
+    run: int,
+    *,
+    forward: Sequence[Mapping[str, Any]] = (),
+    storage: Mapping[str, Any] | None = None,
+) -> float:
     """Seconds to push and flush n points (the yard forwards if told to)."""
-    yard = StatsYard(data_dir=data_dir, ship_metrics=False, **options).start()
+    settings = Config.of(forward=list(forward), storage=dict(storage or {}))
+    yard = StatsYard(settings, data_dir=data_dir, ship_metrics=False).start()
     try:
         started = time.perf_counter()
         yard.push_many(rows(n, run))
@@ -168,14 +176,14 @@ def main() -> None:
             for repeat in range(args.repeat):
                 run += 1
                 data = work / f"prom{repeat}"
-                ingest(data, args.points, run, storage_options=KEEP_LOGS)
+                ingest(data, args.points, run, storage=KEEP_LOGS)
                 seconds, sent = drain(data, {**live, "start": "beginning"})
                 assert sent == args.points, sent
                 prom_rates.append(sent / seconds)
 
                 run += 1
                 data = work / f"carbon{repeat}"
-                ingest(data, args.carbon_points, run, storage_options=KEEP_LOGS)
+                ingest(data, args.carbon_points, run, storage=KEEP_LOGS)
                 seconds, sent = drain(
                     data,
                     {

@@ -16,8 +16,8 @@ import statistics
 import timeit
 from collections.abc import Callable
 
+from statsyard.metrics import Registry
 from statsyard.metrics.process_stats import ProcessStats
-from statsyard.metrics.registry import Registry
 from statsyard.metrics.stat_shipper import StatShipper
 from statsyard.testing import DogStatsdCapture
 

@@ -808,17 +808,31 @@ class StatsYard:
         target = self.ledger.next_index
         try:
             self.queue.await_committed(target, timeout=remaining(deadline))
-            writer = self._living(WRITER, remaining(deadline))
-            writer.proxy().sync().get(timeout=remaining(deadline))
+            self._sync_writer(deadline)
         except pykka.Timeout as exc:
             raise FlushTimeout("the writer did not fsync in time") from exc
-        except pykka.ActorDeadError as exc:
-            raise NotRunningError("the writer stopped during flush") from exc
         except NotRunningError as exc:
             if self._table.closed:
                 raise
             # No living queue or writer in time: a restart took too long.
             raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
+
+    def _sync_writer(self, deadline: float | None) -> None:
+        """Have the living writer fsync; a restart is not a stop: ask its successor.
+
+        Raises:
+            NotRunningError: the tree stopped (or no writer lives in time).
+            pykka.Timeout: the writer did not answer before ``deadline``.
+        """
+        while True:
+            writer = self._living(WRITER, remaining(deadline))
+            try:
+                writer.proxy().sync().get(timeout=remaining(deadline))
+            except pykka.ActorDeadError as exc:
+                if self._table.closed:
+                    raise NotRunningError("the writer stopped during flush") from exc
+                continue  # crashed and being restarted: the successor syncs
+            return
 
     # -- reading back -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Chaos harness: crash and stop every child while points pour in, then audit.
 
 A StatsYard service tree (queue, Graphite listener, writer, consumer,
-shipper; built by :func:`statsyard.cli.build_yard` as the service builds it)
+shipper; built by ``StatsYard(config)`` as the service builds it)
 takes unique points from host threads (``push_many`` in chunks of random
 sizes, deliberately not aligned with the batch size, a few invalid ones
 among them) and from Graphite TCP clients (one connection per chunk, the
@@ -62,7 +62,7 @@ from typing import Any
 import attrs
 import pykka
 
-from statsyard.cli import build_yard, storage_options
+from statsyard.app import StatsYard
 from statsyard.config import Config
 from statsyard.storage import Storage
 from statsyard.testing import DogStatsdCapture
@@ -317,6 +317,7 @@ def chaos_config(plan: ChaosPlan, *, tcp_port: int, statsd_port: int) -> Config:
         metrics=attrs.evolve(
             base.metrics, port=statsd_port, interval=0.05, process_stats=True
         ),
+        http=attrs.evolve(base.http, port=0),  # the service's tree, any free port
     )
 
 
@@ -687,14 +688,13 @@ def run_chaos(plan: ChaosPlan, data_dir: Path) -> ChaosReport:
     tcp_port = free_tcp_port(random.Random())
     with DogStatsdCapture() as agent:
         config = chaos_config(plan, tcp_port=tcp_port, statsd_port=agent.port)
-        yard = build_yard(
+        config = attrs.evolve(
             config,
-            data_dir=data_dir,
-            storage_options={
-                **storage_options(config),
-                "checkpoint_points": plan.checkpoint_points,
-            },
+            storage=attrs.evolve(
+                config.storage, checkpoint_points=plan.checkpoint_points
+            ),
         )
+        yard = StatsYard(config, data_dir=data_dir)
         before = set(threading.enumerate())
         yard.start()
         run = _Run(plan, yard, tcp_port)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from statsyard import StatsYard
+from statsyard import Config, StatsYard
 from tests._chaos import CHILDREN, KINDS, ChaosPlan, ChaosReport, run_chaos
 
 
@@ -101,9 +101,8 @@ def test_flush_follows_a_writer_restart_instead_of_failing(tmp_path: Path) -> No
     """Found by the chaos test: flush() asked a writer that a crash was about
     to restart to fsync, and raised NotRunningError although the tree ran on.
     A restart is not a stop: flush() must wait for the successor."""
-    with StatsYard(
-        tmp_path / "data", ship_metrics=False, max_restarts=1000, max_seconds=1.0
-    ) as yard:
+    settings = Config.of(pipeline={"max_restarts": 1000, "max_seconds": 1.0})
+    with StatsYard(settings, data_dir=tmp_path / "data", ship_metrics=False) as yard:
         for round_ in range(30):
             yard.push(("m", "e", round_, 1_700_000_000_000 + round_))
             yard.flush(timeout=10)  # nothing pending: flush goes straight to fsync

@@ -72,7 +72,7 @@ def test_points_acknowledged_by_flush_survive_sigkill(tmp_path: Path) -> None:
 THREADED_CHILD = textwrap.dedent(
     """
     import random, sys, threading
-    from statsyard.cli import build_yard, storage_options
+    from statsyard import StatsYard
     from statsyard.config import Config
     import attrs
 
@@ -83,9 +83,10 @@ THREADED_CHILD = textwrap.dedent(
         pipeline=attrs.evolve(base.pipeline, batch_size=1000, queue_capacity=20_000),
         graphite=attrs.evolve(base.graphite, tcp_port=0, udp_port=0),
         metrics=attrs.evolve(base.metrics, enabled=False),
+        storage=attrs.evolve(base.storage, checkpoint_points=7000),
+        http=attrs.evolve(base.http, port=0),
     )
-    options = {**storage_options(config), "checkpoint_points": 7000}
-    yard = build_yard(config, data_dir=data_dir, storage_options=options).start()
+    yard = StatsYard(config, data_dir=data_dir).start()
     base_ms = 1_700_000_000_000 + seed * 10_000_000
     say = threading.Lock()
 

@@ -818,7 +818,12 @@ class StatsYard:
             raise FlushTimeout(f"flush did not finish in time: {exc}") from exc
 
     def _sync_writer(self, deadline: float | None) -> None:
-        """Have the living writer fsync; a restart is not a stop: ask its successor.
+        """Fsync through the living writer, following a restart to its successor.
+
+        A writer that dies while asked is restarted unless the tree stops: its
+        successor reopens the same log (and fsyncs it at its first ``sync()``,
+        whatever its predecessor had not), so a restart is waited for, not
+        reported as a stop.
 
         Raises:
             NotRunningError: the tree stopped (or no writer lives in time).
@@ -828,11 +833,10 @@ class StatsYard:
             writer = self._living(WRITER, remaining(deadline))
             try:
                 writer.proxy().sync().get(timeout=remaining(deadline))
+                return
             except pykka.ActorDeadError as exc:
                 if self._table.closed:
                     raise NotRunningError("the writer stopped during flush") from exc
-                continue  # crashed and being restarted: the successor syncs
-            return
 
     # -- reading back -----------------------------------------------------------
 

@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 BASE_MS = 1_700_000_000_000
 HOST_METRIC = "chaos.host"
 TCP_METRIC = "chaos.tcp"
-CHILDREN = ("queue", "writer", "consumer", "graphite", "shipper")
+CHILDREN = ("queue", "writer", "consumer", "graphite", "http", "shipper")
 KINDS = ("crash", "stop", "restart")
 
 Key = tuple[str, str, int]
@@ -317,7 +317,7 @@ def chaos_config(plan: ChaosPlan, *, tcp_port: int, statsd_port: int) -> Config:
         metrics=attrs.evolve(
             base.metrics, port=statsd_port, interval=0.05, process_stats=True
         ),
-        http=attrs.evolve(base.http, port=0),  # the service's tree, any free port
+        http=attrs.evolve(base.http, port=0),
     )
 
 

@@ -579,6 +579,8 @@ class Storage:
             self._wal_seq = seq
             self._wal_size = os.fstat(self._wal_fd).st_size
             self._log_end = LogEnd(seq, self._wal_size, None)
+            # A writer that died (in this process) may have left it unsynced.
+            self._unsynced = True
         else:
             self._new_wal()
         if self._segments:

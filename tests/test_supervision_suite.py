@@ -45,6 +45,7 @@ from statsyard.supervision import (
     StartContext,
     Supervisor,
     SupervisorExit,
+    ThreadTracker,
     TreeStoppedError,
 )
 
@@ -766,6 +767,29 @@ def test_rest_for_one_restarts_the_child_and_every_child_after_it(
         assert row.alive
         assert (row.ref is before[name]) == (name not in restarted)
         assert row.restarts == (1 if name in restarted else 0)
+
+
+def test_on_restart_names_each_child_a_restart_started_again(world: World) -> None:
+    """The host hears of every restarted child, in start order, once it is up."""
+    restarted: list[str] = []
+    tree = start_tree(world, workers(world, "a", "b", "c"), on_restart=restarted.append)
+    tree.crash("b")
+    assert restarted == ["b", "c"]
+    tree.proxy.terminate_child("c").get(timeout=WAIT)
+    tree.proxy.restart_child("c").get(timeout=WAIT)
+    assert restarted == ["b", "c"]  # a restart by request is the caller's own
+
+
+def test_a_thread_tracker_lets_the_host_join_every_child_thread(
+    world: World,
+) -> None:
+    """Each child's thread is added to the supervisor's ThreadTracker, so a
+    host can wait for all of them to end after the tree stopped."""
+    tracker = ThreadTracker()
+    tree = start_tree(world, workers(world, "a", "b"), threads=tracker)
+    assert len(tracker.join(timeout=0.01)) == 2  # both still running
+    tree.ref.stop(block=True, timeout=WAIT)
+    assert tracker.join(timeout=WAIT) == []
 
 
 def test_restarted_children_hold_fresh_references_to_their_elders(

@@ -16,8 +16,7 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings
 from statsyard.metrics import Registry
-from statsyard.storage import Storage
-from statsyard.storage._files import WAL_PATTERN, numbered
+from statsyard.storage import WAL_PATTERN, Storage, numbered
 
 TS = 1_700_000_000_000
 

@@ -67,7 +67,7 @@ def test_refused_points_are_invalid_in_the_pipeline_accounting(tmp_path: Path) -
     """Through StatsYard: pushed == written + invalid + lost still holds; the
     refused points are the invalid ones."""
     yard = StatsYard(
-        Config.of(storage={"max_series": 3}),
+        Config.of(storage={"max_series": 3}, metrics={"enabled": False}),
         data_dir=tmp_path / "data",
         batch_size=100,
     ).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class KeepFrom:
         self.floor = floor
         self.asked: list[list[int]] = []
 
-    def keep(self, logs: list[tuple[int, int]]) -> list[int]:
+    def keep(self, logs: Sequence[tuple[int, int]]) -> list[int]:
         self.asked.append([seq for seq, _ in logs])
         if self.floor < 0:
             raise RuntimeError("broken hook")

@@ -9,6 +9,7 @@ import signal
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ from statsyard.storage import Storage
 from tests._storage_helpers import T0, expected, points, start_child_writer
 
 
-def _write(tmp_path: Path, *batches: list[DataPoint], **options: object) -> None:
-    with Storage.open(tmp_path, **options) as s:  # type: ignore[arg-type]
+def _write(tmp_path: Path, *batches: list[DataPoint], **options: Any) -> None:
+    with Storage.open(tmp_path, **options) as s:
         for batch in batches:
             s.append(batch)
 
@@ -42,13 +43,9 @@ def test_torn_tail_is_truncated_and_logged_with_bytes(
         s = Storage.open(tmp_path)
     torn = [r for r in caplog.records if "torn tail" in r.getMessage()]
     assert len(torn) == 1
-    second_record_size = (
-        len(data)
-        - 7
-        - int(
-            re.search(r"after offset (\d+)", torn[0].getMessage()).group(1)  # type: ignore[union-attr]
-        )
-    )
+    offset = re.search(r"after offset (\d+)", torn[0].getMessage())
+    assert offset is not None
+    second_record_size = len(data) - 7 - int(offset.group(1))
     assert f"dropped {second_record_size} bytes" in torn[0].getMessage()
     assert s.query("m") == expected(first, "m")
     assert s.skipped_records == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from tests._storage_helpers import T0, expected, points
 
 
 @pytest.fixture
-def storage(tmp_path: Path):  # type: ignore[no-untyped-def]
+def storage(tmp_path: Path) -> Iterator[Storage]:
     """A writable storage in a fresh directory, closed after the test."""
     s = Storage.open(tmp_path / "data")
     yield s

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from statsyard.cli.stress import (
     generate_points,
     write_percentile_distribution,
 )
+from statsyard.config import Config
 
 # hdr-plot (PyPI `hdr-plot`, the standard HdrHistogram plotter) imports
 # pkg_resources only to print its own version, which --noversion skips; recent
@@ -184,3 +186,19 @@ def test_progress_bar_has_an_eta_and_log_lines_print_above_it(
     for line in err.replace("\r", "\n").splitlines():
         if "statsyard.app" in line:
             assert line.startswith("20"), line
+
+
+def test_a_stress_run_opens_no_port_and_forwards_nothing(tmp_path: Path) -> None:
+    """The service's settings turn on the HTTP API (port 8080) and forwarders;
+    a stress run is an in-process measurement: it takes neither, so a busy
+    HTTP port or a configured destination cannot fail or slow it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = Config.of(
+            http={"enabled": True, "port": busy.getsockname()[1]},
+            forward=[{"name": "relay", "kind": "graphite", "address": "127.0.0.1:9"}],
+        )
+        report = IngestStress(config=settings, data_dir=tmp_path / "d").run(500)
+    assert (report.pushed, report.written, report.lost) == (500, 500, 0)
+    assert not (tmp_path / "d" / "forward").exists()

@@ -259,6 +259,8 @@ class IngestStress:
             self.config,
             graphite=attrs.evolve(self.config.graphite, enabled=False),
             metrics=attrs.evolve(self.config.metrics, enabled=False),
+            http=attrs.evolve(self.config.http, enabled=False),
+            forward=(),
         )
         from statsyard.app import StatsYard  # only the run needs the tree
 

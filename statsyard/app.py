@@ -299,6 +299,7 @@ class StatsYard:
                 ledger=self.ledger,
                 fsync=cast("FsyncPolicy", self.settings.storage.fsync),
                 fsync_interval=self.settings.storage.fsync_interval,
+                checkpoint_after=self.settings.storage.checkpoint_after,
                 storage_options=self._storage_options,
                 observer=self._instruments,
                 handle=self._storage_handle,

@@ -19,12 +19,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from statsyard.render import TimeSeries
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,8 +69,8 @@ def main() -> None:
         source = StorageSource(storage)
         settings = RenderSettings(max_points=10_000_000)
 
-        def render(target: str) -> list[object]:
-            return evaluate(  # type: ignore[return-value]
+        def render(target: str) -> list[TimeSeries]:
+            return evaluate(
                 [target],
                 start_ms=START * 1000,
                 end_ms=(START + DAY) * 1000,
@@ -93,14 +96,14 @@ def main() -> None:
             "sumSeries(host*.cpu)",
             "movingAverage(host*.cpu, 10)",
         ):
-            seconds = timed(lambda target=target: render(target), repeats)
+            seconds = timed(functools.partial(render, target), repeats)
             print(
                 f"  evaluate({target!r:32}) {seconds * 1000:8.1f} ms  "
                 f"{points / seconds:12,.0f} points/s  "
                 f"({seconds / floor:.2f}x the raw read)"
             )
         series = render("host*.cpu")
-        seconds = timed(lambda: format_json(series), repeats)  # type: ignore[arg-type]
+        seconds = timed(functools.partial(format_json, series), repeats)
         print(f"  format_json of host*.cpu (144,000 values) {seconds * 1000:8.1f} ms")
         storage.close()
 

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,6 +30,7 @@ from statsyard.storage import Storage
 T0 = 1_700_000_000_000
 BATCH = 5_000
 Row = tuple[str, str, int | float, int]
+T = TypeVar("T")
 
 
 def rows(n: int) -> list[Row]:
@@ -39,19 +41,22 @@ def rows(n: int) -> list[Row]:
     ]
 
 
-def batches_of(items: Sequence[object], size: int) -> list[Sequence[object]]:
+def batches_of(items: Sequence[T], size: int) -> list[Sequence[T]]:
     """``items`` cut into batches of ``size``."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def run_once(batches: list[Sequence[object]], checkpoint_points: int | None) -> float:
+def run_once(
+    batches: list[Sequence[Row]] | list[Sequence[DataPoint]],
+    checkpoint_points: int | None,
+) -> float:
     """Seconds per point to append every batch (and close) into a fresh directory."""
     with tempfile.TemporaryDirectory() as tmp:
         storage = Storage.open(Path(tmp) / "data", checkpoint_points=checkpoint_points)
         append = storage.append
         start = time.perf_counter()
         for batch in batches:
-            append(batch)  # type: ignore[arg-type]
+            append(batch)
         elapsed = time.perf_counter() - start
         storage.close()
         return elapsed / sum(map(len, batches))
@@ -65,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     row_list = rows(args.points)
     point_list = [DataPoint(m, e, v, t) for m, e, v, t in row_list]
-    inputs = {
+    inputs: dict[str, list[Sequence[Row]] | list[Sequence[DataPoint]]] = {
         "rows": batches_of(row_list, BATCH),
         "DataPoints": batches_of(point_list, BATCH),
     }

@@ -352,6 +352,7 @@ class StorageConfig:
         Setting(
             "int",
             minimum=MIB,
+            maximum=512 * MIB,
             help="Size at which a data file is closed and a new one started.",
         ),
     )
@@ -383,6 +384,24 @@ class StorageConfig:
             "0 never compacts by count.",
         ),
     )
+    max_series: int | None = _setting(
+        None,
+        Setting(
+            "int",
+            above=0,
+            off_when_zero=True,
+            help="Refuse points of new series once this many are stored; 0: no limit.",
+        ),
+    )
+    max_new_series_per_minute: int | None = _setting(
+        10_000,
+        Setting(
+            "int",
+            above=0,
+            off_when_zero=True,
+            help="Refuse points of new series beyond this many a minute; 0: no limit.",
+        ),
+    )
 
     def open_options(self) -> dict[str, Any]:
         """The ``Storage.open()`` keyword arguments these settings ask for."""
@@ -392,6 +411,8 @@ class StorageConfig:
             "retention_max_age_ms": None if age is None else round(age * 1000),
             "retention_max_bytes": self.retention_max_bytes,
             "checkpoint_points": self.checkpoint_points,
+            "max_series": self.max_series,
+            "max_new_series_per_minute": self.max_new_series_per_minute,
         }
 
 

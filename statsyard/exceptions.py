@@ -315,3 +315,15 @@ class HttpBindError(StatsYardError, OSError):
         super().__init__(message)
         self.host = host
         self.port = port
+
+
+class PatternError(StatsYardError, ValueError):
+    """A series pattern (glob) is malformed, too long or nested too deep.
+
+    Attributes:
+        pattern: the pattern as given.
+    """
+
+    def __init__(self, message: str, *, pattern: str) -> None:
+        super().__init__(message)
+        self.pattern = pattern

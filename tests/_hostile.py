@@ -120,7 +120,7 @@ class BrokenMapping(Mapping[str, Any]):
         return key in self._data
 
 
-class BrokenTuple(tuple):  # type: ignore[type-arg]
+class BrokenTuple(tuple[Any, ...]):
     """A tuple subclass whose length or items raise."""
 
     def __len__(self) -> int:

@@ -272,7 +272,7 @@ class RecordingReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = WriteRequest()
                 request.ParseFromString(bytes(cramjam.snappy.decompress_raw(body)))
-                samples = []
+                samples: list[Sample] = []
                 for series in request.timeseries:
                     labels = {label.name: label.value for label in series.labels}
                     samples.extend(

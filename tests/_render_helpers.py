@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from statsyard.render import RenderSettings, TimeSeries, evaluate
 from statsyard.render.source import SeriesKey
+
+Values = list[float | None]
+"""One series' values in a test's data, slot by slot (None: no point there)."""
+
+Key = TypeVar("Key", bound=SeriesKey | str)
+"""A series in a test's data: ``(metric, entity)``, or a default-entity metric.
+
+A TypeVar rather than the union itself, since ``Mapping`` is invariant in its
+keys: a ``dict[str, ...]`` of plain names is then accepted as it is.
+"""
 
 B = 1_699_999_200
 """A base time (s) on a whole hour: slot ``i`` of a 60 s series is ``B + 60 * i``."""
@@ -41,7 +52,7 @@ class MemorySource:
 
 
 def slots_source(
-    values: Mapping[SeriesKey | str, Sequence[float | None]], *, step: int = 60
+    values: Mapping[Key, Sequence[float | None]], *, step: int = 60
 ) -> MemorySource:
     """A source whose series have ``values[i]`` at ``B + step * i`` (None: no point).
 
@@ -58,7 +69,7 @@ def slots_source(
 
 def render(
     targets: str | Sequence[str],
-    values: Mapping[SeriesKey | str, Sequence[float | None]],
+    values: Mapping[Key, Sequence[float | None]],
     *,
     start: int = FROM,
     end: int = UNTIL,

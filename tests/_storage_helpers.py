@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from statsyard.datapoint import DataPoint
 from statsyard.storage import Storage
@@ -46,9 +47,9 @@ def expected(batch: Iterable[DataPoint], metric: str) -> Expected:
     return {entity: sorted(rows.items()) for entity, rows in latest.items()}
 
 
-def reopened(data_dir: Path, **options: object) -> Storage:
+def reopened(data_dir: Path, **options: Any) -> Storage:
     """Open ``data_dir`` for writing (running recovery)."""
-    return Storage.open(data_dir, **options)  # type: ignore[arg-type]
+    return Storage.open(data_dir, **options)
 
 
 CHILD_WRITER = r"""

@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,12 @@ WAIT = 10.0
 TS = 1_700_000_000_000
 
 
-def call_with_deadline(fn: object, seconds: float) -> bool:
+def call_with_deadline(fn: Callable[[], object], seconds: float) -> bool:
     """Run ``fn()`` in a daemon thread; True if it returned within ``seconds``."""
     done = threading.Event()
 
     def run() -> None:
-        fn()  # type: ignore[operator]
+        fn()
         done.set()
 
     threading.Thread(target=run, daemon=True).start()

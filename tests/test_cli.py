@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,8 @@ def test_second_signal_exits_at_once() -> None:
     assert exits == [128 + signal.SIGINT]
 
 
-def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
+def _read_lines(stream: Iterable[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
         lines.put(line)
 
 

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from _storage_helpers import T0, points
 
 from statsyard.cli.check import check_directory
 from statsyard.cli.main import main
 from statsyard.datapoint import DataPoint
 from statsyard.storage import Storage
+from tests._storage_helpers import T0, points
 
 
 def _data(directory: Path) -> None:

@@ -202,7 +202,7 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
         ("[storage]\nfsync_interval = 0\n", "expected a number > 0, got 0"),
         (
             "[storage]\nsegment_bytes = 1000\n",
-            "expected an integer >= 1048576, got 1000",
+            "expected an integer from 1048576 to 536870912, got 1000",
         ),
         ("[storage]\ndata_dir = 3\n", "expected a non-empty string, got 3"),
         ("[pipeline]\nmax_restarts = -1\n", "expected an integer >= 0, got -1"),

@@ -110,9 +110,12 @@ def test_the_service_forwards_graphite_input_and_delivers_it_before_exiting(
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stderr or ()], daemon=True
-    ).start()
+
+    def read_lines() -> None:
+        for line in process.stderr or ():
+            lines.put(line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
 
     def wait_for(pattern: str) -> re.Match[str]:
         while True:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +12,7 @@ import pytest
 
 from statsyard.forward.cursor import Cursor
 from statsyard.forward.log_reader import LogReader, count_points
-from statsyard.storage import LogEnd, Storage
-from statsyard.storage._files import WAL_PATTERN, numbered
+from statsyard.storage import WAL_PATTERN, LogEnd, Storage, numbered
 
 TS = 1_700_000_000_000
 Row = tuple[str, str, float, int]
@@ -160,3 +161,35 @@ def test_a_log_deleted_before_it_was_read_is_stepped_over(
         count_points(logs[0][1], Cursor(logs[0][0], 16, 7))
         == count_points(logs[0][1]) - 7
     )
+
+
+def test_a_fifo_named_like_a_log_never_blocks_the_reader(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FIFO in place of a log: counted as empty, not read (an error names it);
+    reading goes on with the next log instead of blocking for ever."""
+    for batch in batches(20, 50):
+        storage.append(batch)
+    logs = numbered(storage.directory, WAL_PATTERN)
+    fifo = logs[1][1]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    reader = LogReader(storage.directory, cost=lambda m, e: (1, 0))
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.alarm(10)  # a hang fails the test instead of the suite
+    try:
+        assert count_points(fifo) == 0
+        with caplog.at_level(logging.WARNING):
+            rows, _, _ = read_all(
+                reader,
+                first_cursor(storage),
+                storage.log_end,
+                max_samples=500,
+                max_bytes=10**9,
+            )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert f"Not reading {fifo}: is a FIFO, not a file" in caplog.text
+    total = sum(count_points(path) for _seq, path in logs if path != fifo)
+    assert len(rows) == total

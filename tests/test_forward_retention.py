@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,7 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings
 from statsyard.metrics import Registry
-from statsyard.storage import Storage
-from statsyard.storage._files import WAL_PATTERN, numbered
+from statsyard.storage import WAL_PATTERN, Storage, numbered
 
 TS = 1_700_000_000_000
 
@@ -88,7 +88,7 @@ class KeepFrom:
         self.floor = floor
         self.asked: list[list[int]] = []
 
-    def keep(self, logs: list[tuple[int, int]]) -> list[int]:
+    def keep(self, logs: Sequence[tuple[int, int]]) -> list[int]:
         self.asked.append([seq for seq, _ in logs])
         if self.floor < 0:
             raise RuntimeError("broken hook")

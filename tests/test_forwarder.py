@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -201,16 +201,20 @@ def test_a_forwarder_crashed_50_times_mid_stream_loses_nothing(
         "supervisor.restarts", tags={"child": "forward.rec"}
     )
     total = 20_000
-    pusher = threading.Thread(
-        target=lambda: [
-            yard.push_many(rows(500, first)) for first in range(0, total, 500)
-        ]
-    )
+
+    def push_all() -> None:
+        for first in range(0, total, 500):
+            yard.push_many(rows(500, first))
+
+    def restarted(times: int) -> Callable[[], bool]:
+        return lambda: restarts.value >= times
+
+    pusher = threading.Thread(target=push_all)
     pusher.start()
     for crash in range(1, 51):
         receiver.wait_requests(crash * 2, WAIT)  # mid-stream: batches are flowing
         yard.child("forward.rec").tell("crash!")
-        wait_until(lambda crash=crash: restarts.value >= crash, WAIT, "a restart")
+        wait_until(restarted(crash), WAIT, "a restart")
     pusher.join(WAIT)
     yard.flush(timeout=WAIT)
     assert yard.wait_forwarded(timeout=WAIT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from statsyard.datapoint import DataPoint, Valid, validate
@@ -16,12 +18,12 @@ from statsyard.graphite.protocol import (
 NOW = 1_750_000_000_000
 
 
-def parse(data: bytes, **kwargs: object) -> tuple[list[DataPoint], list[Reject], bytes]:
+def parse(data: bytes, **kwargs: Any) -> tuple[list[DataPoint], list[Reject], bytes]:
     """Parse, and lift the parser's rows into DataPoints for readable assertions."""
     rows, rejects, remainder = GraphiteParser().parse_lines(
         data,
         now_ms=NOW,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     return [DataPoint(*row) for row in rows], rejects, remainder
 

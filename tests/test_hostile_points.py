@@ -99,7 +99,7 @@ class RaisingName(str):
         raise RuntimeError("no eq for you")
 
 
-class RaisingMapping(dict):  # type: ignore[type-arg]
+class RaisingMapping(dict[str, object]):
     def __getitem__(self, key: object) -> object:
         raise KeyError("no item for you")
 

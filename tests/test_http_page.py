@@ -102,6 +102,7 @@ def test_the_page_adds_a_graph_from_the_tree_and_it_loads(
         browser.save_screenshot(str(tmp_path / "page.png"))
     assert width >= 300
     assert height == 300
+    assert source is not None
     assert "/render?target=servers.web1.cpu" in source
     assert "format=png" in source
     assert (tmp_path / "page.png").stat().st_size > 0

@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from matplotlib import image
@@ -22,11 +23,12 @@ def client(tmp_path: Path) -> Iterator[Client]:
         yield http
 
 
-def render(client: Client, **params: str) -> list[dict[str, object]]:
+def render(client: Client, **params: str) -> list[dict[str, Any]]:
+    """The parsed JSON of a /render request (graphite-web's series list)."""
     reply = client.get("/render", {"format": "json", **params})
     assert reply.status == 200, reply.text
     assert reply.content_type == "application/json"
-    result: list[dict[str, object]] = reply.json()
+    result: list[dict[str, Any]] = reply.json()
     return result
 
 
@@ -102,7 +104,7 @@ def test_a_day_form_and_the_default_range(client: Client) -> None:
     result = render(client, target=WEB1, **{"from": day, "until": str(T0 + 60)})
     assert result[0]["datapoints"][-2:] == [[0.0, T0], [1.0, T0 + 60]]
     recent = render(client, target=WEB1, now=str(T0 + 3600))
-    values = [v for v, _ in recent[0]["datapoints"] if v is not None]  # type: ignore[attr-defined]
+    values = [v for v, _ in recent[0]["datapoints"] if v is not None]
     assert values == [float(i) for i in range(10)]
 
 
@@ -118,7 +120,7 @@ def test_max_data_points_and_no_null_points(client: Client) -> None:
     maxima = render(
         client, target=f"consolidateBy({WEB1},'max')", maxDataPoints="3", **span
     )
-    assert [v for v, _ in maxima[0]["datapoints"]] == [5.0, 9.0, None]  # type: ignore[attr-defined]
+    assert [v for v, _ in maxima[0]["datapoints"]] == [5.0, 9.0, None]
     kept = render(client, target=WEB1, maxDataPoints="3", noNullPoints="true", **span)
     assert kept[0]["datapoints"] == [[3.5, T0 + 180], [7.5, T0 + 420]]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -20,12 +22,13 @@ from statsyard.render import (
     format_json,
     format_raw,
 )
+from statsyard.render.source import SeriesKey
 from statsyard.storage import Storage
 from tests._render_helpers import FROM, NOW, B, render, shown
 
 N = None
 
-MIXED = {
+MIXED: dict[SeriesKey | str, list[float]] = {
     "cpu.user": [1.0],
     "cpu.system": [2.0],
     "cpu.idle.total": [3.0],
@@ -35,8 +38,12 @@ MIXED = {
 }
 
 
-def names(target: str, data: dict = MIXED, **options: object) -> list[str]:  # type: ignore[type-arg]
-    return [series.name for series in render(target, data, **options)]  # type: ignore[arg-type]
+def names(
+    target: str,
+    data: Mapping[SeriesKey | str, Sequence[float | None]] = MIXED,
+    **options: Any,
+) -> list[str]:
+    return [series.name for series in render(target, data, **options)]
 
 
 @pytest.mark.parametrize(

@@ -7,19 +7,35 @@ behaviour and source.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import pytest
 
 from statsyard.exceptions import BadArgumentError, RenderError, UnknownFunctionError
-from statsyard.render import RenderSettings, SchemaRule, evaluate
-from tests._render_helpers import FROM, NOW, UNTIL, B, MemorySource, render, shown
+from statsyard.render import RenderSettings, SchemaRule, TimeSeries, evaluate
+from statsyard.render.source import SeriesKey
+from tests._render_helpers import (
+    FROM,
+    NOW,
+    UNTIL,
+    B,
+    Key,
+    MemorySource,
+    Values,
+    render,
+    shown,
+)
 
 N = None
 PAD = [N] * 6
 
 
-def values(target: str, data: dict, **options: object) -> list[float | None]:  # type: ignore[type-arg]
+def values(
+    target: str, data: Mapping[Key, Sequence[float | None]], **options: Any
+) -> list[float | None]:
     """The iterated values of the single series ``target`` renders."""
-    (series,) = render(target, data, **options)  # type: ignore[arg-type]
+    (series,) = render(target, data, **options)
     return list(series)
 
 
@@ -134,7 +150,11 @@ def test_as_percent_by_nodes_matches_series_to_totals() -> None:
 
 def test_group_by_node_aggregates_each_group_and_names_it_by_the_key() -> None:
     """groupByNode(seriesList, node, callback): callback per distinct node value."""
-    data = {"dc1.web1.cpu": [1, 2], "dc1.web2.cpu": [3, 4], "dc2.web1.cpu": [5, N]}
+    data: dict[str, Values] = {
+        "dc1.web1.cpu": [1, 2],
+        "dc1.web2.cpu": [3, 4],
+        "dc2.web1.cpu": [5, N],
+    }
     assert shown(render("groupByNode(*.*.cpu, 0, 'sum')", data)) == [
         ("dc1", [4, 6] + [N] * 8),
         ("dc2", [5, N] + [N] * 8),
@@ -181,7 +201,7 @@ def test_alias_renames_and_keeps_tags() -> None:
 
 def test_alias_by_node_takes_nodes_tags_and_the_first_path_of_a_function() -> None:
     """Nodes index the path (negative from the end); strings name tags."""
-    data = {"a.b.c": [1], ("cpu", "web1"): [2]}
+    data: dict[SeriesKey | str, Values] = {"a.b.c": [1], ("cpu", "web1"): [2]}
     assert [s.name for s in render("aliasByNode(a.b.c, 1)", data)] == ["b"]
     assert [s.name for s in render("aliasByNode(a.b.c, 0, -1)", data)] == ["a.c"]
     assert [s.name for s in render("aliasByNode(sumSeries(a.*.c), 1)", data)] == ["*"]
@@ -295,7 +315,11 @@ def _with_history(
     }
 
 
-def _evaluate(target: str, data: dict, **options: object) -> list:  # type: ignore[type-arg]
+def _evaluate(
+    target: str,
+    data: Mapping[SeriesKey, Sequence[tuple[int, float]]],
+    **options: Any,
+) -> list[TimeSeries]:
     return evaluate(
         [target],
         start_ms=FROM * 1000,
@@ -303,7 +327,7 @@ def _evaluate(target: str, data: dict, **options: object) -> list:  # type: igno
         now_ms=NOW * 1000,
         source=MemorySource(data),
         settings=RenderSettings(),
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -377,7 +401,12 @@ def test_time_shift_reads_an_earlier_range_and_shows_it_now() -> None:
 
 # -- filters and sorting -------------------------------------------------------------
 
-RANK = {"s.a": [1, 1, 9], "s.b": [5, 5, 2], "s.c": [N, 3, 3], "s.d": [N, N, N]}
+RANK: dict[str, Values] = {
+    "s.a": [1, 1, 9],
+    "s.b": [5, 5, 2],
+    "s.c": [N, 3, 3],
+    "s.d": [N, N, N],
+}
 
 
 @pytest.mark.parametrize(
@@ -472,7 +501,7 @@ def test_keyword_arguments_bind_by_graphite_web_names() -> None:
 
 def test_diff_multiply_count_and_divide_series() -> None:
     """Combining by difference, product, count and quotient, named as graphite-web."""
-    data = {"a.b": [10, 4, N], "a.c": [3, N, 2], "d.x": [2, 0, 4]}
+    data: dict[str, Values] = {"a.b": [10, 4, N], "a.c": [3, N, 2], "d.x": [2, 0, 4]}
     assert shown(render("diffSeries(a.*)", data))[0] == (
         "diffSeries(a.*)",
         [7, 4, 2] + [N] * 7,
@@ -505,13 +534,13 @@ def test_alias_sub_by_metric_and_substr() -> None:
         render("aliasSub(ip.*.*, '(', 'x')", data)
 
 
-def names_of(target: str, data: dict) -> list[str]:  # type: ignore[type-arg]
+def names_of(target: str, data: Mapping[Key, Sequence[float | None]]) -> list[str]:
     return [series.name for series in render(target, data)]
 
 
 def test_exclude_grep_and_remove_empty_series() -> None:
     """Regex filters on names; removeEmptySeries drops all-null series."""
-    data = {"s.web1": [1], "s.db1": [2], "s.web2": [N]}
+    data: dict[str, Values] = {"s.web1": [1], "s.db1": [2], "s.web2": [N]}
     assert names_of("exclude(s.*, 'web')", data) == ["s.db1"]
     assert names_of("grep(s.*, 'web')", data) == ["s.web1", "s.web2"]
     assert names_of("removeEmptySeries(s.*)", data) == ["s.db1", "s.web1"]

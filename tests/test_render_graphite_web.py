@@ -245,7 +245,8 @@ def _oracle(tmp_path: Path, requests: list[dict[str, Any]]) -> list[dict[str, An
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    answers: list[dict[str, Any]] = json.loads(done.stdout)
+    return answers
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +254,8 @@ def answers(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[tuple[str, str, str, str], str]:
     """graphite-web's answer to every (target, from, until, extra) request."""
-    requests = []
-    keys = []
+    requests: list[dict[str, str]] = []
+    keys: list[tuple[str, str, str, str]] = []
     for target in TARGETS:
         for start, end in RANGES:
             keys.append((target, start, end, ""))
@@ -270,10 +271,10 @@ def answers(
             "noNullPoints=1",
             "xFilesFactor=0.5",
         ):
-            key, value = extra.split("=")
+            name, value = extra.split("=")
             keys.append((target, "-1h", "now", extra))
             requests.append(
-                {"target": target, "from": "-1h", "until": "now", key: value}
+                {"target": target, "from": "-1h", "until": "now", name: value}
             )
     for form in ("csv", "raw"):
         keys.append(("web.*.requests", "-10min", "now", form))
@@ -285,7 +286,7 @@ def answers(
         if key[3] in ("csv", "raw"):
             request["format"] = key[3]
     results = _oracle(tmp_path_factory.mktemp("graphite"), requests)
-    out = {}
+    out: dict[tuple[str, str, str, str], str] = {}
     for key, result in zip(keys, results, strict=True):
         assert result["status"] == 200, (key, result["body"][-2000:])
         out[key] = result["body"]

@@ -6,7 +6,7 @@ import os
 import tempfile
 
 import pytest
-import whisper  # type: ignore[import-untyped]
+import whisper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pykka
 import pytest
 
-from statsyard._ticker import next_due
+from statsyard._ticker import Ticker, next_due
 from statsyard.config import Config
 from statsyard.exceptions import InvalidArgumentError, UnknownMessageError
 from statsyard.metrics import (
@@ -22,6 +22,7 @@ from statsyard.metrics import (
     ShippableStats,
     stat_shipper,
 )
+from statsyard.metrics._dogstatsd_compat import CountingSocket
 from statsyard.metrics.process_stats import ProcessStats
 from statsyard.metrics.stat_shipper import (
     ERROR_KINDS,
@@ -365,7 +366,7 @@ def test_a_shipper_whose_start_fails_closes_its_socket(
 ) -> None:
     """Issue 8's defect 10: a failed start must not leak the UDP socket it opened."""
     opened: list[socket.socket] = []
-    real_socket = stat_shipper.CountingSocket
+    real_socket = CountingSocket
 
     def recording_socket(*args: Any, **kwargs: Any) -> socket.socket:
         sock = real_socket(*args, **kwargs)
@@ -376,7 +377,7 @@ def test_a_shipper_whose_start_fails_closes_its_socket(
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(stat_shipper, "CountingSocket", recording_socket)
-    monkeypatch.setattr(stat_shipper.Ticker, "start", no_thread)
+    monkeypatch.setattr(Ticker, "start", no_thread)
     StatShipper.start(registry=Registry(), port=agent.port, interval=NEVER, link=link)
     assert link.exited_event.wait(TIMEOUT)
     assert link.exits[0][0]  # crashed

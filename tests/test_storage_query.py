@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from tests._storage_helpers import T0, expected, points
 
 
 @pytest.fixture
-def storage(tmp_path: Path):  # type: ignore[no-untyped-def]
+def storage(tmp_path: Path) -> Iterator[Storage]:
     """A writable storage that checkpoints only when asked, closed after the test."""
     s = Storage.open(tmp_path, checkpoint_points=None)
     yield s

@@ -6,7 +6,10 @@ import logging
 import random
 import re
 import signal
+import struct
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +19,8 @@ from statsyard.storage import Storage
 from tests._storage_helpers import T0, expected, points, start_child_writer
 
 
-def _write(tmp_path: Path, *batches: list[DataPoint], **options: object) -> None:
-    with Storage.open(tmp_path, **options) as s:  # type: ignore[arg-type]
+def _write(tmp_path: Path, *batches: list[DataPoint], **options: Any) -> None:
+    with Storage.open(tmp_path, **options) as s:
         for batch in batches:
             s.append(batch)
 
@@ -40,13 +43,9 @@ def test_torn_tail_is_truncated_and_logged_with_bytes(
         s = Storage.open(tmp_path)
     torn = [r for r in caplog.records if "torn tail" in r.getMessage()]
     assert len(torn) == 1
-    second_record_size = (
-        len(data)
-        - 7
-        - int(
-            re.search(r"after offset (\d+)", torn[0].getMessage()).group(1)  # type: ignore[union-attr]
-        )
-    )
+    offset = re.search(r"after offset (\d+)", torn[0].getMessage())
+    assert offset is not None
+    second_record_size = len(data) - 7 - int(offset.group(1))
     assert f"dropped {second_record_size} bytes" in torn[0].getMessage()
     assert s.query("m") == expected(first, "m")
     assert s.skipped_records == 0
@@ -97,10 +96,10 @@ def test_flipped_byte_in_a_segment_block_skips_that_block_only(
         assert rows == want[entity]
 
 
-def test_orphan_blocks_of_an_unfinished_checkpoint_are_dropped(
+def test_a_torn_block_of_an_unfinished_checkpoint_is_set_aside(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Blocks written without their index record: dropped; the log has the points."""
+    """An unreadable block ending the data file: copied to damaged/, then cut."""
     batch = points("m", "e", range(100))
     with Storage.open(tmp_path, checkpoint_points=None) as s:
         s.append(batch)
@@ -111,7 +110,10 @@ def test_orphan_blocks_of_an_unfinished_checkpoint_are_dropped(
         f.write(b"SYBK" + b"\x00" * 60)  # a crash mid-checkpoint
     with caplog.at_level(logging.WARNING), Storage.open(tmp_path) as s:
         assert [v for _, v in s.query("m")["e"]] == [*range(100), 500]
-    assert "dropped 64 bytes of blocks that no checkpoint listed" in caplog.text
+    assert "Truncated torn tail of" in caplog.text
+    assert "dropped 64 bytes after offset" in caplog.text
+    saved = list((tmp_path / "damaged").iterdir())
+    assert [p.read_bytes() for p in saved] == [b"SYBK" + b"\x00" * 60]
 
 
 @pytest.mark.parametrize("content", [b"", b"SYARD"], ids=["empty", "truncated-header"])
@@ -139,29 +141,65 @@ def test_older_empty_log_is_a_counted_skip(tmp_path: Path) -> None:
         assert s.query("m") == {"e": [(T0, 1)]}
 
 
-def test_a_file_that_is_not_a_log_is_a_clear_error(tmp_path: Path) -> None:
-    """A file named like a log with foreign content: CorruptRecordError naming it."""
+def test_a_file_that_is_not_a_log_is_moved_aside_never_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file named like a log with foreign content: a reader skips it (counted,
+    WARNING naming it); the writer moves it into damaged/ and starts."""
     _write(tmp_path, points("m", "e", [1]))
-    bogus = tmp_path / "wal-0000000000000000.log"
-    bogus.write_bytes(b"this is not a StatsYard log, it is a text file\n")
-    with pytest.raises(CorruptRecordError, match=r"wal-0000000000000000\.log.*magic"):
-        Storage.open(tmp_path)
-    assert bogus.read_bytes().startswith(b"this is not")  # left alone
-    bogus.rename(tmp_path / "wal-0000000000000005.log")
-    with pytest.raises(CorruptRecordError, match="not a StatsYard file"):
-        Storage.open_readonly(tmp_path)
-    with pytest.raises(CorruptRecordError, match="not a StatsYard file"):
-        Storage.open(tmp_path)
+    content = b"this is not a StatsYard log, it is a text file\n"
+    bogus = tmp_path / "wal-0000000000000005.log"
+    bogus.write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        reader = Storage.open_readonly(tmp_path)
+    assert reader.query("m") == {"e": [(T0, 1)]}
+    assert reader.skipped_records == 1
+    assert f"Skipped {bogus}: not a StatsYard log" in caplog.text
+    assert bogus.read_bytes() == content  # a reader never touches a file
+    with caplog.at_level(logging.WARNING), Storage.open(tmp_path) as s:
+        assert s.query("m") == {"e": [(T0, 1)]}
+        s.append(points("m", "e", [2], start=T0 + 1000))
+    assert f"Moved {bogus} into damaged/: not a StatsYard log" in caplog.text
+    assert (tmp_path / "damaged" / bogus.name).read_bytes() == content
+    with Storage.open(tmp_path) as s:
+        assert [v for _, v in s.query("m")["e"]] == [1, 2]
+        assert s.skipped_records == 0
 
 
-def test_a_file_that_is_not_a_segment_is_a_clear_error(tmp_path: Path) -> None:
-    """A segment index with foreign content fails loudly rather than losing data."""
+def test_a_file_of_a_newer_format_is_a_clear_error_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    """A sound header of a newer format version: refused, never moved or read."""
+    _write(tmp_path, points("m", "e", [1]))
+    log = _only("wal-*.log", tmp_path)
+    head = b"SYARDWAL" + struct.pack("<HH", 3, 0)
+    newer = head + struct.pack("<I", zlib.crc32(head))
+    log.write_bytes(newer)
+    for opener in (Storage.open_readonly, Storage.open):
+        with pytest.raises(CorruptRecordError, match="unsupported format version 3"):
+            opener(tmp_path)
+    assert log.read_bytes() == newer
+
+
+def test_a_foreign_segment_index_is_set_aside_and_its_blocks_found_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index overwritten with foreign content: moved into damaged/, and every
+    block of its data file found again by scanning it and listed anew."""
     with Storage.open(tmp_path, checkpoint_points=None) as s:
-        s.append(points("m", "e", [1]))
+        s.append(points("m", "e", [1, 2]))
+        s.append(points("m", "f", [3]))
         s.checkpoint()
-    _only("seg-*.idx", tmp_path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    with pytest.raises(CorruptRecordError, match=r"seg-0000000000000001\.idx"):
-        Storage.open(tmp_path)
+    index = _only("seg-*.idx", tmp_path)
+    index.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with caplog.at_level(logging.WARNING), Storage.open(tmp_path) as s:
+        assert s.query("m") == {"e": [(T0, 1), (T0 + 1000, 2)], "f": [(T0, 3)]}
+    assert "not a StatsYard segment index" in caplog.text
+    assert "Found 2 blocks (3 points)" in caplog.text
+    assert (tmp_path / "damaged" / index.name).read_bytes().startswith(b"\x89PNG")
+    with Storage.open_readonly(tmp_path) as reader:
+        assert reader.query("m") == {"e": [(T0, 1), (T0 + 1000, 2)], "f": [(T0, 3)]}
+        assert reader.skipped_records == 0
 
 
 def test_a_directory_of_other_files_is_not_a_data_directory(tmp_path: Path) -> None:

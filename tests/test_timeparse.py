@@ -25,9 +25,11 @@ def _ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def at(*args: int) -> int:
+def at(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> int:
     """Epoch ms of a UTC wall-clock time."""
-    return _ms(datetime(*args, tzinfo=UTC))  # type: ignore[misc]
+    return _ms(datetime(year, month, day, hour, minute, second, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,8 @@ def _graphite(texts: list[str], zone: str) -> list[float | None]:
     if done.returncode != 0 and "No module named 'graphite'" in done.stderr:
         pytest.skip("needs Debian's graphite-web (apt-get install graphite-web)")
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    instants: list[float | None] = json.loads(done.stdout)
+    return instants
 
 
 def _texts(count: int) -> list[str]:

@@ -8,16 +8,17 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pykka
 import pytest
 
+from statsyard._ticker import Ticker
 from statsyard.app import StatsYard
 from statsyard.config import Config
-from statsyard.datapoint import DataPoint
+from statsyard.datapoint import DataPoint, Row
 from statsyard.exceptions import (
     InvalidArgumentError,
     NotRunningError,
@@ -70,13 +71,13 @@ def test_write_timestamp_appends_one_line_and_replies_when_written(
 def test_write_timestamp_failures_come_back_to_the_caller(
     writer: pykka.ActorProxy[TimestampWriter],
     tmp_path: Path,
-    make_path: object,
-    message: object,
+    make_path: Callable[[Path], Any],
+    message: Any,
     error: type[Exception],
 ) -> None:
     """A bad path, directory or message is the caller's error; the writer lives."""
     with pytest.raises(error):
-        writer.write_timestamp(make_path(tmp_path), 1, message).get(timeout=WAIT)  # type: ignore[operator]
+        writer.write_timestamp(make_path(tmp_path), 1, message).get(timeout=WAIT)
     assert (
         writer.write_timestamp(tmp_path / "ok.txt", 1, "fine").get(timeout=WAIT) is None
     )
@@ -122,7 +123,7 @@ def test_pipeline_batches_commit_once_even_when_redelivered(tmp_path: Path) -> N
     ledger = Ledger()
     ledger.accept(3)
     ref = TimestampWriter.start(data_dir=tmp_path / "d", ledger=ledger, fsync="never")
-    points = tuple(DataPoint("m", "e", i, TS + i) for i in range(2))
+    points: tuple[Row, ...] = tuple(("m", "e", i, TS + i) for i in range(2))
     first: pykka.Future[WriteAck] = pykka.ThreadingFuture()
     ref.tell(WriteBatch(0, 3, points, invalid=1, reply=first))
     assert first.get(timeout=WAIT) == WriteAck(3, 2, synced=False)
@@ -587,17 +588,17 @@ def test_a_writer_whose_start_fails_releases_the_data_directory(
     Issue 8's defect 10: the dead writer kept the lock, so every restart
     failed with "already open for writing".
     """
-    real_start = timestamp_writer.Ticker.start
+    real_start = Ticker.start
 
     def no_thread(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(timestamp_writer.Ticker, "start", no_thread)
+    monkeypatch.setattr(Ticker, "start", no_thread)
     handle = StorageHandle()
     TimestampWriter.start(data_dir=tmp_path / "d", handle=handle, link=link)
     assert link.exited_event.wait(WAIT)
     assert link.exits[0][0]  # crashed
-    monkeypatch.setattr(timestamp_writer.Ticker, "start", real_start)
+    monkeypatch.setattr(Ticker, "start", real_start)
     with pytest.raises(NotRunningError):
         handle.get(timeout=0)  # the failed writer's storage is not left published
     again = TimestampWriter.start(data_dir=tmp_path / "d", handle=handle)

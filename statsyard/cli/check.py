@@ -22,14 +22,14 @@ from typing import Any, Final
 import attrs
 
 from statsyard.exceptions import CorruptRecordError, NotADataDirectoryError
-from statsyard.storage import Storage
-from statsyard.storage._files import (
+from statsyard.storage import (
+    DEFAULT_CHECKPOINT_POINTS,
     INDEX_PATTERN,
     MARKER_NAME,
     SEGMENT_PATTERN,
     WAL_PATTERN,
+    Storage,
 )
-from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
 
 __all__ = ["CheckReport", "add_check_arguments", "check_directory", "run_check"]
 

@@ -20,8 +20,7 @@ from typing import Final
 
 from statsyard.datapoint import now_ms as current_ms
 from statsyard.exceptions import CorruptRecordError, NotADataDirectoryError
-from statsyard.storage import Storage
-from statsyard.storage._query import AGGREGATES
+from statsyard.storage import AGGREGATES, Storage
 from statsyard.timeparse import parse_offset_ms, parse_time
 
 __all__ = [
@@ -158,7 +157,10 @@ def _open(command: str, data_dir: str) -> Storage | None:
 
 
 def _iso(timestamp_ms: int) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    try:  # storage range-checks what it reads; this only guards the display
+        moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp_ms} ms"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -35,8 +35,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from statsyard.app import StatsYard
 from statsyard.config import Config
 from statsyard.pipeline.ingest_consumer import IngestObserver
-from statsyard.storage._files import INDEX_PATTERN, SEGMENT_PATTERN, WAL_PATTERN
-from statsyard.storage._storage import DEFAULT_CHECKPOINT_POINTS
+from statsyard.storage import (
+    DEFAULT_CHECKPOINT_POINTS,
+    INDEX_PATTERN,
+    SEGMENT_PATTERN,
+    WAL_PATTERN,
+)
 
 __all__ = [
     "IngestStress",

@@ -50,8 +50,7 @@ from statsyard.forward.log_reader import Chunk, LogReader, Piece, oldest_log
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
 from statsyard.pipeline.timestamp_writer import StorageHandle
-from statsyard.storage import LogEnd
-from statsyard.storage._framing import FILE_HEADER_SIZE
+from statsyard.storage import FILE_HEADER_SIZE, LogEnd
 from statsyard.supervision import ChildActor, Link
 
 __all__ = ["Forwarder", "Sender", "make_sender"]

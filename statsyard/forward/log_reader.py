@@ -27,20 +27,25 @@ import attrs
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.forward.cursor import Cursor
-from statsyard.storage import LogEnd
-from statsyard.storage._batch import (
+from statsyard.storage import (
     BATCH_HEADER,
-    KIND_BATCH,
-    Batch,
-    Value,
-    decode_batch,
-)
-from statsyard.storage._files import WAL_PATTERN, numbered, wal_name
-from statsyard.storage._framing import (
     FILE_HEADER_SIZE,
+    KIND_BATCH,
+    MAX_FILE_BYTES,
     WAL_MAGIC,
+    WAL_PATTERN,
+    Batch,
+    DamagedFileError,
+    LogEnd,
+    ScanResult,
+    Value,
     check_file_header,
+    decode_batch,
+    numbered,
+    open_regular,
+    scan_file,
     scan_records,
+    wal_name,
 )
 
 __all__ = ["Chunk", "LogReader", "Piece", "count_points", "oldest_log"]
@@ -84,15 +89,18 @@ def oldest_log(data_dir: Path) -> int | None:
 
 def count_points(path: Path, cursor: Cursor | None = None) -> int:
     """Points in the log file ``path`` (from ``cursor`` on if given); 0 if gone."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    try:  # a regular file only, streamed: never blocks, never read whole
+        fd, size = open_regular(path, max_bytes=MAX_FILE_BYTES)
+    except (FileNotFoundError, DamagedFileError):
         return 0
     start = FILE_HEADER_SIZE if cursor is None else max(cursor.offset, FILE_HEADER_SIZE)
     total = 0
-    for _offset, kind, payload in scan_records(data, start).records:
-        if kind == KIND_BATCH and len(payload) >= BATCH_HEADER.size:
-            total += BATCH_HEADER.unpack_from(payload)[1]
+    try:
+        for _offset, kind, payload in scan_file(fd, start, size, ScanResult()):
+            if kind == KIND_BATCH and len(payload) >= BATCH_HEADER.size:
+                total += BATCH_HEADER.unpack_from(payload)[1]
+    finally:
+        os.close(fd)
     if cursor is not None and total:
         total -= min(cursor.skip, total)
     return total
@@ -148,9 +156,12 @@ class LogReader:
             return True
         self.close()
         path = self._dir / wal_name(seq)
-        try:
-            fd = os.open(path, os.O_RDONLY)
+        try:  # a FIFO named like a log must not block the forwarder
+            fd, _size = open_regular(path)
         except FileNotFoundError:
+            return False
+        except DamagedFileError as exc:
+            logger.error("Not reading %s", exc)
             return False
         header = os.pread(fd, FILE_HEADER_SIZE, 0)
         if len(header) == FILE_HEADER_SIZE:

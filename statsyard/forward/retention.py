@@ -24,7 +24,7 @@ from statsyard.forward.instruments import ForwardInstruments
 from statsyard.forward.log_reader import count_points
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
-from statsyard.storage._files import wal_name
+from statsyard.storage import wal_name
 
 __all__ = ["ForwardRetention"]
 

@@ -320,14 +320,16 @@ class TimestampWriter(ChildActor):
                 f"first: {invalid[0].reason}",
                 value=invalid[0].candidate,
             )
+        refused_before = self._refused()
         self._append(valid)
+        written = len(valid) - (self._refused() - refused_before)
         synced = self._fsync == "always"
         if synced:
             try:
                 self._fsync_now()
             except WriteError as exc:
                 raise _not_durable(len(valid), exc) from exc
-        return WriteAck(end=0, written=len(valid), synced=synced)
+        return WriteAck(end=0, written=written, synced=synced)
 
     def sync(self) -> None:
         """Fsync everything written so far, whatever the policy.
@@ -381,6 +383,10 @@ class TimestampWriter(ChildActor):
                     self._fsync_failed(0, exc)  # retried at the next tick
             return None
         return super().on_receive(message)
+
+    def _refused(self) -> int:
+        """Points the storage refused so far (series limits), all reasons."""
+        return sum(self.storage.refused_points.values())
 
     def _append(self, points: Sequence[Row]) -> None:
         if not points:
@@ -449,6 +455,7 @@ class TimestampWriter(ChildActor):
             self._reply(batch, WriteAck(batch.end, 0, synced=False, duplicate=True))
             return
         batch = trimmed
+        refused_before = self._refused()
         try:
             self._append(batch.points)
         except WriteError as exc:
@@ -467,7 +474,10 @@ class TimestampWriter(ChildActor):
             return
         # Written to the file: commit before anything else can fail, so a
         # redelivery never writes these points twice.
-        self._ledger.commit(batch.end, written=len(batch.points), invalid=batch.invalid)
+        # Points of new series over a series limit were refused: invalid.
+        refused = self._refused() - refused_before
+        written = len(batch.points) - refused
+        self._ledger.commit(batch.end, written=written, invalid=batch.invalid + refused)
         # From here on the batch is committed: whatever fails must not make
         # anyone write it again, so the consumer is always acknowledged.
         synced = False
@@ -477,7 +487,7 @@ class TimestampWriter(ChildActor):
                 synced = True
             except WriteError as exc:
                 self._fsync_failed(len(batch.points), exc)
-        self._reply(batch, WriteAck(batch.end, len(batch.points), synced=synced))
+        self._reply(batch, WriteAck(batch.end, written, synced=synced))
 
     # -- a full disk --------------------------------------------------------
 

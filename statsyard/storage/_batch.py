@@ -8,6 +8,7 @@ columns with :mod:`array` (C speed). The layout is in ``docs/storage.md``.
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 import zlib
@@ -19,8 +20,12 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from statsyard.datapoint import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+)
 from statsyard.exceptions import CorruptRecordError
-from statsyard.storage._framing import Cursor
+from statsyard.storage._framing import Cursor, inflate
 
 Value = int | float
 ValueColumn: TypeAlias = "array[float] | array[int] | list[Value]"
@@ -29,6 +34,11 @@ if all are ints within int64, else a list."""
 
 MAX_NAME_BYTES: Final = 65_535
 """Longest metric or entity name the format holds (validation allows far less)."""
+
+MAX_TABLE_BYTES: Final = 64 * 2**20
+"""Largest series table (uncompressed) of one batch; ``append`` refuses more."""
+MAX_TEXT_VALUE_BYTES: Final = 32
+"""Longest text form of one value (``repr`` of a float64 or an int64) plus comma."""
 
 KIND_BATCH: Final = 1
 """Record kind of a batch of points in the write-ahead log."""
@@ -72,6 +82,33 @@ def floats_from_le(data: bytes | memoryview) -> list[float]:
     return column.tolist()
 
 
+def out_of_range(timestamps: Sequence[int], values: Sequence[Value]) -> str | None:
+    """Why these points could not have been written, or None if they could.
+
+    The ranges are :func:`statsyard.datapoint.validate`'s: timestamps in
+    ``[MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS)``, finite floats, 64-bit ints. A
+    few passes at C speed; values read back are checked as values written.
+    """
+    if timestamps:
+        low, high = min(timestamps), max(timestamps)
+        if low < MIN_TIMESTAMP_MS or high >= MAX_TIMESTAMP_MS:
+            bad = low if low < MIN_TIMESTAMP_MS else high
+            return f"timestamp {bad} outside [{MIN_TIMESTAMP_MS}, {MAX_TIMESTAMP_MS})"
+    if type(values) is array:
+        if values.typecode == "q":
+            return None
+        if math.isfinite(sum(values)):  # C speed; inf or nan make it not finite
+            return None
+    try:
+        if not all(map(math.isfinite, values)):
+            return "a value is not a finite number"
+        if type(values) is not array:  # mixed kinds: the ints must fit int64
+            array("q", [v for v in values if type(v) is int])
+    except OverflowError:
+        return "an int value does not fit in 64 bits"
+    return None
+
+
 def value_text(values: Sequence[Value]) -> bytes:
     """Type-preserving text form of values: ints without a dot, floats by repr."""
     return ",".join(
@@ -80,9 +117,15 @@ def value_text(values: Sequence[Value]) -> bytes:
 
 
 def parse_value_text(data: bytes) -> list[Value]:
-    """Inverse of :func:`value_text`."""
+    """Inverse of :func:`value_text`.
+
+    Raises:
+        ValueError: a token is neither an int nor a float.
+    """
     out: list[Value] = []
     for token in data.decode("ascii").split(","):
+        if len(token) > MAX_TEXT_VALUE_BYTES:
+            raise ValueError("a value's text is longer than any value's")
         try:
             out.append(int(token))
         except ValueError:
@@ -142,13 +185,15 @@ def decode_values(kind: int, data: bytes, count: int) -> list[Value]:
         if len(data) != 9 * count:
             raise ValueError("mixed value column has the wrong length")
         flags = data[:count]
-        n_floats = sum(flags)
+        if flags.translate(None, b"\x00\x01"):
+            raise ValueError("a mixed value flag is neither 0 nor 1")
+        n_floats = flags.count(1)
         floats = iter(floats_from_le(data[count : count + 8 * n_floats]))
         ints = iter(ints_from_le("q", data[count + 8 * n_floats :]))
         return [next(floats) if flag else next(ints) for flag in flags]
     if kind == VALUES_TEXT:
         (length,) = _U32.unpack_from(data, 0)
-        if length != len(data) - 4:
+        if length != len(data) - 4 or length > MAX_TEXT_VALUE_BYTES * count:
             raise ValueError("text value column has the wrong length")
         values = parse_value_text(data[4:])
         if len(values) != count:
@@ -192,7 +237,7 @@ def encode_batch(
     series_numbers: array[int],
     timestamps: array[int],
     values: ValueColumn,
-    entries: dict[int, bytes],
+    entries: Sequence[bytes],
     cache: TableCache,
 ) -> bytes:
     """Pack a batch as columns.
@@ -210,7 +255,13 @@ def encode_batch(
     if numbers == cache.numbers:
         table = cache.table  # collectors send the same series every time
     else:
-        table = zlib.compress(b"".join(map(entries.__getitem__, numbers)), 1)
+        raw = b"".join(map(entries.__getitem__, numbers))
+        if len(raw) > MAX_TABLE_BYTES:
+            raise ValueError(
+                f"a batch names at most {MAX_TABLE_BYTES} bytes of series, got "
+                f"{len(raw)}: split it"
+            )
+        table = zlib.compress(raw, 1)
         cache.numbers, cache.table = numbers, table
     kind, value_bytes = encode_column(values)
     return b"".join(
@@ -231,15 +282,24 @@ def decode_batch(payload: bytes) -> Batch:
         CorruptRecordError: the payload is malformed.
     """
     try:
-        return _decode_batch(payload)
-    except (struct.error, zlib.error, ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"malformed batch record: {exc}") from exc
+        batch = _decode_batch(payload)
+    except CorruptRecordError:
+        raise
+    except Exception as exc:  # deliberate: any failure to decode bytes is damage
+        raise CorruptRecordError(f"malformed batch record: {exc!r}") from exc
+    problem = out_of_range(batch.timestamps, batch.values)
+    if problem is not None:
+        raise CorruptRecordError(f"batch record holds a {problem}")
+    return batch
 
 
 def _decode_batch(payload: bytes) -> Batch:
     n_series, n_points, kind, table_len = BATCH_HEADER.unpack_from(payload, 0)
+    if n_series > n_points or 12 * n_points > len(payload):
+        raise ValueError(f"header declares {n_series} series, {n_points} points")
     cursor = Cursor(payload, BATCH_HEADER.size)
-    table = zlib.decompress(cursor.take(table_len))
+    limit = min(n_series * (_ENTRY.size + 2 * MAX_NAME_BYTES), MAX_TABLE_BYTES)
+    table = inflate(cursor.take(table_len), limit, "series table")
     keys: dict[int, tuple[str, str]] = {}
     at = 0
     for _ in range(n_series):

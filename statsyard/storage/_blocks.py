@@ -18,13 +18,18 @@ from typing import Final
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import (
+    MAX_TEXT_VALUE_BYTES,
+    VALUES_MIXED,
+    VALUES_TEXT,
     Value,
     decode_values,
     encode_values,
     floats_from_le,
     ints_from_le,
     le_bytes,
+    out_of_range,
 )
+from statsyard.storage._framing import inflate
 
 BLOCK_HEADER: Final = struct.Struct("<4sBBBBIHHqI")
 """marker, version, ts width, value encoding, value parameter, count,
@@ -43,6 +48,9 @@ WIDTHS: Final = ("b", "h", "i", "q")
 """Width codes 0..3 of value columns: signed integers of 1, 2, 4 and 8 bytes."""
 GAP_WIDTHS: Final = ("B", "H", "I", "Q")
 """Width codes 0..3 of timestamp gaps: unsigned integers of 1, 2, 4 and 8 bytes."""
+MAX_BLOCK_POINTS: Final = 2**21
+"""Most points in one block: a checkpoint splits a longer series into several
+blocks, so a block's header never declares more than 32 MiB uncompressed."""
 MAX_DIGITS: Final = 6
 """Most decimal digits tried for the decimal encoding of floats."""
 _SAMPLE: Final = 32
@@ -222,16 +230,54 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
         entity = data[BLOCK_HEADER_SIZE + m_len : names_end].decode(
             "utf-8", "surrogatepass"
         )
-        raw = zlib.decompress(data[names_end:])
-        ts_bytes = (count - 1) * struct.calcsize(GAP_WIDTHS[ts_code])
+        ts_bytes, value_bytes = _declared_sizes(ts_code, encoding, parameter, count)
+        raw = inflate(data[names_end:], ts_bytes + value_bytes, "block payload")
+        exact = encoding != VALUES_GENERIC or parameter != VALUES_TEXT
+        if exact and len(raw) != ts_bytes + value_bytes:
+            raise ValueError("payload does not match the header's sizes")
         gaps = ints_from_le(GAP_WIDTHS[ts_code], raw[:ts_bytes])
         timestamps = list(accumulate(gaps, initial=first))
         values = _decode_value_column(encoding, parameter, raw[ts_bytes:], count)
-    except (zlib.error, ValueError, IndexError, struct.error) as exc:
-        raise CorruptRecordError(f"malformed block: {exc}") from exc
+    except CorruptRecordError:
+        raise
+    except Exception as exc:  # deliberate: any failure to decode bytes is damage
+        raise CorruptRecordError(f"malformed block: {exc!r}") from exc
     if len(timestamps) != count or len(values) != count:
         raise CorruptRecordError("block holds the wrong number of points")
+    problem = out_of_range(timestamps, values)
+    if problem is not None:
+        raise CorruptRecordError(f"block holds a {problem}")
     return metric, entity, timestamps, values
+
+
+def _declared_sizes(
+    ts_code: int, encoding: int, parameter: int, count: int
+) -> tuple[int, int]:
+    """Bytes of the timestamp column and (at most) of the value column.
+
+    Raises:
+        ValueError: the header declares something no writer produces.
+    """
+    if not 1 <= count <= MAX_BLOCK_POINTS:
+        raise ValueError(f"header declares {count} points")
+    ts_bytes = (count - 1) * struct.calcsize(GAP_WIDTHS[ts_code])
+    if encoding == VALUES_INT_DELTA:
+        width = struct.calcsize(WIDTHS[parameter])
+    elif encoding == VALUES_DECIMAL_DELTA:
+        if parameter >> 4 > MAX_DIGITS:
+            raise ValueError(f"header declares {parameter >> 4} decimal digits")
+        width = struct.calcsize(WIDTHS[parameter & 0x0F])
+    elif encoding == VALUES_FLOAT_SHUFFLE or (
+        encoding == VALUES_GENERIC and parameter < VALUES_MIXED
+    ):
+        width = 8
+    elif encoding == VALUES_GENERIC and parameter == VALUES_MIXED:
+        width = 9
+    elif encoding == VALUES_GENERIC and parameter == VALUES_TEXT:
+        return ts_bytes, 4 + MAX_TEXT_VALUE_BYTES * count
+    else:
+        raise ValueError(f"unknown value encoding {encoding}/{parameter}")
+    return ts_bytes, width * count
 
 
 def _decode_value_column(

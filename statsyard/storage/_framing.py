@@ -10,8 +10,11 @@ flipped length is caught as surely as a flipped payload byte. See
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
@@ -34,8 +37,38 @@ RECORD_HEADER_SIZE: Final = RECORD_HEADER.size  # 16
 RECORD_MARKER: Final = b"SYRC"
 RECORD_VERSION: Final = 1
 
-MAX_RECORD_PAYLOAD: Final = 2**31
-"""A length field above this is treated as corruption, never trusted."""
+MAX_RECORD_PAYLOAD: Final = 256 * 2**20
+"""Longest record payload a writer produces (``append`` refuses a bigger
+batch); a length field above it is corruption, never trusted."""
+
+SCAN_CHUNK: Final = 2**20
+"""Bytes a file scan reads at a time (more only for one bigger record)."""
+
+
+def inflate(data: bytes | memoryview, limit: int, what: str) -> bytes:
+    """Decompress one whole zlib stream that must inflate to at most ``limit`` bytes.
+
+    Never allocates more than ``limit`` bytes, however the stream was made
+    (a decompression bomb is damage, not an allocation).
+
+    Raises:
+        CorruptRecordError: the stream is malformed, truncated, followed by
+            stray bytes, or inflates past ``limit``.
+    """
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise CorruptRecordError(f"{what}: malformed zlib stream: {exc}") from exc
+    if len(out) > limit:
+        raise CorruptRecordError(
+            f"{what}: inflates past the {limit} bytes its header allows"
+        )
+    if not inflater.eof:
+        raise CorruptRecordError(f"{what}: zlib stream is truncated")
+    if inflater.unused_data:
+        raise CorruptRecordError(f"{what}: stray bytes after the zlib stream")
+    return out
 
 
 def pack_file_header(magic: bytes) -> bytes:
@@ -95,6 +128,8 @@ class ScanResult:
     """Offset just past the last good record (or the start when there is none)."""
     torn_bytes: int = 0
     """Bytes after ``valid_end`` that hold no good record: a torn tail."""
+    bytes_read: int = 0
+    """File bytes read by a streaming scan."""
 
 
 class Cursor:
@@ -141,6 +176,120 @@ def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
     if zlib.crc32(payload, zlib.crc32(data[pos : pos + 12])) != crc:
         return None
     return kind, payload
+
+
+def next_data(fd: int, pos: int) -> int:
+    """The first offset at or after ``pos`` that is not in a hole, or -1.
+
+    Where the file system cannot tell (no ``SEEK_DATA``), ``pos`` itself.
+    """
+    try:
+        return os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return -1  # only a hole from here to the end
+        return pos
+
+
+class FileWindow:
+    """Reads a file through a bounded window: ``pread`` in chunks, never whole.
+
+    Args:
+        fd: an open regular file.
+        end: bytes of the file to consider (its size when opened).
+    """
+
+    __slots__ = ("_base", "_buf", "_fd", "bytes_read", "end")
+
+    def __init__(self, fd: int, end: int) -> None:
+        self._fd = fd
+        self.end = end
+        self._base = 0
+        self._buf = b""
+        self.bytes_read = 0
+
+    def get(self, pos: int, size: int) -> bytes | None:
+        """Bytes ``[pos, pos + size)``, or None if the file ends before."""
+        if pos + size > self.end:
+            return None
+        offset = pos - self._base
+        if offset < 0 or offset + size > len(self._buf):
+            self._base = pos
+            self._buf = os.pread(self._fd, max(size, SCAN_CHUNK), pos)
+            self.bytes_read += len(self._buf)
+            offset = 0
+            if len(self._buf) < size:  # shrank since it was measured
+                self.end = pos + len(self._buf)
+                return None
+        return self._buf[offset : offset + size]
+
+    def find(self, needle: bytes, pos: int) -> int:
+        """Offset of the next ``needle`` at or after ``pos``, or -1.
+
+        Holes of a sparse file (zeros, never a needle) are stepped over
+        with ``SEEK_DATA`` instead of being read.
+        """
+        while pos + len(needle) <= self.end:
+            pos = next_data(self._fd, pos)
+            if pos == -1 or pos + len(needle) > self.end:
+                return -1
+            chunk = self.get(pos, min(SCAN_CHUNK, self.end - pos))
+            if chunk is None:
+                return -1
+            found = chunk.find(needle)
+            if found != -1:
+                return pos + found
+            pos += max(1, len(chunk) - len(needle) + 1)
+        return -1
+
+
+def _record_in(window: FileWindow, pos: int) -> tuple[int, bytes] | None:
+    """The ``(kind, payload)`` of a good record at ``pos`` of a file, else None."""
+    head = window.get(pos, RECORD_HEADER_SIZE)
+    if head is None:
+        return None
+    marker, version, kind, _reserved, length, crc = RECORD_HEADER.unpack(head)
+    if marker != RECORD_MARKER or version != RECORD_VERSION:
+        return None
+    if length > MAX_RECORD_PAYLOAD:
+        return None
+    payload = window.get(pos + RECORD_HEADER_SIZE, length)
+    if payload is None or zlib.crc32(payload, zlib.crc32(head[:12])) != crc:
+        return None
+    return kind, payload
+
+
+def scan_file(
+    fd: int, start: int, end: int, result: ScanResult
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield every good record ``(offset, kind, payload)`` of a file, streaming.
+
+    As :func:`scan_records`, but reads through a :class:`FileWindow`: memory
+    stays within a chunk and one record, whatever the file's size. The
+    counts (skips, torn tail, ``valid_end``) accumulate in ``result``.
+    """
+    window = FileWindow(fd, end)
+    result.valid_end = pos = start
+    try:
+        while pos < window.end:
+            found = _record_in(window, pos)
+            if found is not None:
+                kind, payload = found
+                yield pos, kind, payload
+                pos += RECORD_HEADER_SIZE + len(payload)
+                result.valid_end = pos
+                continue
+            nxt = window.find(RECORD_MARKER, pos + 1)
+            while nxt != -1 and _record_in(window, nxt) is None:
+                nxt = window.find(RECORD_MARKER, nxt + 1)
+            if nxt == -1:
+                result.torn_bytes = window.end - pos
+                break
+            result.skipped_records += 1
+            result.skipped_bytes += nxt - pos
+            pos = nxt
+    finally:
+        result.bytes_read += window.bytes_read
 
 
 def scan_records(data: bytes, start: int) -> ScanResult:

@@ -8,14 +8,17 @@ record is the checkpoint's commit: blocks it does not list do not exist.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from array import array
 from itertools import accumulate, chain
+from operator import gt
 from typing import Final, NamedTuple
 
+from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import ints_from_le, le_bytes
-from statsyard.storage._framing import Cursor
+from statsyard.storage._framing import Cursor, inflate
 
 KIND_CHECKPOINT: Final = 2
 """Record kind of a checkpoint in a segment index file."""
@@ -84,27 +87,64 @@ def encode_checkpoint(
     return header + zlib.compress(body, 6)
 
 
-def decode_checkpoint(segment: int, payload: bytes) -> Checkpoint:
+MIN_BLOCK_BYTES: Final = 32
+"""A block is at least its header."""
+
+
+def decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoint:
     """Unpack a checkpoint record's payload.
 
+    Args:
+        segment: the segment's number.
+        payload: the record's payload.
+        dat_size: the size of the segment's data file: the blocks listed
+            must lie within it.
+
     Raises:
-        CorruptRecordError: the payload is malformed.
+        CorruptRecordError: the payload is malformed, or lists blocks its
+            data file could not hold.
     """
     try:
-        covered, first_offset, dat_end, n = CHECKPOINT_HEADER.unpack_from(payload)
-        body = Cursor(zlib.decompress(payload[CHECKPOINT_HEADER.size :]))
-        take = body.take
+        return _decode_checkpoint(segment, payload, dat_size)
+    except CorruptRecordError:
+        raise
+    except Exception as exc:  # deliberate: any failure to decode bytes is damage
+        raise CorruptRecordError(f"malformed checkpoint record: {exc!r}") from exc
 
-        m_lens = ints_from_le("H", take(2 * n))
-        e_lens = ints_from_le("H", take(2 * n))
-        lengths = ints_from_le("I", take(4 * n))
-        counts = ints_from_le("I", take(4 * n))
-        min_ts = ints_from_le("q", take(8 * n))
-        max_ts = ints_from_le("q", take(8 * n))
-        metrics = [take(size).decode("utf-8", "surrogatepass") for size in m_lens]
-        entities = [take(size).decode("utf-8", "surrogatepass") for size in e_lens]
-    except (struct.error, zlib.error, ValueError, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"malformed checkpoint record: {exc}") from exc
+
+def _decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoint:
+    covered, first_offset, dat_end, n = CHECKPOINT_HEADER.unpack_from(payload)
+    span = dat_end - first_offset
+    if not 0 <= span <= dat_size - first_offset or n * MIN_BLOCK_BYTES > span:
+        raise CorruptRecordError(
+            f"lists {n} blocks in bytes {first_offset}..{dat_end} of a "
+            f"{dat_size}-byte data file"
+        )
+    # Each block holds its names and a 32-byte header: the body (28 bytes a
+    # block and the names) is never longer than the span it describes.
+    limit = span
+    body = Cursor(inflate(payload[CHECKPOINT_HEADER.size :], limit, "checkpoint"))
+    take = body.take
+
+    m_lens = ints_from_le("H", take(2 * n))
+    e_lens = ints_from_le("H", take(2 * n))
+    lengths = ints_from_le("I", take(4 * n))
+    counts = ints_from_le("I", take(4 * n))
+    min_ts = ints_from_le("q", take(8 * n))
+    max_ts = ints_from_le("q", take(8 * n))
+    metrics = [take(size).decode("utf-8", "surrogatepass") for size in m_lens]
+    # Entities repeat across series ("default", host names): one copy each.
+    entities = [
+        sys.intern(take(size).decode("utf-8", "surrogatepass")) for size in e_lens
+    ]
+    if n and (
+        min(min_ts) < MIN_TIMESTAMP_MS
+        or max(max_ts) >= MAX_TIMESTAMP_MS
+        or any(map(gt, min_ts, max_ts))
+        or min(lengths) < MIN_BLOCK_BYTES
+        or min(counts) < 1
+    ):
+        raise CorruptRecordError("checkpoint record lists an impossible block")
     offsets = list(accumulate(chain((first_offset,), lengths)))
     if body.pos != len(body.data) or offsets[-1] != dat_end:
         raise CorruptRecordError("checkpoint record is inconsistent")

@@ -1,13 +1,11 @@
-"""Query helpers: merging a series' pieces, range selection, downsampling, globs."""
+"""Query helpers: merging a series' pieces, range selection, downsampling."""
 
 from __future__ import annotations
 
 import itertools
 import operator
-import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Final
 
 from statsyard.storage._batch import Value
@@ -134,58 +132,3 @@ def downsample(
         if pace is not None and not len(out) % 64:
             pace()
     return out
-
-
-@lru_cache(maxsize=256)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """A regex for a Graphite-style glob on dotted metric names.
-
-    ``*`` matches within one dotted component, ``**`` across components,
-    ``?`` one character other than a dot, ``{a,b}`` either alternative and
-    ``[...]`` a character class. A bare ``*`` matches every metric.
-
-    Raises:
-        ValueError: the pattern is malformed (unbalanced braces or brackets).
-    """
-    if pattern in ("*", "**"):
-        return re.compile(r".*", re.DOTALL)
-    out: list[str] = []
-    i = 0
-    depth = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if char == "*":
-            out.append(r"[^.]*")
-        elif char == "?":
-            out.append(r"[^.]")
-        elif char == "{":
-            depth += 1
-            out.append("(?:")
-        elif char == "}" and depth:
-            depth -= 1
-            out.append(")")
-        elif char == "," and depth:
-            out.append("|")
-        elif char == "[":
-            close = pattern.find("]", i + 1)
-            if close == -1:
-                raise ValueError(f"unbalanced '[' in pattern {pattern!r}")
-            body = pattern[i + 1 : close]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = close + 1
-            continue
-        else:
-            out.append(re.escape(char))
-        i += 1
-    if depth:
-        raise ValueError(f"unbalanced '{{' in pattern {pattern!r}")
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error as exc:
-        raise ValueError(f"bad pattern {pattern!r}: {exc}") from exc

@@ -6,8 +6,9 @@ plain ``stop()`` — it reports the exit exactly once through its
 :class:`Link`, so the supervisor notices every way a child can die.
 
 It also keeps a ``BaseException`` (``SystemExit``, ``KeyboardInterrupt`` raised
-in a handler) from reaching Pykka, which would otherwise stop *every* actor
-in the process, the host application's included.
+in a handler or in a lifecycle hook) from reaching Pykka, which would
+otherwise stop *every* actor in the process, the host application's
+included, or end the actor's thread without stopping the actor.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from statsyard.supervision._pykka_compat import GuardedActor
-from statsyard.supervision.errors import UnknownMessageError
+from statsyard.supervision.errors import ChildCrashError, UnknownMessageError
 from statsyard.supervision.link import Link
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 __all__ = ["ChildActor"]
@@ -60,7 +62,7 @@ class ChildActor(GuardedActor):
         if self._link is not None:
             self._link.adopt(threading.current_thread())
         try:
-            self.on_child_start()
+            self._contained(self.on_child_start)
         except Exception as error:
             self._report_exit(crashed=True, error=error)
             raise
@@ -71,7 +73,7 @@ class ChildActor(GuardedActor):
         """Run :meth:`on_child_stop`, then report a normal (or failed) exit."""
         error: BaseException | None = None
         try:
-            self.on_child_stop()
+            self._contained(self.on_child_stop)
         except Exception as exc:
             error = exc
             raise
@@ -86,13 +88,32 @@ class ChildActor(GuardedActor):
     ) -> None:
         """Run :meth:`on_child_failure`, then report the crash."""
         try:
-            self.on_child_failure(exception_value)
+            self._contained(self.on_child_failure, exception_value)
         finally:
             self._report_exit(crashed=True, error=exception_value)
 
     def on_receive(self, message: Any) -> Any:
         """Crash on anything this actor does not understand."""
         raise UnknownMessageError(type(self).__name__, message)
+
+    def _contained(self, hook: Callable[..., None], *args: Any) -> None:
+        """Run a lifecycle hook; a ``BaseException`` from it becomes a crash.
+
+        Pykka catches only ``Exception`` around ``on_start``, ``on_stop`` and
+        ``on_failure``: a ``SystemExit`` there would end the thread without
+        stopping the actor (``on_start``), skip the exit report, or break the
+        caller's ``stop()``. As :class:`ChildCrashError` it is this actor's
+        own failure, reported through the link like any other.
+        """
+        try:
+            hook(*args)
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise ChildCrashError(
+                f"{type(exc).__name__} raised in {type(self).__name__}."
+                f"{hook.__name__}: {exc!r}"
+            ) from exc
 
     def _report_exit(self, *, crashed: bool, error: BaseException | None) -> None:
         if self._exit_reported:

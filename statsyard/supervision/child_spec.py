@@ -8,11 +8,14 @@ a row of ``which_children`` (:class:`ChildInfo`), and why a tree stopped
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import pykka
+
+from statsyard.supervision.errors import BadSpecError
 
 if TYPE_CHECKING:
     from statsyard.supervision.link import Link
@@ -31,6 +34,26 @@ class StartContext:
     """Children started before this one, by id: fresh references."""
 
 
+def _seconds(spec: ChildSpec, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A deadline is a finite number of seconds above zero (None where allowed).
+
+    Python cannot kill a thread, so there is no ``brutal_kill`` (0) and no
+    ``infinity`` for ``shutdown``: the supervisor must always learn, in
+    bounded time, whether a child stopped.
+    """
+    if value is None and attribute.name == "start_timeout":
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf
+    ):
+        raise BadSpecError(
+            f"child {spec.id!r}: {attribute.name} must be a finite number of "
+            f"seconds > 0, got {value!r}"
+        )
+
+
 @attrs.frozen(slots=True)
 class ChildSpec:
     """How to start and supervise one child (OTP's child specification).
@@ -46,16 +69,25 @@ class ChildSpec:
         start_timeout: seconds to wait for the child's ``on_start``; ``None``
             waits as long as it takes (OTP's ``infinity``), for a child whose
             start does long legitimate work such as recovering a data directory.
+
+    Raises:
+        BadSpecError: an unknown restart type, or a ``shutdown`` or
+            ``start_timeout`` that is not a finite number of seconds > 0.
     """
 
     id: str
     start: Callable[[StartContext], pykka.ActorRef[Any]]
-    restart: Restart = attrs.field(
-        default="permanent",
-        validator=attrs.validators.in_(("permanent", "transient", "temporary")),
-    )
-    shutdown: float = 5.0
-    start_timeout: float | None = 30.0
+    restart: Restart = attrs.field(default="permanent")
+    shutdown: float = attrs.field(default=5.0, validator=_seconds)
+    start_timeout: float | None = attrs.field(default=30.0, validator=_seconds)
+
+    @restart.validator
+    def _known_restart(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in ("permanent", "transient", "temporary"):
+            raise BadSpecError(
+                f"child {self.id!r}: restart must be permanent, transient or "
+                f"temporary, got {value!r}"
+            )
 
 
 @attrs.frozen(slots=True)

@@ -4,8 +4,9 @@ Children start in spec order and stop in reverse. When a child exits
 abnormally (or normally, if it is ``permanent``), the supervisor stops every
 child started after it, in reverse order, and starts the child and those
 after it again, in order, so each restarted child gets fresh references to
-its siblings. More than ``max_restarts`` restarts within ``max_seconds``
-stops the whole tree in reverse order and reports why through ``on_exit``.
+its siblings (a ``temporary`` child is never started again, as in OTP).
+More than ``max_restarts`` restarts within ``max_seconds`` stops the whole
+tree in reverse order and reports why through ``on_exit``.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Supervisor(ChildActor):
         child's own error) through its link as its exit, and stops.
         """
         try:
-            self._start_from(0)
+            self._start_from(0, initial=True)
         except ChildStartError as exc:
             self._exit = SupervisorExit(str(exc), gave_up=True, child_id=exc.child_id)
             self._stop_from(0)
@@ -176,7 +177,9 @@ class Supervisor(ChildActor):
         """(Re)start a child and, as rest-for-one does, every child after it.
 
         Unlike OTP, the later children are restarted too, so that they hold
-        fresh references to the restarted one.
+        fresh references to the restarted one (later temporary children are
+        not: they stay stopped). A temporary child itself may be restarted
+        this way, by request.
 
         Raises:
             ChildStopError: a child did not stop in time; the tree is stopping.
@@ -211,8 +214,21 @@ class Supervisor(ChildActor):
                 return index
         raise NoSuchChildError(f"no child named {child_id!r}", child_id=child_id)
 
-    def _start_from(self, index: int) -> None:
+    def _restart_group(self, index: int) -> list[_Child]:
+        """The children a restart from ``index`` starts again, in order.
+
+        That child and every later one, except temporary ones: as in OTP, a
+        temporary child is never restarted, not even as the bystander of an
+        elder's restart (it stays stopped, its spec kept for restart_child).
+        """
+        first, *later = self._children[index:]
+        return [first, *(c for c in later if c.spec.restart != "temporary")]
+
+    def _start_from(self, index: int, *, initial: bool = False) -> None:
         """Start the children from ``index`` on, each after the one before is up.
+
+        ``initial`` is the tree's own start, which starts every child; a
+        restart starts :meth:`_restart_group`.
 
         Raises:
             ChildStartError: a child failed in ``on_start`` (the later ones are
@@ -221,7 +237,8 @@ class Supervisor(ChildActor):
         siblings = {
             c.spec.id: c.ref for c in self._children[:index] if c.ref is not None
         }
-        for child in self._children[index:]:
+        group = self._children[index:] if initial else self._restart_group(index)
+        for child in group:
             child.incarnation += 1
             link = ChildLink(
                 self.actor_ref, child.spec.id, child.incarnation, self.threads
@@ -345,7 +362,8 @@ class Supervisor(ChildActor):
                 child.spec.id,
             )
             return
-        later = [c.spec.id for c in self._children[index + 1 :]]
+        group = self._restart_group(index)
+        later = [c.spec.id for c in group[1:]]
         logger.error(
             "Child %s %s; restarting it%s",
             child.spec.id,
@@ -363,9 +381,8 @@ class Supervisor(ChildActor):
                 straggler.spec.id,
             )
             return
-        child.restarts += 1
-        for later_child in self._children[index + 1 :]:
-            later_child.restarts += 1
+        for restarting in group:
+            restarting.restarts += 1
         try:
             self._start_from(index)
         except ChildStartError as exc:
@@ -376,10 +393,10 @@ class Supervisor(ChildActor):
             # Its own exit report follows and counts against the intensity.
             logger.error("%s", exc)
             return
+        restarted_ids = [c.spec.id for c in group]
         if self._on_restart is not None:
-            for restarted in self._children[index:]:
-                self._on_restart(restarted.spec.id)
-        restarted_ids = [c.spec.id for c in self._children[index:]]
+            for restarted_id in restarted_ids:
+                self._on_restart(restarted_id)
         logger.info(
             "Restarted %s after %s %s",
             ", ".join(restarted_ids),

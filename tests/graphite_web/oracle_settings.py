@@ -18,6 +18,6 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
     }
 }
-CARBONLINK_HOSTS = []
-FUNCTION_PLUGINS = []
+CARBONLINK_HOSTS: list[str] = []
+FUNCTION_PLUGINS: list[str] = []
 DEFAULT_CACHE_DURATION = 0

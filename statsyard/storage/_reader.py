@@ -1,0 +1,165 @@
+"""Answering queries from a catalog: a short snapshot under the lock, then blocks.
+
+A query takes the catalog's lock only to collect references (index entries,
+the head), then reads and decodes blocks and groups the head without it,
+pacing itself for ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from statsyard.exceptions import CorruptRecordError
+from statsyard.storage._batch import Value
+from statsyard.storage._blocks import decode_block
+from statsyard.storage._catalog import Catalog
+from statsyard.storage._files import DamagedFileError, open_regular, segment_name
+from statsyard.storage._glob import compile_glob
+from statsyard.storage._index import BlockRef
+from statsyard.storage._query import Piece, check_agg, downsample, merge, select
+
+logger = logging.getLogger("statsyard.storage")
+
+QueryResult = dict[str, list[tuple[int, Value]]]
+"""Entity -> ``(timestamp ms, value)`` points, by time."""
+
+
+class Reader:
+    """Runs queries against whichever catalog a storage holds at the time.
+
+    Args:
+        directory: the data directory (blocks are read from its segments).
+        pace: called between pieces of work (steps aside for ingest).
+    """
+
+    def __init__(self, directory: Path, pace: Callable[[], None]) -> None:
+        self._dir = directory
+        self._pace = pace
+        self._stats_lock = threading.Lock()
+        self.bytes_read = 0
+        """Block bytes read by queries."""
+
+    def query(
+        self,
+        catalog: Catalog,
+        metric: str,
+        entity: str | None,
+        start: int | None,
+        end: int | None,
+        step: int | None,
+        agg: str,
+    ) -> QueryResult:
+        """See :meth:`Storage.query`."""
+        aggregate = check_agg(agg)
+        if step is not None and (type(step) is not int or step <= 0):
+            raise ValueError(f"step must be a positive int of ms, got {step!r}")
+        with catalog.lock:
+            wanted = catalog.entities_of(metric) if entity is None else [entity]
+            head = catalog.head
+            snapshot: list[tuple[str, list[BlockRef], int | None]] = []
+            for name in wanted:
+                key = (metric, name)
+                refs = [
+                    ref
+                    for ref in catalog.refs(key)
+                    if (start is None or ref.max_ts >= start)
+                    and (end is None or ref.min_ts < end)
+                ]
+                number = catalog.numbers.get(key)
+                if refs or number is not None:
+                    snapshot.append((name, refs, number))
+        result: QueryResult = {}
+        pace = self._pace
+        pace()
+        for name, refs, number in snapshot:
+            # The head's batches only ever grow by whole batches: it holds
+            # every batch appended before the call (and maybe later ones).
+            recent: Piece = ([], [])
+            if number is not None:
+                recent = head.piece(number, pace)
+                pace()
+            blocks = self._read_blocks(catalog, (metric, name), refs)
+            piece = merge([*blocks, recent])
+            pace()
+            piece = select(piece, start, end)
+            if not piece[0]:
+                continue
+            if step is None:
+                result[name] = list(zip(*piece, strict=True))
+            else:
+                result[name] = downsample(piece, step, aggregate, pace)
+        return result
+
+    def _read_blocks(
+        self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]
+    ) -> list[Piece]:
+        """Read and decode blocks; a damaged one is skipped, counted and logged."""
+        pieces: list[Piece] = []
+        fds: dict[int, int] = {}
+        read = 0
+        try:
+            for ref in refs:
+                self._pace()
+                fd = fds.get(ref.segment)
+                if fd is None:
+                    path = self._dir / segment_name(ref.segment)
+                    try:
+                        fd, _size = open_regular(path)
+                    except FileNotFoundError:
+                        fd = -1  # removed by retention since the snapshot
+                    except DamagedFileError as exc:
+                        fd = -1
+                        with self._stats_lock:
+                            catalog.skipped_records += 1
+                        logger.warning("Skipped the blocks of %s", exc)
+                    fds[ref.segment] = fd
+                if fd == -1:
+                    continue
+                data = os.pread(fd, ref.length, ref.offset)
+                read += len(data)
+                try:
+                    metric, entity, timestamps, values = decode_block(data)
+                    if (metric, entity) != key or len(timestamps) != ref.points:
+                        raise CorruptRecordError(  # a sound block, but not this one
+                            f"holds {len(timestamps)} points of {metric!r} "
+                            f"{entity!r}, not {ref.points} of {key[0]!r} {key[1]!r}"
+                        )
+                except CorruptRecordError as exc:
+                    with self._stats_lock:
+                        catalog.skipped_records += 1
+                    logger.warning(
+                        "Skipped damaged block at %s:%d: %s",
+                        segment_name(ref.segment),
+                        ref.offset,
+                        exc,
+                    )
+                    continue
+                pieces.append((timestamps, values))
+        finally:
+            for fd in fds.values():
+                if fd != -1:
+                    os.close(fd)
+            with self._stats_lock:
+                self.bytes_read += read
+        return pieces
+
+    def series(self, catalog: Catalog, pattern: str) -> list[tuple[str, str]]:
+        """See :meth:`Storage.series`."""
+        regex = compile_glob(pattern)
+        with catalog.lock:
+            head, numbers = catalog.head, catalog.numbers
+            candidates = [
+                (metric, entity, bool(catalog.index.get((metric, entity))))
+                for metric, entity in catalog.series_of(regex.fullmatch)
+            ]
+        in_head = head.nonempty()
+        found = [
+            (metric, entity)
+            for metric, entity, compacted in candidates
+            if compacted or numbers.get((metric, entity)) in in_head
+        ]
+        return sorted(found)

@@ -37,11 +37,8 @@ from statsyard.pipeline.ingest_consumer import (
     IngestObserver,
 )
 from statsyard.pipeline.ledger import Ledger, QueueContents
-from statsyard.pipeline.timestamp_writer import (
-    FsyncPolicy,
-    StorageHandle,
-    TimestampWriter,
-)
+from statsyard.pipeline.storage_handle import StorageHandle
+from statsyard.pipeline.timestamp_writer import FsyncPolicy, TimestampWriter
 from statsyard.render import RenderSettings
 from statsyard.supervision import (
     ChildSpec,

@@ -9,6 +9,8 @@ one process; stopping one stops only its own actors and threads.
 (:mod:`statsyard.pipeline.staging`) and handed to the queue a batch at a
 time, waiting while the queue is full. A partial batch goes out after
 ``linger`` seconds, on ``flush()`` and on ``stop()``.
+When the tree stops, :mod:`statsyard.pipeline.settlement` accounts for every
+point it or the stage still held before the host is told.
 """
 
 from __future__ import annotations
@@ -29,15 +31,14 @@ from statsyard.exceptions import (
     ConfigError,
     FlushTimeout,
     NotRunningError,
-    QueueClosedError,
     StatsYardError,
 )
 from statsyard.forward import Cursor
 from statsyard.metrics import Registry
-from statsyard.pipeline.blocking_queue import close_contents
 from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.pipeline.ledger import Counts
 from statsyard.pipeline.queue_client import BlockingQueueClient
+from statsyard.pipeline.settlement import Settlement
 from statsyard.pipeline.staging import PushStage
 from statsyard.storage import QueryResult
 from statsyard.supervision import (
@@ -140,11 +141,8 @@ class StatsYard:
         self._contents = self._tree.contents
         self._storage_handle = self._tree.storage_handle
         self._table = self._tree.table
-        self._host_on_exit = on_exit
         self._running = threading.Event()
         self._supervisor_ref: pykka.ActorRef[Supervisor] | None = None
-        self._exit: SupervisorExit | None = None
-        self._exited = threading.Event()
         self._stopping = False
 
         self.queue = BlockingQueueClient(lambda timeout: self._living(QUEUE, timeout))
@@ -154,6 +152,12 @@ class StatsYard:
             ledger=self.ledger,
             batch_size=self.batch_size,
             linger=self.linger,
+        )
+        self._settlement = Settlement(
+            contents=self._contents,
+            ledger=self.ledger,
+            stage=self._stage,
+            on_exit=on_exit,
         )
 
     # -- lifecycle ----------------------------------------------------------
@@ -179,7 +183,7 @@ class StatsYard:
         except StatsYardError:
             self._stopping = True
             raise
-        self._stage.start_linger(self._settle_after_exit)
+        self._stage.start_linger(self._settlement.settle_after_exit)
         self._running.set()
         logger.info(
             "StatsYard started in %s (queue capacity %d, fsync %s)",
@@ -207,7 +211,7 @@ class StatsYard:
         self._stopping = True
         self._running.clear()
         self._stage.stopping()  # the linger thread returns once it is not sending
-        if self._exit is None and self._supervisor_ref is not None:
+        if self._settlement.exit is None and self._supervisor_ref is not None:
             self._stop_input()
             try:
                 self._flush(drain_deadline)
@@ -223,7 +227,7 @@ class StatsYard:
                 self._supervisor_ref.stop(block=True, timeout=remaining(deadline))
             except pykka.Timeout:
                 logger.error("The supervision tree did not stop within %s s", timeout)
-        self._settle(SupervisorExit("stopped", gave_up=False), deadline)
+        self._settlement.settle(SupervisorExit("stopped", gave_up=False), deadline)
         if not self._stage.join_linger(remaining(deadline)):
             logger.error("The linger thread is still running after stop")
         stragglers = self._tree.threads.join(remaining(deadline))
@@ -264,54 +268,9 @@ class StatsYard:
         self.stop()
 
     def _on_tree_exit(self, exit_: SupervisorExit) -> None:
-        """The tree stopped (supervisor's thread): release waiters, settle the queue.
-
-        It takes no lock a host thread may hold while it waits: it first fails
-        every parked caller (which releases pushers blocked in ``push()``),
-        then counts what the queue still held. What the host itself holds
-        (staged points, a push not yet answered) is settled by the linger
-        thread or ``stop()``, which then tell the host.
-        """
+        """The tree stopped (supervisor's thread): refuse calls, settle the queue."""
         self._running.clear()
-        if self._exit is None:
-            self._exit = exit_
-        if exit_.gave_up:
-            logger.error("StatsYard's supervision tree stopped: %s", exit_.reason)
-        self._stage.tree_exited(exit_.reason)
-        self._close_contents(exit_.reason)
-
-    def _close_contents(self, reason: str) -> None:
-        """Fail every parked caller, then count what the queue held as lost."""
-        lost = close_contents(
-            self._contents,
-            QueueClosedError(f"StatsYard stopped: {reason}"),
-            committed=self.ledger.committed_upto,
-        )
-        if lost:
-            self.ledger.lose(lost)
-            logger.error("Lost %d accepted points: %s", lost, reason)
-
-    def _settle_after_exit(self) -> None:
-        """The tree stopped by itself (linger thread): settle and tell the host."""
-        if self._exit is not None:
-            self._settle(self._exit, None)
-
-    def _settle(self, exit_: SupervisorExit, deadline: float | None) -> None:
-        """Count what the host still holds as lost, then tell the host, once.
-
-        Runs in the linger thread (the tree gave up) or in ``stop()``.
-        """
-        exit_ = self._exit if self._exit is not None else exit_
-        self._close_contents(exit_.reason)
-        if not self._stage.settle(exit_.reason, deadline):
-            return  # settled before, or a pusher still holds the stage (logged)
-        self._exit = exit_
-        self._exited.set()
-        if self._host_on_exit is not None:
-            try:
-                self._host_on_exit(exit_)
-            except Exception:  # deliberate: the host's callback must not break us
-                logger.exception("on_exit callback failed")
+        self._settlement.tree_exited(exit_)
 
     def wait_stopped(self, timeout: float | None = None) -> SupervisorExit | None:
         """Wait for the tree to stop (by itself or ``stop()``); return why, or None.
@@ -319,8 +278,7 @@ class StatsYard:
         It returns the exit only once every point is settled: ``counts()``
         then has nothing pending.
         """
-        self._exited.wait(timeout)
-        return self._exit
+        return self._settlement.wait(timeout)
 
     @property
     def supervisor(self) -> pykka.ActorProxy[Supervisor]:
@@ -370,8 +328,9 @@ class StatsYard:
     def _check_running(self) -> None:
         if self._supervisor_ref is None:
             raise NotRunningError("StatsYard is not started")
-        if self._stopping or self._exit is not None:
-            reason = self._exit.reason if self._exit is not None else "stopped"
+        exit_ = self._settlement.exit
+        if self._stopping or exit_ is not None:
+            reason = exit_.reason if exit_ is not None else "stopped"
             raise NotRunningError(f"StatsYard is not running: {reason}")
 
     def push(self, point: Any) -> None:

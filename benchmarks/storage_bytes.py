@@ -9,6 +9,12 @@ before a checkpoint) and excluded (segments only, after a checkpoint), plus
 append and checkpoint costs. Usage::
 
     python benchmarks/storage_bytes.py [--series 1000] [--seconds 3600] [--jitter-ms 0]
+
+``--at-rest`` instead prints issue 13's rows: bytes per point of the whole
+data directory for 1,000 series x 300 s and x 3,600 s of slow gauges, after
+a clean stop of a running :class:`StatsYard` (which checkpoints on stop), and
+while running with the head compacted once its data is a minute old (the
+``checkpoint_after = 60`` timer, modelled by a checkpoint every 60 s of data).
 """
 
 from __future__ import annotations
@@ -33,6 +39,69 @@ def directory_bytes(directory: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in directory.glob(pattern))
 
 
+def slow_gauges(series: int, seconds: int) -> list[list[tuple[str, str, float, int]]]:
+    """One batch a second of ``series`` random walks rounded to 2 decimals."""
+    rng = random.Random(42)
+    walks = [rng.uniform(0, 100) for _ in range(series)]
+    offsets = [rng.randrange(1000) for _ in range(series)]
+    names = [(f"host.{i // 100}.cpu.load", f"server-{i:05d}") for i in range(series)]
+    batches = []
+    for second in range(seconds):
+        batch = []
+        for i, (metric, entity) in enumerate(names):
+            walks[i] = round(walks[i] + rng.gauss(0, 0.3), 2)
+            batch.append((metric, entity, walks[i], T0 + second * 1000 + offsets[i]))
+        batches.append(batch)
+    return batches
+
+
+def at_rest(series: int, seconds: int) -> None:
+    """Print bytes/point: log only, after a clean stop, and while running."""
+    from statsyard import Config, StatsYard
+
+    batches = slow_gauges(series, seconds)
+    total = series * seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        # Before issue 13: compacted only every checkpoint_points (500,000).
+        directory = Path(tmp) / "log-only"
+        with Storage.open(directory) as storage:
+            for batch in batches:
+                storage.append(batch)
+        log_only = directory_bytes(directory, "*")
+        # A running StatsYard, stopped cleanly.
+        directory = Path(tmp) / "stopped"
+        config = Config.of(storage={"data_dir": str(directory)})
+        with StatsYard(config) as yard:
+            for batch in batches:
+                yard.push_many(batch)
+            yard.flush(timeout=600)
+        stopped = directory_bytes(directory, "*")
+        reader = Storage.open_readonly(directory)
+        stored = sum(
+            len(rows) for m in reader.metrics() for rows in reader.query(m).values()
+        )
+        left_in_log = reader.head_points
+        reader.close()
+        assert stored == total, f"read back {stored} of {total}"
+        # Running, compacted every 60 s of data (the checkpoint_after timer).
+        directory = Path(tmp) / "running"
+        storage = Storage.open(directory)
+        for second, batch in enumerate(batches, 1):
+            storage.append(batch)
+            if second % 60 == 0:
+                storage.checkpoint()
+        storage.sync()
+        running = directory_bytes(directory, "*")
+        storage.close()
+    print(f"{series:,} series x {seconds:,} s = {total:,} points of slow gauges")
+    print(f"  Storage, count checkpoints only {log_only / total:6.2f} bytes/point")
+    print(
+        f"  after a clean stop (StatsYard)  {stopped / total:6.2f} bytes/point "
+        f"({left_in_log} points left in the log)"
+    )
+    print(f"  running, compacted each minute  {running / total:6.2f} bytes/point")
+
+
 def main() -> None:
     """Write the workload, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +119,16 @@ def main() -> None:
         default=500_000,
         help="automatic checkpoint interval (0: one checkpoint at the end)",
     )
+    parser.add_argument(
+        "--at-rest",
+        action="store_true",
+        help="issue 13's rows: 1,000 series x 300 s and x 3,600 s, stopped",
+    )
     args = parser.parse_args()
+    if args.at_rest:
+        at_rest(args.series, 300)
+        at_rest(args.series, 3600)
+        return
     rng = random.Random(42)
     walks = [rng.uniform(0, 100) for _ in range(args.series)]
     offsets = [rng.randrange(1000) for _ in range(args.series)]

@@ -228,6 +228,7 @@ class YardTree:
             ledger=self.ledger,
             fsync=cast("FsyncPolicy", storage.fsync),
             fsync_interval=storage.fsync_interval,
+            checkpoint_after=storage.checkpoint_after,
             storage_options=self._storage_options,
             observer=self._instruments,
             handle=self.storage_handle,

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from statsyard.cli.stress import (
     generate_points,
     write_percentile_distribution,
 )
+from statsyard.config import Config
 
 # hdr-plot (PyPI `hdr-plot`, the standard HdrHistogram plotter) imports
 # pkg_resources only to print its own version, which --noversion skips; recent
@@ -66,10 +68,10 @@ def test_stress_run_accounts_for_every_point(tmp_path: Path) -> None:
     assert 0 < report.validation_us["p50"] <= report.validation_us["max"]
     assert report.bytes_written > 0
     assert report.bytes_per_point == report.bytes_written / 2700
-    # 3,000 points are below the checkpoint threshold: all of it is log.
-    assert report.log_bytes > 0
-    assert report.segment_bytes == 0
-    assert "nothing compacted" in report.to_text()
+    # 3,000 points are below the checkpoint threshold, but the clean stop
+    # compacted the head: the log holds no points (issue 13).
+    assert 0 < report.log_bytes < 100 < report.segment_bytes
+    assert "at the clean stop, so the log is empty" in report.to_text()
     assert report.peak_rss_bytes > 0
     assert (tmp_path / "d").is_dir()
 
@@ -169,7 +171,8 @@ def test_stress_command_text_report_and_temporary_directory(
     out = capsys.readouterr().out
     assert "points/s" in out
     assert "accounting      pushed 500 = written 500 + invalid 0 + lost 0  [ok]" in out
-    assert re.search(r"bytes/point: [\d,]+ in the log, 0 in segments", out)
+    assert re.search(r"bytes/point: [\d,]+ in the log, [\d,]+ in segments", out)
+    assert "and at the clean stop, so the log is empty" in out
 
 
 def test_progress_bar_has_an_eta_and_log_lines_print_above_it(
@@ -183,3 +186,19 @@ def test_progress_bar_has_an_eta_and_log_lines_print_above_it(
     for line in err.replace("\r", "\n").splitlines():
         if "statsyard.app" in line:
             assert line.startswith("20"), line
+
+
+def test_a_stress_run_opens_no_port_and_forwards_nothing(tmp_path: Path) -> None:
+    """The service's settings turn on the HTTP API (port 8080) and forwarders;
+    a stress run is an in-process measurement: it takes neither, so a busy
+    HTTP port or a configured destination cannot fail or slow it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = Config.of(
+            http={"enabled": True, "port": busy.getsockname()[1]},
+            forward=[{"name": "relay", "kind": "graphite", "address": "127.0.0.1:9"}],
+        )
+        report = IngestStress(config=settings, data_dir=tmp_path / "d").run(500)
+    assert (report.pushed, report.written, report.lost) == (500, 500, 0)
+    assert not (tmp_path / "d" / "forward").exists()

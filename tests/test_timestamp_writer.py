@@ -25,7 +25,7 @@ from statsyard.exceptions import (
     UnknownMessageError,
     WriteError,
 )
-from statsyard.pipeline import write_stall
+from statsyard.pipeline import timestamp_writer, write_stall
 from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.pipeline.ledger import Ledger
 from statsyard.pipeline.timestamp_writer import (
@@ -652,3 +652,111 @@ def test_a_writer_stopped_while_holding_a_batch_loses_nothing(
     assert stored_points(tmp_path / "data") == [
         ("m", "e", TS + i, i) for i in range(120)
     ]
+
+
+def _log_points(data_dir: Path) -> int:
+    """Points a fresh reader finds in the log (not yet compacted into blocks)."""
+    reader = Storage.open_readonly(data_dir)
+    try:
+        return reader.head_points
+    finally:
+        reader.close()
+
+
+def _slow_gauges(series: int, seconds: int) -> list[tuple[str, str, float, int]]:
+    return [
+        (f"gauge.{s % 7}", f"host-{s}", s * 0.5 + t, TS + t * 1000)
+        for t in range(seconds)
+        for s in range(series)
+    ]
+
+
+def test_a_clean_stop_compacts_the_head_so_the_log_holds_no_points(
+    tmp_path: Path,
+) -> None:
+    """Stopping the writer checkpoints: the data reads back exactly from blocks."""
+    points = _slow_gauges(20, 30)
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", fsync="never")
+    ref.proxy().write_points(points).get(timeout=WAIT)
+    assert _log_points(tmp_path / "d") == len(points)  # not compacted yet
+    ref.stop()
+    assert _log_points(tmp_path / "d") == 0
+    expected = sorted((m, e, ts, v) for m, e, v, ts in points)
+    assert sorted(stored_points(tmp_path / "d")) == expected
+
+
+def test_a_crashed_writer_leaves_its_head_in_the_log_to_restart_at_once(
+    tmp_path: Path, link: RecordingLink
+) -> None:
+    """Only a clean stop compacts; after a crash the log keeps the points."""
+    ref = TimestampWriter.start(data_dir=tmp_path / "d", fsync="never", link=link)
+    ref.proxy().write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    ref.tell({"what": "is this"})
+    assert link.exited_event.wait(WAIT)
+    assert _log_points(tmp_path / "d") == 1
+    assert stored_points(tmp_path / "d") == [("m", "e", TS, 1)]
+
+
+class _CheckpointSeen(timestamp_writer.WriterObserver):
+    def __init__(self) -> None:
+        self.points: list[int] = []
+        self.event = threading.Event()
+
+    def checkpointed(self, points: int, seconds: float) -> None:
+        self.points.append(points)
+        self.event.set()
+
+
+def test_a_head_that_aged_past_checkpoint_after_is_compacted_by_the_timer(
+    tmp_path: Path,
+) -> None:
+    """An idle writer compacts its head after ``checkpoint_after`` seconds."""
+    seen = _CheckpointSeen()
+    ref = TimestampWriter.start(
+        data_dir=tmp_path / "d", fsync="never", checkpoint_after=0.05, observer=seen
+    )
+    try:
+        points = _slow_gauges(10, 12)
+        ref.proxy().write_points(points).get(timeout=WAIT)
+        assert seen.event.wait(WAIT)
+        assert seen.points == [len(points)]
+        assert _log_points(tmp_path / "d") == 0  # while the writer still runs
+        expected = sorted((m, e, ts, v) for m, e, v, ts in points)
+        assert sorted(stored_points(tmp_path / "d")) == expected
+    finally:
+        ref.stop()
+
+
+def test_checkpoint_after_must_be_positive(tmp_path: Path) -> None:
+    """A zero or negative age is the caller's error, before anything opens."""
+    with pytest.raises(InvalidArgumentError, match="checkpoint_after"):
+        TimestampWriter(data_dir=tmp_path / "d", checkpoint_after=0)
+
+
+def test_the_service_compacts_an_aged_head_as_configured(tmp_path: Path) -> None:
+    """``[storage] checkpoint_after`` reaches the writer of a running StatsYard."""
+    done = threading.Event()
+
+    class _Checkpoints(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Checkpoint:"):
+                done.set()
+
+    handler = _Checkpoints(level=logging.INFO)
+    storage_logger = logging.getLogger("statsyard.storage")
+    storage_logger.addHandler(handler)
+    old_level = storage_logger.level
+    storage_logger.setLevel(logging.INFO)
+    config = Config.of(
+        storage={"data_dir": str(tmp_path / "d"), "checkpoint_after": 0.05},
+        metrics={"enabled": False},
+    )
+    try:
+        with StatsYard(config) as yard:
+            yard.push_many(_slow_gauges(5, 4))
+            yard.flush(timeout=WAIT)
+            assert done.wait(WAIT)
+            assert _log_points(tmp_path / "d") == 0
+    finally:
+        storage_logger.removeHandler(handler)
+        storage_logger.setLevel(old_level)

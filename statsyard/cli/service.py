@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from statsyard.app import StatsYard
-
 if TYPE_CHECKING:
     from statsyard.config import Config
 
@@ -178,6 +176,7 @@ def run_service(config: Config, *, debug: bool = False) -> int:
     directory) is one CRITICAL line and exit status 1; ``debug`` also shows
     the errors and tracebacks the children logged on the way.
     """
+    from statsyard.app import StatsYard  # only this command runs the tree
     from statsyard.exceptions import StatsYardError
 
     gate = SignalGate()

@@ -89,6 +89,16 @@ class StorageConfig:
             "0 never compacts by count.",
         ),
     )
+    checkpoint_after: float | None = _setting(
+        60.0,
+        Setting(
+            "float",
+            above=0,
+            off_when_zero=True,
+            help="Compact the head once it has held points this many seconds; "
+            "0 compacts only by count and at a clean stop.",
+        ),
+    )
     max_series: int | None = _setting(
         None,
         Setting(

@@ -19,8 +19,10 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from datadog.dogstatsd.base import DogStatsd
+if TYPE_CHECKING:  # the client imports requests: only when shipping starts
+    from datadog.dogstatsd.base import DogStatsd
 
 __all__ = ["CountingSocket", "attach"]
 

@@ -27,11 +27,10 @@ import logging
 import math
 import socket
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import pykka
-from datadog.dogstatsd.base import DogStatsd
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from statsyard._ratelimit import warn_once
@@ -43,6 +42,9 @@ from statsyard.metrics.process_stats import ProcessStats
 from statsyard.metrics.registry import Registry
 from statsyard.metrics.sample import Sample, ShippableStats
 from statsyard.supervision import ChildActor, Link
+
+if TYPE_CHECKING:
+    from datadog.dogstatsd.base import DogStatsd
 
 __all__ = ["ERROR_KINDS", "StatShipper", "StatShipperProxy"]
 
@@ -146,6 +148,11 @@ class StatShipper(ChildActor):
             raise
 
     def _start(self) -> None:
+        # Imported here, not at module level: the datadog package imports its
+        # HTTP API client (requests, urllib3), some 70 ms that only a running
+        # shipper needs (issue 13).
+        from datadog.dogstatsd.base import DogStatsd
+
         for kind in ERROR_KINDS:
             self._registry.counter("shipper.errors", tags={"kind": kind})
         self._statsd = DogStatsd(

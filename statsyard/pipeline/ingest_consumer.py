@@ -23,6 +23,7 @@ import pykka
 from statsyard.datapoint import Invalid, validate_rows
 from statsyard.exceptions import InvalidArgumentError, WriteError
 from statsyard.pipeline._reply import Replied, TellReply
+from statsyard.pipeline.ingest_observer import IngestObserver
 from statsyard.pipeline.ledger import Ledger
 from statsyard.pipeline.queue_messages import Ack, Delivery, Fetch, RequeueInFlight
 from statsyard.pipeline.writer_messages import WriteAck, WriteBatch
@@ -34,16 +35,6 @@ logger = logging.getLogger(__name__)
 
 _DELIVERY = "delivery"
 _WRITTEN = "written"
-
-
-class IngestObserver:
-    """Hooks the consumer calls per batch; the default does nothing.
-
-    The metrics wiring overrides it to record validation time and counts.
-    """
-
-    def validated(self, points: int, invalid: int, seconds: float) -> None:
-        """A batch of ``points`` was validated in ``seconds``."""
 
 
 class IngestFanOut(IngestObserver):

@@ -61,6 +61,11 @@ class _SyncTick:
 
 
 @attrs.frozen(slots=True)
+class _CheckpointTick:
+    """Timer tick: compact the head if it has held points long enough."""
+
+
+@attrs.frozen(slots=True)
 class _RetryWrite:
     """Timer message: try the held batch again (the disk was full)."""
 
@@ -80,6 +85,9 @@ class WriterObserver:
     def write_retried(self) -> None:
         """A held batch was tried again and failed again."""
 
+    def checkpointed(self, points: int, seconds: float) -> None:
+        """The head's ``points`` were compacted into a segment after they aged."""
+
 
 class TimestampWriter(ChildActor):
     """Appends points durably to the data directory and acknowledges writes.
@@ -89,6 +97,10 @@ class TimestampWriter(ChildActor):
         ledger: the pipeline's accounting; batches are committed to it.
         fsync: ``always``, ``interval`` or ``never``.
         fsync_interval: seconds between fsyncs under ``interval``.
+        checkpoint_after: compact the head once it has held points this many
+            seconds, so that an idle or slow writer's data does not stay in
+            the log (about 20 bytes a point) until the count is reached;
+            None: only by count (``checkpoint_points``) and at a clean stop.
         storage_options: passed to :meth:`Storage.open`.
         observer: per-write hooks (metrics).
         handle: the writer publishes its open storage here, for queries.
@@ -102,6 +114,7 @@ class TimestampWriter(ChildActor):
         ledger: Ledger | None = None,
         fsync: FsyncPolicy = "interval",
         fsync_interval: float = 1.0,
+        checkpoint_after: float | None = None,
         storage_options: dict[str, Any] | None = None,
         observer: WriterObserver | None = None,
         handle: StorageHandle | None = None,
@@ -117,6 +130,14 @@ class TimestampWriter(ChildActor):
                 f"fsync_interval must be > 0 seconds, got {fsync_interval}",
                 value=fsync_interval,
             )
+        if checkpoint_after is not None and not checkpoint_after > 0:
+            raise InvalidArgumentError(
+                f"checkpoint_after must be > 0 seconds or None, got {checkpoint_after}",
+                value=checkpoint_after,
+            )
+        self._checkpoint_after = checkpoint_after
+        self._checkpoint_ticker: Ticker | None = None
+        self._head_since: float | None = None
         self._data_dir = data_dir
         self._ledger = ledger if ledger is not None else Ledger()
         self._fsync = fsync
@@ -158,28 +179,41 @@ class TimestampWriter(ChildActor):
                     name="statsyard-fsync-ticker",
                 )
                 self._ticker.start()
+            if self._checkpoint_after is not None:
+                # A quarter of the age: the head is compacted between 1 and
+                # 1.25 times checkpoint_after after its first point came.
+                self._checkpoint_ticker = Ticker(
+                    self.actor_ref,
+                    lambda _due: _CheckpointTick(),
+                    self._checkpoint_after / 4,
+                    name="statsyard-checkpoint-ticker",
+                )
+                self._checkpoint_ticker.start()
         except BaseException:
-            self._close()
+            self._close(compact=False)
             raise
 
     def on_child_stop(self) -> None:
-        """Fsync and close."""
-        self._close()
+        """Compact the head, fsync and close: a clean stop leaves the log empty."""
+        self._close(compact=True)
 
     def on_child_failure(self, error: BaseException | None) -> None:
-        """Close as on a stop: what was written stays written."""
-        self._close()
+        """Close as on a stop, without compacting: what was written stays written."""
+        self._close(compact=False)
 
-    def _close(self) -> None:
+    def _close(self, *, compact: bool) -> None:
         self._stall.close()
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
+        if self._checkpoint_ticker is not None:
+            self._checkpoint_ticker.stop()
+            self._checkpoint_ticker = None
         if self._storage is not None:
             storage, self._storage = self._storage, None
             if self._handle is not None:
                 self._handle.publish(None)
-            storage.close()
+            storage.close(compact=compact)
 
     @property
     def storage(self) -> Storage:
@@ -288,6 +322,8 @@ class TimestampWriter(ChildActor):
             return self._on_write_batch(message)
         if isinstance(message, _RetryWrite):
             return self._on_retry()
+        if isinstance(message, _CheckpointTick):
+            return self._on_checkpoint_tick()
         if isinstance(message, _SyncTick):
             if self._dirty:
                 try:
@@ -296,6 +332,31 @@ class TimestampWriter(ChildActor):
                     self._fsync_failed(0, exc)  # retried at the next tick
             return None
         return super().on_receive(message)
+
+    def _on_checkpoint_tick(self) -> None:
+        """Compact the head once its first point has waited ``checkpoint_after``."""
+        since = self._head_since
+        if (
+            since is None
+            or self._checkpoint_after is None
+            or self._stall.holding  # the disk refuses writes: wait
+            or time.monotonic() - since < self._checkpoint_after
+        ):
+            return
+        points = self.storage.head_points
+        if points == 0:  # compacted by count meanwhile
+            self._head_since = None
+            return
+        started = time.perf_counter()
+        try:
+            self.storage.checkpoint()
+        except WriteError as exc:
+            # Nothing is lost (the log stays); try again a whole period later.
+            logger.error("Checkpoint of an aged head failed, will retry: %s", exc)
+            self._head_since = time.monotonic()
+            return
+        self._head_since = None
+        self._observer.checkpointed(points, time.perf_counter() - started)
 
     def _refused(self) -> int:
         """Points the storage refused so far (series limits), all reasons."""
@@ -307,6 +368,8 @@ class TimestampWriter(ChildActor):
         started = time.perf_counter()
         self.storage.append(points)
         self._dirty = True
+        if self._head_since is None:
+            self._head_since = time.monotonic()
         self._observer.wrote(len(points), time.perf_counter() - started)
 
     def _above_committed(self, batch: WriteBatch) -> WriteBatch | None:

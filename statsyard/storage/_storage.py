@@ -365,11 +365,29 @@ class Storage:
 
     # -- closing and figures ------------------------------------------------------
 
-    def close(self) -> None:
-        """Sync and close the files; calling it again does nothing."""
+    def close(self, *, compact: bool = False) -> None:
+        """Sync and close the files; calling it again does nothing.
+
+        Args:
+            compact: checkpoint first when the head holds points, so that the
+                data is left in blocks (about a byte a point) rather than in
+                the log (about 20); a failed checkpoint is logged and loses
+                nothing (the log stays). The pipeline's writer does so on a
+                clean stop.
+        """
         if self._closed:
             return
         try:
+            if compact and self._writer is not None and self.head_points:
+                try:
+                    self._writer.checkpoint()
+                except WriteError as exc:
+                    logger.error(
+                        "Checkpoint at close of %s failed; the log keeps the "
+                        "points: %s",
+                        self._dir,
+                        exc,
+                    )
             self.sync()
         finally:
             self._closed = True

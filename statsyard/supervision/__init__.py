@@ -21,28 +21,54 @@ application can use it unchanged. The pieces, one per module:
 
 from __future__ import annotations
 
-from statsyard.supervision.child_actor import ChildActor
-from statsyard.supervision.child_spec import (
-    ChildInfo,
-    ChildSpec,
-    Restart,
-    StartContext,
-    SupervisorExit,
-)
-from statsyard.supervision.child_table import ChildTable
-from statsyard.supervision.errors import (
-    BadSpecError,
-    ChildCrashError,
-    ChildStartError,
-    ChildStopError,
-    NoSuchChildError,
-    SupervisionError,
-    TreeStoppedError,
-    UnknownMessageError,
-)
-from statsyard.supervision.link import Link
-from statsyard.supervision.supervisor import Supervisor
-from statsyard.supervision.thread_tracker import ThreadTracker
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statsyard.supervision.child_actor import ChildActor
+    from statsyard.supervision.child_spec import (
+        ChildInfo,
+        ChildSpec,
+        Restart,
+        StartContext,
+        SupervisorExit,
+    )
+    from statsyard.supervision.child_table import ChildTable
+    from statsyard.supervision.errors import (
+        BadSpecError,
+        ChildCrashError,
+        ChildStartError,
+        ChildStopError,
+        NoSuchChildError,
+        SupervisionError,
+        TreeStoppedError,
+        UnknownMessageError,
+    )
+    from statsyard.supervision.link import Link
+    from statsyard.supervision.supervisor import Supervisor
+    from statsyard.supervision.thread_tracker import ThreadTracker
+
+# Names are imported on first use (PEP 562): the errors need no Pykka.
+_LOCATIONS: dict[str, str] = {
+    "BadSpecError": "statsyard.supervision.errors",
+    "ChildActor": "statsyard.supervision.child_actor",
+    "ChildCrashError": "statsyard.supervision.errors",
+    "ChildInfo": "statsyard.supervision.child_spec",
+    "ChildSpec": "statsyard.supervision.child_spec",
+    "ChildStartError": "statsyard.supervision.errors",
+    "ChildStopError": "statsyard.supervision.errors",
+    "ChildTable": "statsyard.supervision.child_table",
+    "Link": "statsyard.supervision.link",
+    "NoSuchChildError": "statsyard.supervision.errors",
+    "Restart": "statsyard.supervision.child_spec",
+    "StartContext": "statsyard.supervision.child_spec",
+    "SupervisionError": "statsyard.supervision.errors",
+    "Supervisor": "statsyard.supervision.supervisor",
+    "SupervisorExit": "statsyard.supervision.child_spec",
+    "ThreadTracker": "statsyard.supervision.thread_tracker",
+    "TreeStoppedError": "statsyard.supervision.errors",
+    "UnknownMessageError": "statsyard.supervision.errors",
+}
 
 __all__ = [
     "BadSpecError",
@@ -64,3 +90,14 @@ __all__ = [
     "TreeStoppedError",
     "UnknownMessageError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines the public ``name`` on first use."""
+    try:
+        module = _LOCATIONS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

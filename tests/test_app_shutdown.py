@@ -97,7 +97,7 @@ def test_giving_up_while_pushers_block_on_a_full_queue_releases_them_all(
         thread.start()
     started.wait(WAIT)
     for _ in range(1000):  # until one pusher holds the staging lock, waiting
-        if yard._stage_lock.locked():
+        if yard._stage.lock.locked():
             break
         threading.Event().wait(0.001)
     yard.child("queue").tell("crash")  # max_restarts=0: the tree gives up
@@ -294,9 +294,9 @@ def test_an_idle_statsyard_does_not_wake_up(tmp_path: Path) -> None:
     try:
         yard.push(("m", "e", 1, TS))  # goes out after the linger, on its own
         assert yard.queue.await_committed(1, timeout=WAIT) >= 1
-        wakeups = yard._linger_wakeups
+        wakeups = yard._stage.wakeups
         threading.Event().wait(0.3)  # an idle window: 30 lingers long
-        assert yard._linger_wakeups == wakeups
+        assert yard._stage.wakeups == wakeups
         assert wakeups <= 3
     finally:
         yard.stop(timeout=WAIT)

@@ -115,6 +115,7 @@ LAYERS = (
     ("config",),
     ("render",),
     ("http",),
+    ("tree",),
     ("app", "testing"),
     ("cli",),
     ("__main__", "statsyard"),

@@ -25,7 +25,7 @@ from statsyard.exceptions import (
     UnknownMessageError,
     WriteError,
 )
-from statsyard.pipeline import timestamp_writer
+from statsyard.pipeline import timestamp_writer, write_stall
 from statsyard.pipeline.ingest_consumer import IngestObserver
 from statsyard.pipeline.ledger import Ledger
 from statsyard.pipeline.timestamp_writer import (
@@ -430,9 +430,9 @@ def test_a_full_disk_holds_ingest_and_resumes_by_itself(
     the disk takes writes again every point is written exactly once, without
     the writer ever being restarted.
     """
-    monkeypatch.setattr(timestamp_writer, "RETRY_INITIAL_S", 0.005, raising=False)
-    monkeypatch.setattr(timestamp_writer, "RETRY_MAX_S", 0.02, raising=False)
-    monkeypatch.setattr(timestamp_writer, "STALL_LOG_INTERVAL_S", 0.05, raising=False)
+    monkeypatch.setattr(write_stall, "RETRY_INITIAL_S", 0.005)
+    monkeypatch.setattr(write_stall, "RETRY_MAX_S", 0.02)
+    monkeypatch.setattr(write_stall, "STALL_LOG_INTERVAL_S", 0.05)
     real_write, real_fsync = os.write, os.fsync
     full = threading.Event()
     refused = {"writes": 0}
@@ -615,8 +615,8 @@ def test_a_writer_stopped_while_holding_a_batch_loses_nothing(
     The successor writer holds it again (the disk is still full), and once
     space is back every point is written exactly once.
     """
-    monkeypatch.setattr(timestamp_writer, "RETRY_INITIAL_S", 0.005)
-    monkeypatch.setattr(timestamp_writer, "RETRY_MAX_S", 0.02)
+    monkeypatch.setattr(write_stall, "RETRY_INITIAL_S", 0.005)
+    monkeypatch.setattr(write_stall, "RETRY_MAX_S", 0.02)
     real_write = os.write
     full = threading.Event()
 

@@ -25,7 +25,7 @@ from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.retention import ForwardRetention
 from statsyard.forward.settings import ForwardSettings, parse_forward_tables
 from statsyard.metrics import Registry
-from statsyard.pipeline.timestamp_writer import StorageHandle
+from statsyard.pipeline.storage_handle import StorageHandle
 from statsyard.supervision import ChildSpec, StartContext
 from statsyard.supervision.deadline import deadline_after, remaining
 

@@ -49,7 +49,7 @@ from statsyard.forward.instruments import ForwardInstruments
 from statsyard.forward.log_reader import Chunk, LogReader, Piece, oldest_log
 from statsyard.forward.progress import ForwardProgress
 from statsyard.forward.settings import ForwardSettings
-from statsyard.pipeline.timestamp_writer import StorageHandle
+from statsyard.pipeline.storage_handle import StorageHandle
 from statsyard.storage import FILE_HEADER_SIZE, LogEnd
 from statsyard.supervision import ChildActor, Link
 

@@ -26,7 +26,7 @@ from statsyard.pipeline._reply import Replied, TellReply
 from statsyard.pipeline.ingest_observer import IngestObserver
 from statsyard.pipeline.ledger import Ledger
 from statsyard.pipeline.queue_messages import Ack, Delivery, Fetch, RequeueInFlight
-from statsyard.pipeline.timestamp_writer import WriteAck, WriteBatch
+from statsyard.pipeline.writer_messages import WriteAck, WriteBatch
 from statsyard.supervision import ChildActor, Link
 
 __all__ = ["IngestConsumer", "IngestFanOut", "IngestObserver"]

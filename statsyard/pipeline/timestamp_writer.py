@@ -20,16 +20,12 @@ waits instead of the writer crashing (docs/architecture.md).
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import errno
 import logging
 import os
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import attrs
 import pykka
@@ -38,6 +34,9 @@ from statsyard._ticker import Ticker
 from statsyard.datapoint import Row, validate_rows
 from statsyard.exceptions import InvalidArgumentError, NotRunningError, WriteError
 from statsyard.pipeline.ledger import Ledger
+from statsyard.pipeline.storage_handle import StorageHandle
+from statsyard.pipeline.write_stall import STALL_ERRNOS, WriteStall
+from statsyard.pipeline.writer_messages import WriteAck, WriteBatch
 from statsyard.storage import Storage
 from statsyard.supervision import ChildActor, Link
 
@@ -57,38 +56,6 @@ FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "interval", "never")
 
 
 @attrs.frozen(slots=True)
-class WriteAck:
-    """A batch is written (and fsynced when ``synced``).
-
-    ``end`` is the pipeline index just past the batch (0 outside the pipeline).
-    """
-
-    end: int
-    written: int
-    synced: bool
-    duplicate: bool = False
-
-
-@attrs.frozen(slots=True)
-class WriteBatch:
-    """The consumer's write: valid ``points`` covering indices [start, end).
-
-    ``invalid`` rejected points in that range are committed with it, so that
-    every point is accounted for exactly once; ``invalid_at`` are their
-    pipeline indices (ascending), which lets the writer trim a batch that
-    overlaps what is already committed (None: not known). ``reply`` gets a
-    :class:`WriteAck` or the error.
-    """
-
-    start: int
-    end: int
-    points: tuple[Row, ...]
-    invalid: int
-    reply: Any
-    invalid_at: tuple[int, ...] | None = None
-
-
-@attrs.frozen(slots=True)
 class _SyncTick:
     """Timer tick of the ``interval`` fsync policy."""
 
@@ -101,48 +68,6 @@ class _CheckpointTick:
 @attrs.frozen(slots=True)
 class _RetryWrite:
     """Timer message: try the held batch again (the disk was full)."""
-
-
-STALL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
-"""Write errors the writer waits out (holding the batch) instead of failing."""
-RETRY_INITIAL_S = 0.05
-"""First delay before a held batch is tried again; doubles at each failure."""
-RETRY_MAX_S = 5.0
-"""Longest delay between two tries of a held batch."""
-STALL_LOG_INTERVAL_S = 30.0
-"""While writes are stalled, how often the condition is logged again."""
-
-
-class StorageHandle:
-    """Where the living writer publishes its open storage, for queries elsewhere.
-
-    Queries run in the caller's thread against the writer's
-    :class:`~statsyard.storage.Storage` (which is safe for that), never
-    inside the writer's message handler, so a long scan does not stall ingest.
-    A restarted writer publishes its new storage here.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._storage: Storage | None = None
-
-    def publish(self, storage: Storage | None) -> None:
-        """Set (or clear) the current storage."""
-        with self._cond:
-            self._storage = storage
-            self._cond.notify_all()
-
-    def get(self, timeout: float | None = None) -> Storage:
-        """The current storage, waiting up to ``timeout`` s for a writer to open one.
-
-        Raises:
-            NotRunningError: no writer has its storage open in time.
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._storage is not None, timeout):
-                raise NotRunningError("no writer has the data directory open")
-            assert self._storage is not None
-            return self._storage
 
 
 class WriterObserver:
@@ -224,16 +149,14 @@ class TimestampWriter(ChildActor):
         self._ticker: Ticker | None = None
         self._dirty = False
         self._sync_failure: WriteError | None = None
-        # While the disk refuses writes: the batch being retried, the ones
-        # that arrived behind it, and the retry timer.
-        self._held: WriteBatch | None = None
-        self._behind: deque[WriteBatch] = deque()
-        self._retry_timer: threading.Timer | None = None
-        self._stalled = False
-        self._retry_delay = 0.0
-        self._retries = 0
-        self._stalled_since = 0.0
-        self._stall_logged = 0.0
+        # While the disk refuses writes: the held batch, those behind it.
+        self._stall = WriteStall(
+            data_dir=data_dir,
+            log=logger,
+            tell_retry=self._tell_retry,
+            on_stalled=self._observer.write_stalled,
+            on_retried=self._observer.write_retried,
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -279,17 +202,7 @@ class TimestampWriter(ChildActor):
         self._close(compact=False)
 
     def _close(self, *, compact: bool) -> None:
-        if self._retry_timer is not None:
-            timer, self._retry_timer = self._retry_timer, None
-            timer.cancel()
-            timer.join(timeout=1.0)  # it only tells: done at once, no thread left
-        # A held batch was never committed: the queue still has its points
-        # in flight and redelivers them to the next writer.
-        self._held = None
-        self._behind.clear()
-        if self._stalled:
-            self._stalled = False
-            self._observer.write_stalled(False)
+        self._stall.close()
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
@@ -403,8 +316,8 @@ class TimestampWriter(ChildActor):
     def on_receive(self, message: Any) -> Any:
         """Handle pipeline writes and fsync ticks; crash on anything else."""
         if isinstance(message, WriteBatch):
-            if self._held is not None:
-                self._behind.append(message)  # in order, after the held one
+            if self._stall.holding:
+                self._stall.wait_behind(message)  # in order, after the held one
                 return None
             return self._on_write_batch(message)
         if isinstance(message, _RetryWrite):
@@ -426,7 +339,7 @@ class TimestampWriter(ChildActor):
         if (
             since is None
             or self._checkpoint_after is None
-            or self._held is not None  # the disk refuses writes: wait
+            or self._stall.holding  # the disk refuses writes: wait
             or time.monotonic() - since < self._checkpoint_after
         ):
             return
@@ -460,52 +373,22 @@ class TimestampWriter(ChildActor):
         self._observer.wrote(len(points), time.perf_counter() - started)
 
     def _above_committed(self, batch: WriteBatch) -> WriteBatch | None:
-        """The part of ``batch`` not committed yet; None when all of it is.
-
-        The ledger, not the sender, decides: a restarted consumer may have
-        trimmed its delivery against a committed index that a write still
-        pending here has since moved past.
+        """The part of ``batch`` not committed yet (the ledger decides); None
+        when all of it is.
 
         Raises:
-            ValueError: the batch overlaps the committed index but does not
-                say where its rejected points are, so it cannot be cut exactly.
+            ValueError: the batch cannot be cut exactly (see WriteBatch.above).
         """
-        committed = self._ledger.committed_upto
-        if batch.end <= committed:
-            return None
-        if batch.start >= committed:
-            return batch
-        rejected_below = 0
-        if batch.invalid:
-            if batch.invalid_at is None or len(batch.invalid_at) != batch.invalid:
-                raise ValueError(
-                    f"batch [{batch.start}, {batch.end}) overlaps the committed "
-                    f"index {committed} but does not give the indices of its "
-                    f"{batch.invalid} rejected points; resend it from {committed}"
-                )
-            rejected_below = bisect.bisect_left(batch.invalid_at, committed)
-        drop = committed - batch.start - rejected_below
-        if not 0 <= drop <= len(batch.points):
-            raise ValueError(
-                f"batch [{batch.start}, {batch.end}) holds {len(batch.points)} "
-                f"points and {batch.invalid} rejections: inconsistent"
+        trimmed = batch.above(self._ledger.committed_upto)
+        if trimmed is not None and trimmed is not batch:
+            logger.info(
+                "Trimmed batch [%d, %d) to [%d, %d): the rest is already committed",
+                batch.start,
+                batch.end,
+                trimmed.start,
+                batch.end,
             )
-        logger.info(
-            "Trimmed batch [%d, %d) to [%d, %d): the rest is already committed",
-            batch.start,
-            batch.end,
-            committed,
-            batch.end,
-        )
-        return attrs.evolve(
-            batch,
-            start=committed,
-            points=batch.points[drop:],
-            invalid=batch.invalid - rejected_below,
-            invalid_at=(
-                None if batch.invalid_at is None else batch.invalid_at[rejected_below:]
-            ),
-        )
+        return trimmed
 
     def _on_write_batch(self, batch: WriteBatch) -> None:
         try:
@@ -529,7 +412,7 @@ class TimestampWriter(ChildActor):
             # The log is as it was before the call: hold the batch and try
             # again later. The consumer waits for this reply and fetches no
             # more, so the queue fills and pushers wait: back-pressure.
-            self._hold(batch, exc)
+            self._stall.hold(batch, exc)
             return
         except Exception as exc:  # noqa: BLE001 (deliberate: the asker crashes, retries)
             logger.error("Write of %d points failed: %s", len(batch.points), exc)
@@ -554,68 +437,21 @@ class TimestampWriter(ChildActor):
 
     # -- a full disk --------------------------------------------------------
 
-    def _hold(self, batch: WriteBatch, error: WriteError) -> None:
-        """Keep ``batch`` and schedule another try, backing off exponentially."""
-        now = time.monotonic()
-        if not self._stalled:
-            self._stalled = True
-            self._retries = 0
-            self._stalled_since = self._stall_logged = now
-            self._retry_delay = RETRY_INITIAL_S
-            self._observer.write_stalled(True)
-            logger.error(
-                "Cannot write to %s (%s): holding %d points and retrying; "
-                "ingest waits until the disk takes writes again",
-                self._data_dir,
-                error.strerror or error,
-                len(batch.points),
-            )
-        else:
-            self._retries += 1
-            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
-            self._observer.write_retried()
-            if now - self._stall_logged >= STALL_LOG_INTERVAL_S:
-                self._stall_logged = now
-                logger.error(
-                    "Still cannot write to %s (%s): %d retries in %.0f s, "
-                    "holding %d points, %d batches waiting behind them",
-                    self._data_dir,
-                    error.strerror or error,
-                    self._retries,
-                    now - self._stalled_since,
-                    len(batch.points),
-                    len(self._behind),
-                )
-        self._held = batch
-        timer = threading.Timer(self._retry_delay, self._tell_retry)
-        timer.name = "statsyard-write-retry"
-        timer.daemon = True
-        self._retry_timer = timer
-        timer.start()
-
     def _tell_retry(self) -> None:
         """Timer thread: wake the writer to try its held batch again."""
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(_RetryWrite())
 
     def _on_retry(self) -> None:
-        self._retry_timer = None
-        batch, self._held = self._held, None
+        batch = self._stall.take_held()
         if batch is None:
             return
         self._on_write_batch(batch)
-        if self._held is not None:
-            return  # still refused; _hold scheduled the next try
-        logger.warning(
-            "Writes to %s resumed after %d retries in %.1f s",
-            self._data_dir,
-            self._retries,
-            time.monotonic() - self._stalled_since,
-        )
-        self._stalled = False
-        self._observer.write_stalled(False)
-        while self._behind and self._held is None:
-            self._on_write_batch(self._behind.popleft())
+        if self._stall.holding:
+            return  # still refused: the next try is scheduled
+        self._stall.resumed()
+        while (behind := self._stall.next_behind()) is not None:
+            self._on_write_batch(behind)
 
     @staticmethod
     def _reply(batch: WriteBatch, ack: WriteAck) -> None:

@@ -213,6 +213,7 @@ class YardTree:
             default_entity=settings.default_entity,
             max_line_length=settings.max_line_length,
             max_connections=settings.max_connections,
+            idle_timeout=settings.idle_timeout,
             entity_tag=settings.entity_tag,
             templates=settings.templates,
             drain_timeout=GRAPHITE_DRAIN,

@@ -112,6 +112,15 @@ class RecordingObserver(ListenerObserver):
     def connection_refused(self) -> None:
         self._add("refused")
 
+    def connection_idle_closed(self) -> None:
+        self._add("idle_closed")
+
+    def connection_evicted(self) -> None:
+        self._add("evicted")
+
+    def accept_failed(self) -> None:
+        self._add("accept_failed")
+
 
 @pytest.fixture
 def start_listener() -> Iterator[Callable[..., tuple[Any, QueueSink]]]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,24 +208,171 @@ def test_a_full_sink_blocks_tcp_senders_and_loses_nothing(start_listener: Any) -
     assert stats_of(proxy).lines_accepted == total
 
 
-def test_connections_over_the_limit_are_refused(start_listener: Any) -> None:
-    """With max_connections open, a new client is closed at once and counted."""
-    proxy, sink = start_listener(max_connections=2)
+def wait_stats(proxy: Any, done: Any, timeout: float = TIMEOUT) -> ListenerStats:
+    """Ask stats() until ``done(stats)`` holds (Graphite has no acknowledgement)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = stats_of(proxy)
+        if done(stats) or time.monotonic() > deadline:
+            return stats
+
+
+def test_idle_connections_filling_the_table_make_room_for_a_new_client(
+    start_listener: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """40 idle clients against max_connections=20: a new client's lines arrive.
+
+    Each client beyond the limit closes the longest-idle one (counted, logged
+    rate-limited) instead of being refused.
+    """
+    observer = RecordingObserver()
+    proxy, sink = start_listener(max_connections=20, observer=observer)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    idle = [socket.create_connection(tcp, timeout=TIMEOUT) for _ in range(40)]
+    try:
+        assert observer.wait_for("opened", 40)
+        assert observer.wait_for("evicted", 20)
+        tcp_send(tcp, b"fresh 1 1700000000\nfresh 2 1700000001\n")
+        assert sink.wait_received(2)
+        assert [p.value for p in sink.take()] == [1.0, 2.0]
+        stats = wait_stats(proxy, lambda s: s.connections_closed["client"] == 1)
+        assert stats.connections_refused == 0
+        assert stats.connections_closed["evicted"] == 21
+        assert stats.connections_open == 19  # 20, less the fresh one gone
+        # The first 21 clients were the longest idle: the server hung up on them.
+        assert idle[0].recv(16) == b""
+        idle[39].setblocking(False)
+        with pytest.raises(BlockingIOError):  # still open, nothing to read
+            idle[39].recv(16)
+    finally:
+        for sock in idle:
+            sock.close()
+    evictions = [r for r in caplog.records if "longest-idle" in r.getMessage()]
+    assert 1 <= len(evictions) < 10
+
+
+def test_an_idle_client_that_spoke_last_is_not_the_one_evicted(
+    start_listener: Any,
+) -> None:
+    """The connection evicted is the longest idle, not the oldest."""
+    observer = RecordingObserver()
+    proxy, sink = start_listener(max_connections=2, observer=observer)
     tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
     first = socket.create_connection(tcp, timeout=TIMEOUT)
     second = socket.create_connection(tcp, timeout=TIMEOUT)
     try:
-        first.sendall(b"one 1 1700000000\n")
-        second.sendall(b"two 1 1700000000\n")
-        assert sink.wait_received(2)
+        assert observer.wait_for("opened", 2)
+        first.sendall(b"one 1 1700000000\n")  # first is now the most recent
+        assert sink.wait_received(1)
         with socket.create_connection(tcp, timeout=TIMEOUT) as third:
-            assert third.recv(16) == b""
-        stats = stats_of(proxy)
-        assert stats.connections_refused == 1
-        assert stats.connections_open == 2
+            third.sendall(b"three 3 1700000000\n")
+            assert sink.wait_received(2)
+            assert second.recv(16) == b""  # evicted
+            first.sendall(b"one 2 1700000001\n")
+            assert sink.wait_received(3)
+        assert [p.metric for p in sink.take()] == ["one", "three", "one"]
     finally:
         first.close()
         second.close()
+
+
+def test_connections_over_the_limit_are_refused_when_all_are_busy(
+    start_listener: Any,
+) -> None:
+    """With every open connection's points waiting for a full queue, a new
+    client is closed at once and counted: nothing busy is evicted."""
+    observer = RecordingObserver()
+    proxy, sink = start_listener(
+        QueueSink(capacity=1), max_connections=2, observer=observer
+    )
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    first = socket.create_connection(tcp, timeout=TIMEOUT)
+    second = socket.create_connection(tcp, timeout=TIMEOUT)
+    try:
+        first.sendall(b"one 1 1700000000\none 2 1700000001\n")
+        assert sink.wait_full()  # that push waits in the queue for room
+        first.sendall(b"one 3 1700000002\n")
+        second.sendall(b"two 1 1700000000\n")
+        # These wait for the next push (a candidate for eviction is read
+        # first, so they are seen even if the loop has not read them yet).
+        with socket.create_connection(tcp, timeout=TIMEOUT) as third:
+            assert observer.wait_for("refused", 1)
+            assert third.recv(16) == b""
+        stats = stats_of(proxy)
+        assert stats.connections_refused == 1
+        assert stats.connections_closed["evicted"] == 0
+        received: list[DataPoint] = []
+        while len(received) < 4:
+            assert sink.wait_received(len(received) + 1)
+            received.extend(sink.take())
+        assert sorted(p.value for p in received if p.metric == "one") == [1, 2, 3]
+        assert [p.metric for p in received].count("two") == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(
+    start_listener: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No data for idle_timeout seconds: the server hangs up, counts and logs
+    it; the half line the client left is counted as partial."""
+    observer = RecordingObserver()
+    proxy, sink = start_listener(idle_timeout=0.2, observer=observer)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+        sock.sendall(b"before 1 1700000000\nhalf a li")
+        assert sink.wait_received(1)
+        assert observer.wait_for("idle_closed", 1)
+        assert sock.recv(16) == b""
+    stats = stats_of(proxy)
+    assert stats.connections_closed["idle"] == 1
+    assert stats.connections_open == 0
+    assert stats.rejected["partial"] == 1
+    assert any("idle Graphite connection" in r.getMessage() for r in caplog.records)
+
+
+def test_an_idle_timeout_of_zero_never_closes_a_connection(
+    start_listener: Any,
+) -> None:
+    """idle_timeout=0 is off: the I/O thread has no deadline and sleeps."""
+    proxy, sink = start_listener(idle_timeout=0)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    with socket.create_connection(tcp, timeout=TIMEOUT) as sock:
+        sock.sendall(b"a 1 1700000000\n")
+        assert sink.wait_received(1)
+        woke = stats_of(proxy).wakeups
+        threading.Event().wait(0.3)  # a window in which nothing may happen
+        sock.sendall(b"b 2 1700000000\n")
+        assert sink.wait_received(2)
+        stats = stats_of(proxy)
+    assert stats.connections_closed["idle"] == 0
+    assert stats.wakeups - woke < 10
+
+
+def test_slow_clients_trickling_bytes_do_not_hold_up_others(
+    start_listener: Any,
+) -> None:
+    """Slowloris: 30 clients sending a never-ending line a byte at a time
+    cost nothing to a normal client, whose 5,000 lines all arrive."""
+    proxy, sink = start_listener(max_line_length=64)
+    tcp, _ = proxy.addresses().get(timeout=TIMEOUT)
+    slow = [socket.create_connection(tcp, timeout=TIMEOUT) for _ in range(30)]
+    try:
+        for _ in range(100):  # 3,000 one-byte sends, over too_long at 64
+            for sock in slow:
+                sock.send(b"x")
+        tcp_send(tcp, b"".join(b"n %d %d\n" % (i, TS + i) for i in range(5000)))
+        assert sink.wait_received(5000)
+        stats = wait_stats(
+            proxy,
+            lambda s: s.rejected["too_long"] == 30 and s.connections_open == 30,
+        )
+        assert stats.rejected["too_long"] == 30
+        assert stats.connections_open == 30  # the slow ones, still served
+    finally:
+        for sock in slow:
+            sock.close()
 
 
 def test_stop_queues_what_was_read_and_leaves_no_thread(start_listener: Any) -> None:
@@ -337,3 +488,27 @@ def test_stopping_beside_a_stalled_pipeline_does_not_wait_the_drain_timeout(
     assert observer.wait_for("unconfirmed", 100)
     assert sink.received == 10
     assert observer.counts["lost"] == 0
+
+
+def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning() -> None:
+    """accept() failing with EMFILE (RLIMIT_NOFILE lowered, in a subprocess):
+    the I/O thread wakes a handful of times a second, not thousands, and
+    serves the waiting client once descriptors are free again."""
+    child = Path(__file__).with_name("_emfile_child.py")
+    done = subprocess.run(
+        [sys.executable, str(child)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["failed"] is True
+    assert report["opened_while_starved"] == 3
+    # Pauses of 0.02 s doubling to 1 s: about 6 in the window; a busy loop
+    # would wake tens of thousands of times.
+    assert report["wakeups_in_window"] < 40
+    assert 1 <= report["accept_failures_in_window"] < 20
+    assert report["resumed"] is True
+    assert report["stored"] is True

@@ -149,6 +149,9 @@ LISTENER_COUNTERS = (
     "graphite.connections.opened",
     "graphite.connections.closed",
     "graphite.connections.refused",
+    "graphite.connections.idle_closed",
+    "graphite.connections.evicted",
+    "graphite.accept.failures",
 )
 
 

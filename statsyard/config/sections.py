@@ -195,7 +195,19 @@ class GraphiteConfig:
     )
     max_connections: int = _setting(
         1000,
-        Setting("int", minimum=1, help="Concurrent TCP connections; more are refused."),
+        Setting(
+            "int",
+            minimum=1,
+            help="Concurrent TCP connections; a new one closes the longest idle.",
+        ),
+    )
+    idle_timeout: float = _setting(
+        120.0,
+        Setting(
+            "float",
+            minimum=0,
+            help="Seconds without data before a TCP connection is closed; 0: never.",
+        ),
     )
     entity_tag: str = _setting(
         "entity",

@@ -130,6 +130,9 @@ class ListenerInstruments(ListenerObserver):
         self._opened = registry.counter("graphite.connections.opened")
         self._closed = registry.counter("graphite.connections.closed")
         self._refused = registry.counter("graphite.connections.refused")
+        self._idle_closed = registry.counter("graphite.connections.idle_closed")
+        self._evicted = registry.counter("graphite.connections.evicted")
+        self._accept_failures = registry.counter("graphite.accept.failures")
         self._open_gauge = registry.gauge("graphite.connections.open")
         self._open_gauge.set(0)
         self._lock = threading.Lock()
@@ -187,5 +190,17 @@ class ListenerInstruments(ListenerObserver):
             self._open_gauge.set(self._open)
 
     def connection_refused(self) -> None:
-        """A TCP connection was refused (``max_connections`` open)."""
+        """A TCP connection was refused (``max_connections`` open, all busy)."""
         self._refused.inc()
+
+    def connection_idle_closed(self) -> None:
+        """A TCP connection was closed after ``idle_timeout`` without data."""
+        self._idle_closed.inc()
+
+    def connection_evicted(self) -> None:
+        """The longest-idle TCP connection was closed to make room."""
+        self._evicted.inc()
+
+    def accept_failed(self) -> None:
+        """``accept()`` failed (out of descriptors): accepting paused."""
+        self._accept_failures.inc()

@@ -14,8 +14,10 @@ import zlib
 from array import array
 from itertools import accumulate, chain, islice, repeat
 from operator import add, le, mul, sub, truediv
-from typing import Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
+from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import (
     MAX_TEXT_VALUE_BYTES,
@@ -24,12 +26,14 @@ from statsyard.storage._batch import (
     Value,
     decode_values,
     encode_values,
-    floats_from_le,
-    ints_from_le,
     le_bytes,
     out_of_range,
 )
 from statsyard.storage._framing import inflate
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 BLOCK_HEADER: Final = struct.Struct("<4sBBBBIHHqI")
 """marker, version, ts width, value encoding, value parameter, count,
@@ -200,6 +204,31 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
     Raises:
         CorruptRecordError: the block fails its checksum or is malformed.
     """
+    metric, entity, timestamps, values = decode_block_columns(data)
+    return (
+        metric,
+        entity,
+        timestamps.tolist(),
+        values if isinstance(values, list) else values.tolist(),
+    )
+
+
+def decode_block_columns(
+    data: bytes,
+) -> tuple[
+    str, str, NDArray[np.int64], NDArray[np.int64] | NDArray[np.float64] | list[Value]
+]:
+    """:func:`decode_block`, but the columns stay numpy arrays.
+
+    Timestamps are an int64 array; values an int64 or float64 array, or a
+    list for the generic encoding (mixed kinds, text). numpy is imported
+    here, on the first block decoded, so that start-up does not pay for it.
+
+    Raises:
+        CorruptRecordError: the block fails its checksum or is malformed.
+    """
+    import numpy as np  # lazily: only scans need it
+
     if len(data) < BLOCK_HEADER_SIZE:
         raise CorruptRecordError(f"block is truncated: {len(data)} bytes")
     (
@@ -235,19 +264,85 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
         exact = encoding != VALUES_GENERIC or parameter != VALUES_TEXT
         if exact and len(raw) != ts_bytes + value_bytes:
             raise ValueError("payload does not match the header's sizes")
-        gaps = ints_from_le(GAP_WIDTHS[ts_code], raw[:ts_bytes])
-        timestamps = list(accumulate(gaps, initial=first))
-        values = _decode_value_column(encoding, parameter, raw[ts_bytes:], count)
+        gaps = np.frombuffer(raw, _GAP_DTYPES[ts_code], count - 1)
+        timestamps = _timestamps(np, first, gaps)
+        values = _decode_value_column(np, encoding, parameter, raw[ts_bytes:], count)
     except CorruptRecordError:
         raise
     except Exception as exc:  # deliberate: any failure to decode bytes is damage
         raise CorruptRecordError(f"malformed block: {exc!r}") from exc
     if len(timestamps) != count or len(values) != count:
         raise CorruptRecordError("block holds the wrong number of points")
-    problem = out_of_range(timestamps, values)
+    if isinstance(timestamps, list):  # the rare exact path found it out of range
+        problem = out_of_range(timestamps, [])
+    else:  # sorted: the ends are the extremes
+        problem = out_of_range([int(timestamps[0]), int(timestamps[-1])], [])
+    if problem is None:
+        if isinstance(values, list):
+            problem = out_of_range([], values)
+        elif values.dtype.kind == "f" and not np.isfinite(values).all():
+            problem = "a value is not a finite number"
     if problem is not None:
         raise CorruptRecordError(f"block holds a {problem}")
     return metric, entity, timestamps, values
+
+
+_GAP_DTYPES: Final = ("<u1", "<u2", "<u4", "<u8")
+"""numpy forms of :data:`GAP_WIDTHS` (little-endian on any machine)."""
+_VALUE_DTYPES: Final = ("<i1", "<i2", "<i4", "<i8")
+"""numpy forms of :data:`WIDTHS`."""
+_MAX_GAP: Final = MAX_TIMESTAMP_MS - MIN_TIMESTAMP_MS
+"""A larger gap puts some timestamp out of range (and a sum of 2**21 gaps
+this small cannot overflow int64)."""
+
+
+def _timestamps(np: ModuleType, first: int, gaps: NDArray[Any]) -> Any:
+    """``first`` and the running sums of ``gaps``: an int64 array, or a list of
+    Python ints when a gap is too big to be sound (then out of range, exactly)."""
+    if len(gaps) and int(gaps.max()) > _MAX_GAP:
+        return list(accumulate(gaps.tolist(), initial=first))
+    timestamps = np.empty(len(gaps) + 1, np.int64)
+    timestamps[0] = first
+    np.cumsum(gaps, dtype=np.int64, out=timestamps[1:])
+    timestamps[1:] += np.int64(first)
+    return timestamps
+
+
+def _running_sums(np: ModuleType, deltas: NDArray[Any]) -> Any:
+    """Running sums of int ``deltas`` as int64, or as exact Python ints when
+    they leave int64 (damage: the caller's range check then names it)."""
+    sums = np.cumsum(deltas, dtype=np.int64)
+    if deltas.dtype.itemsize == 8 and len(sums) > 1:
+        # Two's complement: s = p + d overflowed iff p and d share a sign
+        # that s does not.
+        before = sums[:-1]
+        after = sums[1:]
+        if ((before ^ after) & (deltas[1:] ^ after)).min() < 0:
+            return list(accumulate(deltas.tolist()))
+    return sums
+
+
+def _decode_value_column(
+    np: ModuleType, encoding: int, parameter: int, data: bytes, count: int
+) -> Any:
+    if encoding == VALUES_INT_DELTA:
+        return _running_sums(np, np.frombuffer(data, _VALUE_DTYPES[parameter], count))
+    if encoding == VALUES_DECIMAL_DELTA:
+        scale = _SCALES[parameter >> 4]
+        deltas = np.frombuffer(data, _VALUE_DTYPES[parameter & 0x0F], count)
+        sums = _running_sums(np, deltas)
+        if isinstance(sums, list):  # beyond int64: as the writer never does
+            return list(map(truediv, sums, repeat(scale)))
+        # int64 -> float64 rounds to nearest, as Python's int / float does.
+        return sums.astype(np.float64) / scale
+    if encoding == VALUES_FLOAT_SHUFFLE:
+        if len(data) != 8 * count:
+            raise ValueError("float column has the wrong length")
+        planes = np.frombuffer(data, np.uint8).reshape(8, count)
+        return np.ascontiguousarray(planes.T).view("<f8").reshape(count)
+    if encoding == VALUES_GENERIC:
+        return decode_values(parameter, data, count)
+    raise ValueError(f"unknown value encoding {encoding}")
 
 
 def _declared_sizes(
@@ -278,24 +373,3 @@ def _declared_sizes(
     else:
         raise ValueError(f"unknown value encoding {encoding}/{parameter}")
     return ts_bytes, width * count
-
-
-def _decode_value_column(
-    encoding: int, parameter: int, data: bytes, count: int
-) -> list[Value]:
-    if encoding == VALUES_INT_DELTA:
-        return list(accumulate(ints_from_le(WIDTHS[parameter], data)))
-    if encoding == VALUES_DECIMAL_DELTA:
-        scale = _SCALES[parameter >> 4]
-        deltas = ints_from_le(WIDTHS[parameter & 0x0F], data)
-        return list(map(truediv, accumulate(deltas), repeat(scale)))
-    if encoding == VALUES_FLOAT_SHUFFLE:
-        if len(data) != 8 * count:
-            raise ValueError("float column has the wrong length")
-        raw = bytearray(8 * count)
-        for i in range(8):
-            raw[i::8] = data[i * count : (i + 1) * count]
-        return list(floats_from_le(bytes(raw)))
-    if encoding == VALUES_GENERIC:
-        return decode_values(parameter, data, count)
-    raise ValueError(f"unknown value encoding {encoding}")

@@ -12,10 +12,11 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Final
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import Value
-from statsyard.storage._blocks import decode_block
+from statsyard.storage._blocks import decode_block_columns
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import DamagedFileError, open_regular, segment_name
 from statsyard.storage._glob import compile_glob
@@ -26,6 +27,15 @@ logger = logging.getLogger("statsyard.storage")
 
 QueryResult = dict[str, list[tuple[int, Value]]]
 """Entity -> ``(timestamp ms, value)`` points, by time."""
+
+MAX_COLUMN_STEP: Final = 2**62
+"""Steps up to this many ms aggregate over numpy columns (int64 arithmetic)."""
+
+
+def _as_lists(columns: tuple[Any, Any]) -> Piece:
+    """A decoded block's columns as the lists of Python objects a piece holds."""
+    timestamps, values = columns
+    return timestamps.tolist(), values if isinstance(values, list) else values.tolist()
 
 
 class Reader:
@@ -83,7 +93,24 @@ class Reader:
                 recent = head.piece(number, pace)
                 pace()
             blocks = self._read_blocks(catalog, (metric, name), refs)
-            piece = merge([*blocks, recent])
+            # Blocks are numpy columns already: aggregate them as columns (a
+            # head-only series stays on the list path, which is as fast there).
+            if blocks and step is not None and step <= MAX_COLUMN_STEP:
+                from statsyard.storage._columns import (  # numpy: lazily
+                    as_columns,
+                    downsample_columns,
+                    merge_columns,
+                    select_columns,
+                )
+
+                columns = as_columns([*blocks, recent])
+                if columns is not None:
+                    pace()
+                    columns = select_columns(merge_columns(columns), start, end)
+                    if len(columns[0]):
+                        result[name] = downsample_columns(columns, step, agg, pace)
+                    continue
+            piece = merge([*map(_as_lists, blocks), recent])
             pace()
             piece = select(piece, start, end)
             if not piece[0]:
@@ -96,9 +123,10 @@ class Reader:
 
     def _read_blocks(
         self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]
-    ) -> list[Piece]:
-        """Read and decode blocks; a damaged one is skipped, counted and logged."""
-        pieces: list[Piece] = []
+    ) -> list[tuple[Any, Any]]:
+        """Read and decode blocks into columns (numpy arrays, or a list for
+        generic values); a damaged one is skipped, counted and logged."""
+        pieces: list[tuple[Any, Any]] = []
         fds: dict[int, int] = {}
         read = 0
         try:
@@ -122,7 +150,7 @@ class Reader:
                 data = os.pread(fd, ref.length, ref.offset)
                 read += len(data)
                 try:
-                    metric, entity, timestamps, values = decode_block(data)
+                    metric, entity, timestamps, values = decode_block_columns(data)
                     if (metric, entity) != key or len(timestamps) != ref.points:
                         raise CorruptRecordError(  # a sound block, but not this one
                             f"holds {len(timestamps)} points of {metric!r} "

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ import pytest
 import urllib3
 import whisper
 
+from statsyard.app import StatsYard
+from statsyard.config import Config
 from statsyard.forward.remote_write import WriteRequest
 
 START_TIMEOUT = 30.0
@@ -359,3 +361,29 @@ def carbon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CarbonCache]:
     peer = CarbonCache(tmp_path_factory.mktemp("carbon")).start()
     yield peer
     peer.stop()
+
+
+@pytest.fixture
+def yards() -> Iterator[list[StatsYard]]:
+    """StatsYards a forwarding test starts; stopped at teardown."""
+    started: list[StatsYard] = []
+    yield started
+    for yard in started:
+        yard.stop(timeout=30.0)
+
+
+def start_forwarding(
+    yards: list[StatsYard],
+    data_dir: Path,
+    *,
+    forward: Sequence[Mapping[str, Any]] = (),
+    storage: Mapping[str, Any] | None = None,
+    batch_size: int,
+    **options: Any,
+) -> StatsYard:
+    """Start a yard forwarding to ``forward`` (``[[forward]]`` tables)."""
+    settings = Config.of(forward=list(forward), storage=dict(storage or {}))
+    options.setdefault("ship_metrics", False)
+    yard = StatsYard(settings, data_dir=data_dir, batch_size=batch_size, **options)
+    yards.append(yard)
+    return yard.start()

@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
+from statsyard import StatsYard
+from tests._peers import (
+    Prometheus,
+    free_port,
+    prometheus,
+    start_forwarding,
+    wait_until,
+    yards,
+)
 
-from statsyard import Config, StatsYard
-from tests._peers import Prometheus, free_port, prometheus, wait_until
-
-__all__ = ["prometheus"]
+__all__ = ["prometheus", "yards"]
 
 WAIT = 30.0
 
 
-@pytest.fixture
-def yards() -> Iterator[list[StatsYard]]:
-    """StatsYards a test starts; stopped at teardown."""
-    started: list[StatsYard] = []
-    yield started
-    for yard in started:
-        yard.stop(timeout=WAIT)
-
-
-def start(
-    yards: list[StatsYard],
-    data_dir: Path,
-    *,
-    forward: Sequence[Mapping[str, Any]] = (),
-    storage: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> StatsYard:
-    """Start a yard forwarding to ``forward`` (``[[forward]]`` tables)."""
-    settings = Config.of(forward=list(forward), storage=dict(storage or {}))
-    options.setdefault("ship_metrics", False)
-    yard = StatsYard(settings, data_dir=data_dir, batch_size=500, **options)
-    yards.append(yard)
-    return yard.start()
+def start(yards: list[StatsYard], data_dir: Path, **options: Any) -> StatsYard:
+    """A forwarding yard with this module's batch size."""
+    return start_forwarding(yards, data_dir, batch_size=500, **options)
 
 
 def expected_by_series(

@@ -105,7 +105,7 @@ def test_every_module_imports_on_its_own() -> None:
 LAYERS = (
     ("supervision",),
     ("exceptions",),
-    ("_ratelimit", "_ticker"),
+    ("_ratelimit", "_ticker", "_child_process"),
     ("datapoint", "timeparse"),
     ("storage",),
     ("pipeline",),

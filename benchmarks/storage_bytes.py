@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,11 +58,99 @@ def slow_gauges(series: int, seconds: int) -> list[list[tuple[str, str, float, i
     return batches
 
 
-def at_rest(series: int, seconds: int) -> None:
-    """Print bytes/point: log only, after a clean stop, and while running."""
+GAUGE_KINDS: Final = (
+    # metric, start range, step sigma, digits, chance of a change each second
+    ("load.1m", (0.0, 4.0), 0.05, 2, 0.16),
+    ("memory.used_mib", (500.0, 16_000.0), 4.0, 0, 0.12),
+    ("queue.depth", (0.0, 20.0), 2.0, 0, 0.08),
+    ("disk.used_pct", (10.0, 90.0), 0.1, 1, 0.04),
+)
+"""Kinds of host gauges of the ``repeating`` workload, a quarter of the series
+each: a load average, memory in MiB, a queue depth, a disk's fill level."""
+
+
+def repeating_gauges(
+    series: int, seconds: int
+) -> list[list[tuple[str, str, float | int, int]]]:
+    """One batch a second of host gauges that mostly keep their value.
+
+    Each second a gauge changes with its kind's chance (4-16%) by a step drawn
+    from a normal distribution and rounded to its digits (ints for memory and
+    queue depth; at least one unit, kept non-negative), else repeats: what a
+    1 s scrape of load averages, memory, queue depths and disk fill sees.
+    """
+    rng = random.Random(42)
+    kinds = [GAUGE_KINDS[i % len(GAUGE_KINDS)] for i in range(series)]
+    values: list[float | int] = []
+    for _name, (low, high), _sigma, digits, _chance in kinds:
+        start = round(rng.uniform(low, high), digits)
+        values.append(int(start) if digits == 0 else start)
+    offsets = [rng.randrange(1000) for _ in range(series)]
+    names = [
+        (f"host.{i // 100}.{kind[0]}", f"server-{i:05d}")
+        for i, kind in enumerate(kinds)
+    ]
+    batches = []
+    for second in range(seconds):
+        batch = []
+        for i, (metric, entity) in enumerate(names):
+            _name, _range, sigma, digits, chance = kinds[i]
+            if rng.random() < chance:
+                unit = 10.0**-digits
+                step = round(rng.gauss(0, sigma), digits) or unit
+                moved = round(max(0.0, values[i] + step), digits)
+                values[i] = int(moved) if digits == 0 else moved
+            batch.append((metric, entity, values[i], T0 + second * 1000 + offsets[i]))
+        batches.append(batch)
+    return batches
+
+
+WORKLOADS: Final = {"random-walk": slow_gauges, "repeating": repeating_gauges}
+
+
+def prometheus_bytes(
+    batches: list[list[tuple[str, str, float | int, int]]], tmp: Path
+) -> int | None:
+    """Bytes of the Prometheus block ``promtool`` makes of the same points
+    (written as OpenMetrics text), or None without ``promtool``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return None
+    by_series: dict[tuple[str, str], list[str]] = {}
+    for batch in batches:
+        for metric, entity, value, stamp in batch:
+            by_series.setdefault((metric, entity), []).append(
+                f"{value} {stamp // 1000}.{stamp % 1000:03d}"
+            )
+    source = tmp / "points.om"
+    with open(source, "w") as f:
+        families: dict[str, list[tuple[str, list[str]]]] = {}
+        for (metric, entity), samples in by_series.items():
+            name = metric.replace(".", "_")
+            families.setdefault(name, []).append((entity, samples))
+        for name, members in families.items():
+            f.write(f"# TYPE {name} gauge\n")
+            for entity, samples in members:
+                prefix = f'{name}{{entity="{entity}"}} '
+                f.writelines(prefix + sample + "\n" for sample in samples)
+        f.write("# EOF\n")
+    out = tmp / "prometheus"
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    source.unlink()
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def at_rest(series: int, seconds: int, workload: str) -> None:
+    """Print bytes/point: log only, after a clean stop, and while running,
+    with Prometheus' block of the same points and the ratios."""
     from statsyard import Config, StatsYard
 
-    batches = slow_gauges(series, seconds)
+    batches = WORKLOADS[workload](series, seconds)
     total = series * seconds
     with tempfile.TemporaryDirectory() as tmp:
         # Before issue 13: compacted only every checkpoint_points (500,000).
@@ -68,6 +159,7 @@ def at_rest(series: int, seconds: int) -> None:
             for batch in batches:
                 storage.append(batch)
         log_only = directory_bytes(directory, "*")
+        shutil.rmtree(directory)
         # A running StatsYard, stopped cleanly.
         directory = Path(tmp) / "stopped"
         config = Config.of(storage={"data_dir": str(directory)})
@@ -76,6 +168,7 @@ def at_rest(series: int, seconds: int) -> None:
                 yard.push_many(batch)
             yard.flush(timeout=600)
         stopped = directory_bytes(directory, "*")
+        stopped_index = directory_bytes(directory, "*.idx")
         reader = Storage.open_readonly(directory)
         stored = sum(
             len(rows) for m in reader.metrics() for rows in reader.query(m).values()
@@ -93,13 +186,22 @@ def at_rest(series: int, seconds: int) -> None:
         storage.sync()
         running = directory_bytes(directory, "*")
         storage.close()
-    print(f"{series:,} series x {seconds:,} s = {total:,} points of slow gauges")
+        peer = prometheus_bytes(batches, Path(tmp))
+    print(f"{series:,} series x {seconds:,} s = {total:,} points, workload {workload}")
     print(f"  Storage, count checkpoints only {log_only / total:6.2f} bytes/point")
     print(
         f"  after a clean stop (StatsYard)  {stopped / total:6.2f} bytes/point "
-        f"({left_in_log} points left in the log)"
+        f"(index {stopped_index / total:.2f}; {left_in_log} points left in the log)"
     )
     print(f"  running, compacted each minute  {running / total:6.2f} bytes/point")
+    if peer is None:
+        print("  Prometheus: promtool not found")
+        return
+    print(
+        f"  Prometheus block (promtool)     {peer / total:6.2f} bytes/point; "
+        f"StatsYard / Prometheus: stopped {stopped / peer:.2f}, "
+        f"running {running / peer:.2f}"
+    )
 
 
 def main() -> None:
@@ -124,10 +226,23 @@ def main() -> None:
         action="store_true",
         help="issue 13's rows: 1,000 series x 300 s and x 3,600 s, stopped",
     )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=list(WORKLOADS),
+        help="with --at-rest: the workload (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--at-rest-seconds",
+        action="append",
+        type=int,
+        help="with --at-rest: seconds of data (repeatable; default: 300 and 3600)",
+    )
     args = parser.parse_args()
     if args.at_rest:
-        at_rest(args.series, 300)
-        at_rest(args.series, 3600)
+        for workload in args.workload or list(WORKLOADS):
+            for seconds in args.at_rest_seconds or [300, 3600]:
+                at_rest(args.series, seconds, workload)
         return
     rng = random.Random(42)
     walks = [rng.uniform(0, 100) for _ in range(args.series)]

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
+from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, DataPoint
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage import Storage
 from statsyard.storage import _blocks as blocks
@@ -159,7 +159,8 @@ def test_a_slow_gauge_block_costs_a_fraction_of_format_2() -> None:
     """300 points a second apart of a gauge that moves by 1-2 one second in
     ten: under 90 bytes with the names (format 2 needed some 150)."""
     rng = random.Random(3)
-    values, value = [], 40
+    values: list[Value] = []
+    value = 40
     for _ in range(300):
         if rng.random() < 0.1:
             value += rng.choice([-2, -1, 1, 2])
@@ -252,7 +253,9 @@ def test_forged_blocks_with_sound_checksums_are_damage(
 # -- format 2 directories ------------------------------------------------------------
 
 
-def _format_2_directory(directory: Path, monkeypatch: pytest.MonkeyPatch) -> list:
+def _format_2_directory(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[DataPoint]:
     """A data directory as StatsYard wrote it before format 3: format-2 blocks
     under a format-2 marker. Returns the points written."""
     written = [

@@ -247,7 +247,7 @@ def _encode_values_v3(values: list[Value], kind: type | None) -> bytes:
         if coded is not None:
             return bytes([VALUES_INT_DELTA]) + coded
     elif kinds == {float}:
-        found = _decimal_digits(values)  # type: ignore[arg-type]
+        found = _decimal_digits(values)
         if found is not None:
             digits, scaled = found
             coded = _encode_ints_v3(scaled)
@@ -318,7 +318,8 @@ def block_length(head: bytes) -> int | None:
         if len(head) < BLOCK_HEADER.size:
             return None
         fields = BLOCK_HEADER.unpack_from(head)
-        return BLOCK_HEADER_SIZE + fields[6] + fields[7] + fields[9]
+        length: int = BLOCK_HEADER_SIZE + fields[6] + fields[7] + fields[9]
+        return length
     if head[4] != BLOCK_VERSION:
         return None
     try:
@@ -492,7 +493,7 @@ def _unshuffle(np: ModuleType | None, raw: bytes, count: int) -> Any:
         planes = np.frombuffer(raw, np.uint8).reshape(8, count)
         return np.ascontiguousarray(planes.T).view("<f8").reshape(count)
     planes = [raw[i * count : (i + 1) * count] for i in range(8)]
-    return list(floats_from_le(bytes(chain.from_iterable(zip(*planes)))))
+    return list(floats_from_le(bytes(chain.from_iterable(zip(*planes, strict=True)))))
 
 
 def _checked(timestamps: Any, values: Any, count: int) -> tuple[Any, Any]:

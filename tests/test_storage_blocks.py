@@ -36,6 +36,7 @@ from statsyard.storage._codec import (
     decode_column,
     decode_column_np,
     encode_column,
+    encode_column_np,
 )
 from statsyard.storage._files import MARKER_NAME, MARKER_TEXT, MARKER_TEXT_2
 from tests._storage_helpers import REPO, T0, expected, points
@@ -87,6 +88,13 @@ def test_integer_columns_round_trip_in_both_decoders(column: list[int]) -> None:
     array, end_np = decode_column_np(np, coded, 0, len(column))
     assert array.tolist() == column
     assert end_np == end
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(unsigned | mostly_zero, min_size=1, max_size=700))
+def test_the_vectorised_encoder_writes_the_same_bytes(column: list[int]) -> None:
+    """Large blocks encode with numpy: byte for byte what plain Python writes."""
+    assert encode_column_np(np, np.array(column, np.uint64)) == encode_column(column)
 
 
 def test_each_coding_is_chosen_where_it_is_smallest() -> None:

@@ -35,6 +35,7 @@ from statsyard.storage._codec import (
     decode_column,
     decode_column_np,
     encode_column,
+    encode_column_np,
     read_varint,
     unzigzag,
     unzigzag_np,
@@ -58,6 +59,10 @@ BLOCK_VERSION_2: Final = 2
 BLOCK_HEADER_SIZE: Final = BLOCK_HEADER.size + 4  # 32 with the CRC
 _VERSION_3: Final = bytes([BLOCK_VERSION])
 _INT64: Final = 2**63
+_HALF_INT64: Final = 2**62
+NUMPY_ENCODE_POINTS: Final = 256
+"""Blocks of at least this many points encode their value deltas with numpy
+(the same bytes, fewer Python-level passes); smaller ones in plain Python."""
 SMALL_BLOCK_POINTS: Final = 4096
 """Blocks of at most this many points decode in plain Python into lists
 (a small read need not import numpy, some 60 ms); larger ones into numpy."""
@@ -217,7 +222,7 @@ def _sorted(
 ) -> tuple[list[int], list[Value], list[int]]:
     """The points sorted by time, stably (ties keep arrival), and the gaps."""
     gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
-    if gaps and min(gaps) < 0:
+    if gaps and min(gaps) < 0:  # not sorted (a checkpoint's series mostly are)
         order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
         timestamps = list(map(timestamps.__getitem__, order))
         values = list(map(values.__getitem__, order))
@@ -225,18 +230,29 @@ def _sorted(
     return timestamps, values, gaps
 
 
-def _fits_int64(column: list[int]) -> bool:
-    return not column or (min(column) >= -_INT64 and max(column) < _INT64)
-
-
 def _encode_ints_v3(column: list[int]) -> bytes | None:
     """The first int as a zigzag varint, then the column of zigzag deltas;
     None when a value or a delta leaves int64."""
-    deltas = list(map(sub, islice(column, 1, None), column))
-    if not _fits_int64(column) or not _fits_int64(deltas):
+    low, high = min(column), max(column)
+    if low < -_INT64 or high >= _INT64:
         return None
     head = varint(zigzag(column[:1])[0])
-    return head + encode_column(zigzag(deltas)) if deltas else head
+    if len(column) == 1:
+        return head
+    if low >= -_HALF_INT64 and high < _HALF_INT64:  # no delta can leave int64
+        if len(column) >= NUMPY_ENCODE_POINTS:
+            import numpy as np  # lazily: the writer's large blocks only
+
+            ints = np.array(column, np.int64)
+            deltas = np.diff(ints)
+            coded = (deltas << 1) ^ (deltas >> 63)
+            return head + encode_column_np(np, coded.view(np.uint64))
+        deltas_list = list(map(sub, islice(column, 1, None), column))
+    else:
+        deltas_list = list(map(sub, islice(column, 1, None), column))
+        if min(deltas_list) < -_INT64 or max(deltas_list) >= _INT64:
+            return None
+    return head + encode_column(zigzag(deltas_list))
 
 
 def _encode_values_v3(values: list[Value], kind: type | None) -> bytes:
@@ -285,9 +301,9 @@ def encode_block(
     first = timestamps[0]
     body = [varint(first)]
     if gaps:
-        smallest = min(gaps)
+        smallest = min(gaps)  # a second pass, at C speed; the first may sort
         body.append(varint(smallest))
-        body.append(encode_column([gap - smallest for gap in gaps]))
+        body.append(encode_column(list(map(sub, gaps, repeat(smallest)))))
     body.append(_encode_values_v3(values, kind))
     payload = b"".join(body)
     m = metric.encode("utf-8", "surrogatepass")

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from itertools import chain, repeat
-from operator import add, and_, lshift, or_, rshift, sub
+from functools import cache
+from itertools import chain, compress, repeat
+from operator import add, and_, lshift, neg, or_, rshift, sub, xor
 from types import ModuleType
 from typing import Any, Final
 
@@ -75,22 +76,17 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def zigzag(column: list[int]) -> list[int]:
     """Signed int64 values as unsigned: 0, -1, 1, -2... -> 0, 1, 2, 3..."""
-    return list(map(xor_, map(lshift, column, repeat(1)), map(rshift, column, _63)))
+    return list(map(xor, map(lshift, column, _ONES), map(rshift, column, _63)))
 
 
 def unzigzag(column: list[int]) -> list[int]:
     """Inverse of :func:`zigzag`."""
-    return list(map(xor_, map(rshift, column, repeat(1)), map(neg_low_bit, column)))
+    return list(
+        map(xor, map(rshift, column, _ONES), map(neg, map(and_, column, _ONES)))
+    )
 
 
-def xor_(a: int, b: int) -> int:
-    return a ^ b
-
-
-def neg_low_bit(u: int) -> int:
-    return -(u & 1)
-
-
+_ONES: Final = repeat(1)
 _63: Final = repeat(63)
 
 
@@ -109,42 +105,51 @@ def _bits_to_bytes(bits: str) -> bytes:
     )
 
 
-def _rice_size(column: list[int], k: int) -> tuple[int, int]:
-    """``(bytes, unary bits)`` of the Rice coding of ``column`` with ``k``."""
-    unary = (
-        sum(map(rshift, column, repeat(k))) + len(column)
-        if k
-        else (sum(column) + len(column))
-    )
-    return (len(column) * k + 7) // 8 + (unary + 7) // 8, unary
+def _rice_choice(column: list[int], total: int) -> tuple[int, list[int]] | None:
+    """``(k, quotients)`` of the Rice coding of ``column``, or None when its
+    unary plane would pass the bound (values too spread for any ``k``).
 
-
-def _best_rice(column: list[int], total: int) -> tuple[int, int] | None:
-    """``(k, bytes)`` of the smallest valid Rice coding, or None."""
+    ``k`` comes from the mean (about log2 of 0.69 times it: the best for a
+    geometric distribution, which zigzag deltas of a gauge resemble), one
+    pass instead of trying several.
+    """
     count = len(column)
-    guess = max(0, (total // count).bit_length() - 1)
-    best: tuple[int, int] | None = None
-    for k in (guess - 1, guess, guess + 1):
-        if not 0 <= k <= MAX_RICE_K:
-            continue
-        size, unary = _rice_size(column, k)
-        if unary > MAX_UNARY_BITS_PER_VALUE * count + 64:
-            continue
-        if best is None or size < best[1]:
-            best = k, size
-    return best
+    k = max(0, int(total / count * 0.69).bit_length() - 1)
+    bound = MAX_UNARY_BITS_PER_VALUE * count + 64
+    while k <= MAX_RICE_K:
+        quotients = list(map(rshift, column, repeat(k))) if k else column
+        if sum(quotients) + count <= bound:
+            return k, quotients
+        k += 1
+    return None
 
 
-def _rice(column: list[int], k: int) -> bytes:
+_TABLE_BITS: Final = 12
+_UNARY: Final = tuple("0" * q + "1" for q in range(64))
+"""Unary codes of small quotients (a lookup beats building each string)."""
+
+
+@cache
+def _bit_strings(k: int) -> tuple[str, ...]:
+    """Every ``k``-bit number as a string of '0'/'1' (a lookup beats format())."""
+    return tuple(format(value, f"0{k}b") for value in range(1 << k))
+
+
+def _rice(column: list[int], k: int, quotients: list[int]) -> bytes:
     if k:
-        mask = (1 << k) - 1
-        remainders = _bits_to_bytes(
-            "".join(map(format, map(and_, column, repeat(mask)), repeat(f"0{k}b")))
-        )
-        quotients = list(map(rshift, column, repeat(k)))
+        masked = map(and_, column, repeat((1 << k) - 1))
+        if k <= _TABLE_BITS:
+            bits = "".join(map(_bit_strings(k).__getitem__, masked))
+        else:
+            bits = "".join(map(format, masked, repeat(f"0{k}b")))
+        remainders = _bits_to_bytes(bits)
     else:
-        remainders, quotients = b"", column
-    unary = _bits_to_bytes("1".join(map("0".__mul__, quotients)) + "1")
+        remainders = b""
+    try:
+        unary_bits = "".join(map(_UNARY.__getitem__, quotients))
+    except IndexError:  # a quotient of 64 or more: rare, and allowed
+        unary_bits = "1".join(map("0".__mul__, quotients)) + "1"
+    unary = _bits_to_bytes(unary_bits)
     return bytes([COL_RICE, k]) + varint(len(unary)) + remainders + unary
 
 
@@ -153,8 +158,8 @@ def _small_column(column: list[int]) -> bytes | None:
     first = column[0]
     if column.count(first) == len(column):
         return bytes([COL_CONST]) + varint(first)
-    best = _best_rice(column, sum(column))
-    return None if best is None else _rice(column, best[0])
+    choice = _rice_choice(column, sum(column))
+    return None if choice is None else _rice(column, *choice)
 
 
 def _packed(column: list[int]) -> bytes | None:
@@ -169,32 +174,38 @@ def _packed(column: list[int]) -> bytes | None:
 
 
 def encode_column(column: list[int]) -> bytes:
-    """The smallest coding of a non-empty column of unsigned ints below 2**64."""
+    """A small coding of a non-empty column of unsigned ints below 2**64.
+
+    Constant if all are equal; else the smallest of runs (when at least half
+    are zero), Rice (unless three quarters are zero: runs then win), and
+    zlib (256 values or more, when the others take above 2 bits a value).
+    """
     first = column[0]
     count = len(column)
     if column.count(first) == count:
         return bytes([COL_CONST]) + varint(first)
     candidates: list[bytes] = []
-    total = sum(column)
-    best = _best_rice(column, total)
-    if best is not None:
-        candidates.append(_rice(column, best[0]))
     zeros = column.count(0)
     if zeros * 2 >= count:
         candidates.extend(_runs(column, count - zeros))
-    if count >= PACKED_MIN_VALUES or not candidates:
+    if zeros * 4 < count * 3 or not candidates:
+        choice = _rice_choice(column, sum(column))
+        if choice is not None:
+            candidates.append(_rice(column, *choice))
+    best = min(candidates, key=len) if candidates else None
+    if best is None or (count >= PACKED_MIN_VALUES and len(best) * 4 > count):
         packed = _packed(column)
-        if packed is not None:
-            candidates.append(packed)
-    if not candidates:
+        if packed is not None and (best is None or len(packed) < len(best)):
+            best = packed
+    if best is None:
         raise ValueError("column holds a value of 2**64 or more")
-    return min(candidates, key=len)
+    return best
 
 
 def _runs(column: list[int], nonzero: int) -> list[bytes]:
     """The runs coding (one candidate at most): zeros before each non-zero
     value (and after the last), then the non-zero values less one."""
-    at = [i for i, value in enumerate(column) if value]
+    at = list(compress(range(len(column)), column))
     runs = list(map(sub, at, map(add, chain((-1,), at), repeat(1))))
     runs.append(len(column) - (at[-1] + 1) if at else len(column))
     changes = [column[i] - 1 for i in at]
@@ -207,6 +218,79 @@ def _runs(column: list[int], nonzero: int) -> list[bytes]:
     if coded_changes is None:
         return []
     return [bytes([COL_RUNS]) + varint(nonzero) + coded_runs + coded_changes]
+
+
+# -- encoding with numpy (large columns; the same bytes as above) ---------------------
+
+
+def encode_column_np(np: ModuleType, column: Any) -> bytes:
+    """:func:`encode_column` of a uint64 array, vectorised: the same bytes.
+
+    For large columns (the writer's big checkpoints), where one numpy call
+    per step beats a Python-level pass per step.
+    """
+    count = len(column)
+    first = int(column[0])
+    if not (column != column[0]).any():
+        return bytes([COL_CONST]) + varint(first)
+    if int(column.max()) >= _U64 // count:  # sums could wrap: exact ints
+        return encode_column(column.tolist())
+    candidates: list[bytes] = []
+    nonzero = int(np.count_nonzero(column))
+    zeros = count - nonzero
+    if zeros * 2 >= count:
+        at = np.flatnonzero(column)
+        runs = np.diff(at, prepend=-1) - 1
+        runs_list = [*runs.tolist(), count - (int(at[-1]) + 1)]
+        changes = (column[at] - np.uint64(1)).tolist()
+        coded_runs = _small_column(runs_list)
+        coded_changes = _small_column(changes)
+        if coded_runs is not None and coded_changes is not None:
+            candidates.append(
+                bytes([COL_RUNS]) + varint(nonzero) + coded_runs + coded_changes
+            )
+    if zeros * 4 < count * 3 or not candidates:
+        rice = _rice_np(np, column, int(column.sum()))
+        if rice is not None:
+            candidates.append(rice)
+    best = min(candidates, key=len) if candidates else None
+    if best is None or (count >= PACKED_MIN_VALUES and len(best) * 4 > count):
+        packed = _packed_np(np, column)
+        if best is None or len(packed) < len(best):
+            best = packed
+    return best
+
+
+def _rice_np(np: ModuleType, column: Any, total: int) -> bytes | None:
+    """:func:`_rice_choice` and :func:`_rice` over a uint64 array."""
+    count = len(column)
+    k = max(0, int(total / count * 0.69).bit_length() - 1)
+    bound = MAX_UNARY_BITS_PER_VALUE * count + 64
+    while k <= MAX_RICE_K:
+        quotients = column >> np.uint64(k)
+        if int(quotients.sum()) + count <= bound:
+            break
+        k += 1
+    else:
+        return None
+    ones = np.cumsum(quotients + np.uint64(1)) - np.uint64(1)
+    bits = np.zeros(int(ones[-1]) + 1, np.uint8)
+    bits[ones.astype(np.int64)] = 1
+    unary = np.packbits(bits).tobytes()
+    remainders = b""
+    if k:
+        shifts = np.arange(k - 1, -1, -1, dtype=np.uint64)
+        plane = (column[:, None] >> shifts) & np.uint64(1)
+        remainders = np.packbits(plane.astype(np.uint8).ravel()).tobytes()
+    return bytes([COL_RICE, k]) + varint(len(unary)) + remainders + unary
+
+
+def _packed_np(np: ModuleType, column: Any) -> bytes:
+    biggest = int(column.max())
+    code = next(c for c, bits in enumerate((8, 16, 32, 64)) if biggest < 1 << bits)
+    raw = column.astype(f"<u{1 << code}").tobytes()
+    stream = zlib.compress(raw, ZLIB_LEVEL)
+    return bytes([COL_PACKED, code]) + varint(len(stream)) + stream
 
 
 # -- decoding: plain Python -----------------------------------------------------------

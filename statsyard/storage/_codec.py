@@ -448,6 +448,8 @@ def decode_column_np(
             if at >= len(data) or data[at] not in (COL_CONST, COL_RICE):
                 raise ValueError("a change list is neither constant nor Rice coded")
             changes, at = decode_column_np(np, data, at, nonzero)
+            if int(changes.max()) >= _U64 - 1:  # plus one would wrap
+                raise ValueError("a change beyond 64 bits")
             where = np.cumsum(runs[:-1] + np.uint64(1)) - np.uint64(1)
             out[where.astype(np.int64)] = changes + np.uint64(1)
         return out, at

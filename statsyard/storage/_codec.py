@@ -419,7 +419,7 @@ def decode_column_np(
         bits = np.unpackbits(
             np.frombuffer(data, np.uint8, end - unary_start, unary_start)
         )
-        ones = np.flatnonzero(bits)
+        ones = np.flatnonzero(bits.view(np.bool_))  # far faster on booleans
         if len(ones) != count or len(bits) - int(ones[-1]) > 8:
             raise ValueError("unary plane does not hold the declared count")
         values = np.diff(ones, prepend=-1).astype(np.uint64) - np.uint64(1)
@@ -427,12 +427,14 @@ def decode_column_np(
             plane = np.unpackbits(
                 np.frombuffer(data, np.uint8, unary_start - start, start)
             )[: count * k].reshape(count, k)
+            # Each row's bits times their weights: small unsigned products
+            # (at most 2**k - 1) that cannot wrap in the narrowest type.
+            weight_type = np.uint8 if k <= 8 else np.uint16 if k <= 16 else np.uint32
+            weights = (1 << np.arange(k - 1, -1, -1, dtype=np.uint64)).astype(
+                weight_type
+            )
             values <<= np.uint64(k)
-            remainders = np.zeros(count, np.uint64)
-            for j in range(k):
-                remainders <<= np.uint64(1)
-                remainders |= plane[:, j]
-            values |= remainders
+            values |= (plane @ weights).astype(np.uint64)
         return values, end
     if tag == COL_RUNS:
         nonzero, at = read_varint(data, pos + 1)

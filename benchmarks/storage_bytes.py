@@ -10,6 +10,9 @@ append and checkpoint costs. Usage::
 
     python benchmarks/storage_bytes.py [--series 1000] [--seconds 3600] [--jitter-ms 0]
 
+``--encode`` prints the block encoders' cost (us) and bytes per point,
+format 2 and 3 interleaved in one process (each block with the same names).
+
 ``--at-rest`` instead prints issue 13's rows: bytes per point of the whole
 data directory for 1,000 series x 300 s and x 3,600 s of slow gauges, after
 a clean stop of a running :class:`StatsYard` (which checkpoints on stop), and
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,6 +208,53 @@ def at_rest(series: int, seconds: int, workload: str) -> None:
     )
 
 
+def encode_costs(repeats: int) -> None:
+    """Print the block encoders' cost and bytes per point, format 2 and 3
+    interleaved in one process, for 1,000 series of each workload cut into
+    blocks of 60, 500 and 3,600 points (a checkpoint a minute, every
+    500,000 points, at the end of an hour)."""
+    from statsyard.storage._blocks import encode_block, encode_block_v2
+
+    for seconds in (60, 500, 3600):
+        for workload, make in WORKLOADS.items():
+            batches = make(1000, seconds)
+            series = [
+                (
+                    [batch[i][3] for batch in batches],
+                    [batch[i][2] for batch in batches],
+                )
+                for i in range(1000)
+            ]
+            total = 1000 * seconds
+            times: dict[str, list[float]] = {"2": [], "3": []}
+            sizes: dict[str, int] = {}
+            for _ in range(repeats):
+                for version, encode in (("2", encode_block_v2), ("3", encode_block)):
+                    started = time.perf_counter()
+                    size = 0
+                    for stamps, values in series:
+                        kind = (
+                            type(values[0])
+                            if len(set(map(type, values))) == 1
+                            else None
+                        )
+                        size += len(
+                            encode(
+                                "host.1.cpu.load", "server-00001", stamps, values, kind
+                            )[0]
+                        )
+                    times[version].append(time.perf_counter() - started)
+                    sizes[version] = size
+            cost = {v: statistics.median(t) / total * 1e6 for v, t in times.items()}
+            per_point = {v: sizes[v] / total for v in sizes}
+            print(
+                f"{seconds:5} points/block {workload:12} "
+                f"format 2: {cost['2']:.2f} us {per_point['2']:.2f} B | "
+                f"format 3: {cost['3']:.2f} us {per_point['3']:.2f} B "
+                f"(a point; cost ratio {cost['3'] / cost['2']:.2f})"
+            )
+
+
 def main() -> None:
     """Write the workload, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -227,6 +278,11 @@ def main() -> None:
         help="issue 13's rows: 1,000 series x 300 s and x 3,600 s, stopped",
     )
     parser.add_argument(
+        "--encode",
+        action="store_true",
+        help="the block encoders' cost per point, format 2 and 3, in one process",
+    )
+    parser.add_argument(
         "--workload",
         action="append",
         choices=list(WORKLOADS),
@@ -239,6 +295,9 @@ def main() -> None:
         help="with --at-rest: seconds of data (repeatable; default: 300 and 3600)",
     )
     args = parser.parse_args()
+    if args.encode:
+        encode_costs(5)
+        return
     if args.at_rest:
         for workload in args.workload or list(WORKLOADS):
             for seconds in args.at_rest_seconds or [300, 3600]:

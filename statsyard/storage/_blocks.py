@@ -236,7 +236,8 @@ def _encode_ints_v3(column: list[int]) -> bytes | None:
     low, high = min(column), max(column)
     if low < -_INT64 or high >= _INT64:
         return None
-    head = varint(zigzag(column[:1])[0])
+    first = column[0]
+    head = varint((first << 1) ^ (first >> 63))  # zigzag
     if len(column) == 1:
         return head
     if low >= -_HALF_INT64 and high < _HALF_INT64:  # no delta can leave int64

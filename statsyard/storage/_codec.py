@@ -50,12 +50,17 @@ _U64: Final = 2**64
 
 def varint(value: int) -> bytes:
     """LEB128: 7 bits a byte, low bits first, high bit set on all but the last."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ONE_BYTE: Final = tuple(bytes([value]) for value in range(0x80))
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -281,7 +281,7 @@ def _rice_np(np: ModuleType, column: Any, total: int) -> bytes | None:
     ones = np.cumsum(quotients + np.uint64(1)) - np.uint64(1)
     bits = np.zeros(int(ones[-1]) + 1, np.uint8)
     bits[ones.astype(np.int64)] = 1
-    unary = np.packbits(bits).tobytes()
+    unary: bytes = np.packbits(bits).tobytes()
     remainders = b""
     if k:
         shifts = np.arange(k - 1, -1, -1, dtype=np.uint64)

@@ -213,7 +213,7 @@ def _runs(column: list[int], nonzero: int) -> list[bytes]:
     at = list(compress(range(len(column)), column))
     runs = list(map(sub, at, map(add, chain((-1,), at), repeat(1))))
     runs.append(len(column) - (at[-1] + 1) if at else len(column))
-    changes = [column[i] - 1 for i in at]
+    changes = list(map(sub, map(column.__getitem__, at), repeat(1)))
     coded_runs = _small_column(runs)
     if coded_runs is None:
         return []

@@ -10,6 +10,9 @@ append and checkpoint costs. Usage::
 
     python benchmarks/storage_bytes.py [--series 1000] [--seconds 3600] [--jitter-ms 0]
 
+``--encode`` prints the block encoders' cost (us) and bytes per point,
+format 2 and 3 interleaved in one process (each block with the same names).
+
 ``--at-rest`` instead prints issue 13's rows: bytes per point of the whole
 data directory for 1,000 series x 300 s and x 3,600 s of slow gauges, after
 a clean stop of a running :class:`StatsYard` (which checkpoints on stop), and
@@ -21,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,11 +62,99 @@ def slow_gauges(series: int, seconds: int) -> list[list[tuple[str, str, float, i
     return batches
 
 
-def at_rest(series: int, seconds: int) -> None:
-    """Print bytes/point: log only, after a clean stop, and while running."""
+GAUGE_KINDS: Final = (
+    # metric, start range, step sigma, digits, chance of a change each second
+    ("load.1m", (0.0, 4.0), 0.05, 2, 0.16),
+    ("memory.used_mib", (500.0, 16_000.0), 4.0, 0, 0.12),
+    ("queue.depth", (0.0, 20.0), 2.0, 0, 0.08),
+    ("disk.used_pct", (10.0, 90.0), 0.1, 1, 0.04),
+)
+"""Kinds of host gauges of the ``repeating`` workload, a quarter of the series
+each: a load average, memory in MiB, a queue depth, a disk's fill level."""
+
+
+def repeating_gauges(
+    series: int, seconds: int
+) -> list[list[tuple[str, str, float | int, int]]]:
+    """One batch a second of host gauges that mostly keep their value.
+
+    Each second a gauge changes with its kind's chance (4-16%) by a step drawn
+    from a normal distribution and rounded to its digits (ints for memory and
+    queue depth; at least one unit, kept non-negative), else repeats: what a
+    1 s scrape of load averages, memory, queue depths and disk fill sees.
+    """
+    rng = random.Random(42)
+    kinds = [GAUGE_KINDS[i % len(GAUGE_KINDS)] for i in range(series)]
+    values: list[float | int] = []
+    for _name, (low, high), _sigma, digits, _chance in kinds:
+        start = round(rng.uniform(low, high), digits)
+        values.append(int(start) if digits == 0 else start)
+    offsets = [rng.randrange(1000) for _ in range(series)]
+    names = [
+        (f"host.{i // 100}.{kind[0]}", f"server-{i:05d}")
+        for i, kind in enumerate(kinds)
+    ]
+    batches = []
+    for second in range(seconds):
+        batch = []
+        for i, (metric, entity) in enumerate(names):
+            _name, _range, sigma, digits, chance = kinds[i]
+            if rng.random() < chance:
+                unit = 10.0**-digits
+                step = round(rng.gauss(0, sigma), digits) or unit
+                moved = round(max(0.0, values[i] + step), digits)
+                values[i] = int(moved) if digits == 0 else moved
+            batch.append((metric, entity, values[i], T0 + second * 1000 + offsets[i]))
+        batches.append(batch)
+    return batches
+
+
+WORKLOADS: Final = {"random-walk": slow_gauges, "repeating": repeating_gauges}
+
+
+def prometheus_bytes(
+    batches: list[list[tuple[str, str, float | int, int]]], tmp: Path
+) -> int | None:
+    """Bytes of the Prometheus block ``promtool`` makes of the same points
+    (written as OpenMetrics text), or None without ``promtool``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return None
+    by_series: dict[tuple[str, str], list[str]] = {}
+    for batch in batches:
+        for metric, entity, value, stamp in batch:
+            by_series.setdefault((metric, entity), []).append(
+                f"{value} {stamp // 1000}.{stamp % 1000:03d}"
+            )
+    source = tmp / "points.om"
+    with open(source, "w") as f:
+        families: dict[str, list[tuple[str, list[str]]]] = {}
+        for (metric, entity), samples in by_series.items():
+            name = metric.replace(".", "_")
+            families.setdefault(name, []).append((entity, samples))
+        for name, members in families.items():
+            f.write(f"# TYPE {name} gauge\n")
+            for entity, samples in members:
+                prefix = f'{name}{{entity="{entity}"}} '
+                f.writelines(prefix + sample + "\n" for sample in samples)
+        f.write("# EOF\n")
+    out = tmp / "prometheus"
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    source.unlink()
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def at_rest(series: int, seconds: int, workload: str) -> None:
+    """Print bytes/point: log only, after a clean stop, and while running,
+    with Prometheus' block of the same points and the ratios."""
     from statsyard import Config, StatsYard
 
-    batches = slow_gauges(series, seconds)
+    batches = WORKLOADS[workload](series, seconds)
     total = series * seconds
     with tempfile.TemporaryDirectory() as tmp:
         # Before issue 13: compacted only every checkpoint_points (500,000).
@@ -68,6 +163,7 @@ def at_rest(series: int, seconds: int) -> None:
             for batch in batches:
                 storage.append(batch)
         log_only = directory_bytes(directory, "*")
+        shutil.rmtree(directory)
         # A running StatsYard, stopped cleanly.
         directory = Path(tmp) / "stopped"
         config = Config.of(storage={"data_dir": str(directory)})
@@ -76,6 +172,7 @@ def at_rest(series: int, seconds: int) -> None:
                 yard.push_many(batch)
             yard.flush(timeout=600)
         stopped = directory_bytes(directory, "*")
+        stopped_index = directory_bytes(directory, "*.idx")
         reader = Storage.open_readonly(directory)
         stored = sum(
             len(rows) for m in reader.metrics() for rows in reader.query(m).values()
@@ -93,13 +190,69 @@ def at_rest(series: int, seconds: int) -> None:
         storage.sync()
         running = directory_bytes(directory, "*")
         storage.close()
-    print(f"{series:,} series x {seconds:,} s = {total:,} points of slow gauges")
+        peer = prometheus_bytes(batches, Path(tmp))
+    print(f"{series:,} series x {seconds:,} s = {total:,} points, workload {workload}")
     print(f"  Storage, count checkpoints only {log_only / total:6.2f} bytes/point")
     print(
         f"  after a clean stop (StatsYard)  {stopped / total:6.2f} bytes/point "
-        f"({left_in_log} points left in the log)"
+        f"(index {stopped_index / total:.2f}; {left_in_log} points left in the log)"
     )
     print(f"  running, compacted each minute  {running / total:6.2f} bytes/point")
+    if peer is None:
+        print("  Prometheus: promtool not found")
+        return
+    print(
+        f"  Prometheus block (promtool)     {peer / total:6.2f} bytes/point; "
+        f"StatsYard / Prometheus: stopped {stopped / peer:.2f}, "
+        f"running {running / peer:.2f}"
+    )
+
+
+def encode_costs(repeats: int) -> None:
+    """Print the block encoders' cost and bytes per point, format 2 and 3
+    interleaved in one process, for 1,000 series of each workload cut into
+    blocks of 60, 500 and 3,600 points (a checkpoint a minute, every
+    500,000 points, at the end of an hour)."""
+    from statsyard.storage._blocks import encode_block, encode_block_v2
+
+    for seconds in (60, 500, 3600):
+        for workload, make in WORKLOADS.items():
+            batches = make(1000, seconds)
+            series = [
+                (
+                    [batch[i][3] for batch in batches],
+                    [batch[i][2] for batch in batches],
+                )
+                for i in range(1000)
+            ]
+            total = 1000 * seconds
+            times: dict[str, list[float]] = {"2": [], "3": []}
+            sizes: dict[str, int] = {}
+            for _ in range(repeats):
+                for version, encode in (("2", encode_block_v2), ("3", encode_block)):
+                    started = time.perf_counter()
+                    size = 0
+                    for stamps, values in series:
+                        kind = (
+                            type(values[0])
+                            if len(set(map(type, values))) == 1
+                            else None
+                        )
+                        size += len(
+                            encode(
+                                "host.1.cpu.load", "server-00001", stamps, values, kind
+                            )[0]
+                        )
+                    times[version].append(time.perf_counter() - started)
+                    sizes[version] = size
+            cost = {v: statistics.median(t) / total * 1e6 for v, t in times.items()}
+            per_point = {v: sizes[v] / total for v in sizes}
+            print(
+                f"{seconds:5} points/block {workload:12} "
+                f"format 2: {cost['2']:.2f} us {per_point['2']:.2f} B | "
+                f"format 3: {cost['3']:.2f} us {per_point['3']:.2f} B "
+                f"(a point; cost ratio {cost['3'] / cost['2']:.2f})"
+            )
 
 
 def main() -> None:
@@ -124,10 +277,31 @@ def main() -> None:
         action="store_true",
         help="issue 13's rows: 1,000 series x 300 s and x 3,600 s, stopped",
     )
+    parser.add_argument(
+        "--encode",
+        action="store_true",
+        help="the block encoders' cost per point, format 2 and 3, in one process",
+    )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=list(WORKLOADS),
+        help="with --at-rest: the workload (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--at-rest-seconds",
+        action="append",
+        type=int,
+        help="with --at-rest: seconds of data (repeatable; default: 300 and 3600)",
+    )
     args = parser.parse_args()
+    if args.encode:
+        encode_costs(5)
+        return
     if args.at_rest:
-        at_rest(args.series, 300)
-        at_rest(args.series, 3600)
+        for workload in args.workload or list(WORKLOADS):
+            for seconds in args.at_rest_seconds or [300, 3600]:
+                at_rest(args.series, seconds, workload)
         return
     rng = random.Random(42)
     walks = [rng.uniform(0, 100) for _ in range(args.series)]

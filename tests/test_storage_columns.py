@@ -8,9 +8,11 @@ queries used before) for step aggregates.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 import zlib
+from collections.abc import Iterator
 from itertools import accumulate
 
 import pytest
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from statsyard.exceptions import CorruptRecordError
+from statsyard.storage import _blocks as blocks
 from statsyard.storage._batch import Value, decode_values
 from statsyard.storage._blocks import (
     BLOCK_HEADER,
@@ -29,7 +32,7 @@ from statsyard.storage._blocks import (
     VALUES_INT_DELTA,
     decode_block,
     decode_block_columns,
-    encode_block,
+    encode_block_v2,
 )
 from statsyard.storage._columns import (
     as_columns,
@@ -40,6 +43,19 @@ from statsyard.storage._columns import (
 from statsyard.storage._query import AGGREGATES, downsample, merge, select
 
 INT64 = 2**63
+
+
+@contextlib.contextmanager
+def decoding_with_numpy_from(points: int) -> Iterator[None]:
+    """Decode blocks of more than ``points`` points with numpy (0: all)."""
+    before = blocks.SMALL_BLOCK_POINTS
+    blocks.SMALL_BLOCK_POINTS = points  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        blocks.SMALL_BLOCK_POINTS = before  # type: ignore[misc]
+
+
 _WIDTH = {0: "b", 1: "h", 2: "i", 3: "q"}
 _GAP = {0: "B", 1: "H", 2: "I", 3: "Q"}
 
@@ -120,16 +136,19 @@ def series(draw: st.DrawFn, max_size: int = 60) -> tuple[list[int], list[Value]]
 def test_vectorised_decoding_matches_a_plain_python_reader(
     points: tuple[list[int], list[Value]],
 ) -> None:
-    """Every width code and value encoding decodes to the same Python objects."""
+    """Every width code and value encoding of a format-2 block decodes to the
+    same Python objects, through numpy (large blocks) and plain Python."""
     timestamps, values = points
-    block, _, _ = encode_block("m", "e", timestamps, values)
+    block, _, _ = encode_block_v2("m", "e", timestamps, values)
     _, _, expected_ts, expected_values = reference_decode(block)
-    metric, entity, got_ts, got_values = decode_block(block)
-    assert (metric, entity) == ("m", "e")
-    assert got_ts == expected_ts
-    assert list(map(type, got_ts)) == [int] * len(got_ts)
-    assert list(map(type, got_values)) == list(map(type, expected_values))
-    assert [repr(v) for v in got_values] == [repr(v) for v in expected_values]
+    for numpy_from in (0, blocks.SMALL_BLOCK_POINTS):
+        with decoding_with_numpy_from(numpy_from):
+            metric, entity, got_ts, got_values = decode_block(block)
+        assert (metric, entity) == ("m", "e")
+        assert got_ts == expected_ts
+        assert list(map(type, got_ts)) == [int] * len(got_ts)
+        assert list(map(type, got_values)) == list(map(type, expected_values))
+        assert [repr(v) for v in got_values] == [repr(v) for v in expected_values]
 
 
 def test_the_decoder_sees_every_width_code_and_encoding() -> None:
@@ -138,7 +157,7 @@ def test_the_decoder_sees_every_width_code_and_encoding() -> None:
     t0 = MIN_TIMESTAMP_MS
     for gap in (1, 300, 70_000, 2**33):
         for values in ([1, 2], [1, -(2**62)], [0.5, 0.25], [0.1 + 0.2, 1.0], [1, 0.5]):
-            block, _, _ = encode_block("m", "e", [t0, t0 + gap], list(values))
+            block, _, _ = encode_block_v2("m", "e", [t0, t0 + gap], list(values))
             ts_code, encoding, _, _ = reference_decode(block)
             seen.add(("ts", ts_code))
             seen.add(("values", encoding))
@@ -150,7 +169,7 @@ def test_the_decoder_sees_every_width_code_and_encoding() -> None:
 
 def test_an_int_column_that_leaves_int64_is_damage() -> None:
     """Deltas whose running sum overflows int64 are refused, not wrapped."""
-    block, _, _ = encode_block("m", "e", [MIN_TIMESTAMP_MS] * 2, [1, 2])
+    block, _, _ = encode_block_v2("m", "e", [MIN_TIMESTAMP_MS] * 2, [1, 2])
     fields = list(BLOCK_HEADER.unpack_from(block))
     fields[2:5] = [0, VALUES_INT_DELTA, 3]  # uint8 gaps, int64 value deltas
     payload = struct.pack("<B2q", 0, INT64 - 1, 5)
@@ -160,8 +179,12 @@ def test_an_int_column_that_leaves_int64_is_damage() -> None:
     body = block[BLOCK_HEADER_SIZE : BLOCK_HEADER_SIZE + 2] + compressed
     crc = zlib.crc32(body, zlib.crc32(header))
     forged = header + struct.pack("<I", crc) + body
-    with pytest.raises(CorruptRecordError, match="does not fit in 64 bits"):
-        decode_block_columns(forged)
+    for numpy_from in (0, blocks.SMALL_BLOCK_POINTS):
+        with (
+            decoding_with_numpy_from(numpy_from),
+            pytest.raises(CorruptRecordError, match="does not fit in 64 bits"),
+        ):
+            decode_block_columns(forged)
 
 
 @settings(max_examples=300, deadline=None)

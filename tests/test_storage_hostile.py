@@ -32,7 +32,12 @@ from statsyard.datapoint import DataPoint
 from statsyard.exceptions import CorruptRecordError, StatsYardError
 from statsyard.storage import Storage, scan_records
 from statsyard.storage._batch import decode_batch
-from statsyard.storage._blocks import BLOCK_HEADER, decode_block
+from statsyard.storage._blocks import (
+    BLOCK_HEADER,
+    BLOCK_PEEK,
+    block_length,
+    decode_block,
+)
 from statsyard.storage._framing import pack_record
 from statsyard.storage._index import decode_checkpoint
 from tests._storage_helpers import REPO, T0, points
@@ -129,8 +134,8 @@ def build_template(directory: Path) -> list[Unit]:
         elif path.suffix == ".dat":
             offset = 16
             while offset < len(data):
-                fields = BLOCK_HEADER.unpack_from(data, offset)
-                length = 32 + fields[6] + fields[7] + fields[9]
+                length = block_length(data[offset : offset + BLOCK_PEEK])
+                assert length is not None
                 metric, entity, stamps, values = decode_block(
                     data[offset : offset + length]
                 )

@@ -209,7 +209,7 @@ def test_retention_by_age_removes_whole_old_segments(tmp_path: Path) -> None:
     day = 86_400_000
     s = Storage.open(
         tmp_path,
-        segment_bytes=50,
+        segment_bytes=32,
         retention_max_age_ms=30 * day,
         checkpoint_points=None,
     )

@@ -190,7 +190,7 @@ def test_nothing_after_the_batch_is_in_the_log_escapes_append(
     point is stored exactly once.
     """
     s = Storage.open(
-        tmp_path, checkpoint_points=4, segment_bytes=64, retention_max_bytes=retention
+        tmp_path, checkpoint_points=4, segment_bytes=32, retention_max_bytes=retention
     )
     s.append(points("m", "e", [1, 2, 3, 4]))  # a first checkpoint: one segment
     s.append(points("m", "e", [5, 6, 7], start=T0 + 4000))

@@ -26,21 +26,46 @@ from statsyard.storage._batch import (
     Value,
     decode_values,
     encode_values,
+    floats_from_le,
+    ints_from_le,
     le_bytes,
     out_of_range,
+)
+from statsyard.storage._codec import (
+    decode_column,
+    decode_column_np,
+    encode_column,
+    encode_column_np,
+    read_varint,
+    unzigzag,
+    unzigzag_np,
+    varint,
+    zigzag,
 )
 from statsyard.storage._framing import inflate
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
 BLOCK_HEADER: Final = struct.Struct("<4sBBBBIHHqI")
-"""marker, version, ts width, value encoding, value parameter, count,
-metric length, entity length, first timestamp, payload length (then a CRC)."""
+"""Header of a version-2 block: marker, version, ts width, value encoding,
+value parameter, count, metric length, entity length, first timestamp,
+payload length (then a CRC)."""
 BLOCK_MARKER: Final = b"SYBK"
-BLOCK_VERSION: Final = 2
+BLOCK_VERSION: Final = 3
+"""Version of the blocks written (format 3: varint header, no zlib table)."""
+BLOCK_VERSION_2: Final = 2
+"""Version of format 2's blocks (still read): :data:`BLOCK_HEADER`."""
 BLOCK_HEADER_SIZE: Final = BLOCK_HEADER.size + 4  # 32 with the CRC
+_VERSION_3: Final = bytes([BLOCK_VERSION])
+_INT64: Final = 2**63
+_HALF_INT64: Final = 2**62
+NUMPY_ENCODE_POINTS: Final = 256
+"""Blocks of at least this many points encode their value deltas with numpy
+(the same bytes, fewer Python-level passes); smaller ones in plain Python."""
+SMALL_BLOCK_POINTS: Final = 4096
+"""Blocks of at most this many points decode in plain Python into lists
+(a small read need not import numpy, some 60 ms); larger ones into numpy."""
 _CRC = struct.Struct("<I")
 
 VALUES_INT_DELTA: Final = 0
@@ -144,14 +169,15 @@ def _encode_value_column(
     return VALUES_GENERIC, value_kind, data
 
 
-def encode_block(
+def encode_block_v2(
     metric: str,
     entity: str,
     timestamps: list[int],
     values: list[Value],
     kind: type | None = None,
 ) -> tuple[bytes, int, int]:
-    """One block holding the points of a series, sorted by time.
+    """A block of version 2 (what StatsYard wrote before format 3): kept to
+    write format-2 fixtures in tests. Arguments as :func:`encode_block`.
 
     Args:
         metric: the series' metric.
@@ -164,18 +190,11 @@ def encode_block(
     Returns:
         The block, and its first and last timestamps.
     """
-    count = len(timestamps)
-    gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
-    # Unsigned widths: a negative gap fits none, so this also checks the order.
+    timestamps, values, gaps = _sorted(timestamps, values)
     packed = _packed(gaps, GAP_WIDTHS)
-    if packed is None:  # out of order: sort, stably (ties keep arrival)
-        order = sorted(range(count), key=timestamps.__getitem__)
-        timestamps = list(map(timestamps.__getitem__, order))
-        values = list(map(values.__getitem__, order))
-        gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
-        packed = _packed(gaps, GAP_WIDTHS)
-        if packed is None:  # pragma: no cover - timestamps are bounded far below
-            raise ValueError("timestamps are too far apart to encode")
+    if packed is None:  # pragma: no cover - timestamps are bounded far below
+        raise ValueError("timestamps are too far apart to encode")
+    count = len(timestamps)
     first = timestamps[0]
     ts_code, ts_bytes = packed
     encoding, parameter, value_bytes = _encode_value_column(values, kind)
@@ -184,7 +203,7 @@ def encode_block(
     e = entity.encode("utf-8", "surrogatepass")
     header = BLOCK_HEADER.pack(
         BLOCK_MARKER,
-        BLOCK_VERSION,
+        BLOCK_VERSION_2,
         ts_code,
         encoding,
         parameter,
@@ -198,8 +217,152 @@ def encode_block(
     return b"".join([header, _CRC.pack(crc), m, e, payload]), first, timestamps[-1]
 
 
+def _sorted(
+    timestamps: list[int], values: list[Value]
+) -> tuple[list[int], list[Value], list[int]]:
+    """The points sorted by time, stably (ties keep arrival), and the gaps."""
+    gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
+    if gaps and min(gaps) < 0:  # not sorted (a checkpoint's series mostly are)
+        order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
+        timestamps = list(map(timestamps.__getitem__, order))
+        values = list(map(values.__getitem__, order))
+        gaps = list(map(sub, islice(timestamps, 1, None), timestamps))
+    return timestamps, values, gaps
+
+
+def _encode_ints_v3(column: list[int]) -> bytes | None:
+    """The first int as a zigzag varint, then the column of zigzag deltas;
+    None when a value or a delta leaves int64."""
+    low, high = min(column), max(column)
+    if low < -_INT64 or high >= _INT64:
+        return None
+    first = column[0]
+    head = varint((first << 1) ^ (first >> 63))  # zigzag
+    if len(column) == 1:
+        return head
+    if low >= -_HALF_INT64 and high < _HALF_INT64:  # no delta can leave int64
+        if len(column) >= NUMPY_ENCODE_POINTS:
+            import numpy as np  # lazily: the writer's large blocks only
+
+            ints = np.array(column, np.int64)
+            deltas = np.diff(ints)
+            coded = (deltas << 1) ^ (deltas >> 63)
+            return head + encode_column_np(np, coded.view(np.uint64))
+        deltas_list = list(map(sub, islice(column, 1, None), column))
+    else:
+        deltas_list = list(map(sub, islice(column, 1, None), column))
+        if min(deltas_list) < -_INT64 or max(deltas_list) >= _INT64:
+            return None
+    return head + encode_column(zigzag(deltas_list))
+
+
+def _encode_values_v3(values: list[Value], kind: type | None) -> bytes:
+    """The value encoding byte, its parameters and the value column."""
+    kinds = {kind} if kind is not None else set(map(type, values))
+    if kinds == {int}:
+        coded = _encode_ints_v3(values)  # type: ignore[arg-type]
+        if coded is not None:
+            return bytes([VALUES_INT_DELTA]) + coded
+    elif kinds == {float}:
+        found = _decimal_digits(values)
+        if found is not None:
+            digits, scaled = found
+            coded = _encode_ints_v3(scaled)
+            if coded is not None:
+                return bytes([VALUES_DECIMAL_DELTA, digits]) + coded
+        raw = le_bytes(array("d", values))
+        shuffled = b"".join(raw[i::8] for i in range(8))
+        return bytes([VALUES_FLOAT_SHUFFLE]) + zlib.compress(shuffled, ZLIB_LEVEL)
+    value_kind, data = encode_values(values)
+    return bytes([VALUES_GENERIC, value_kind]) + zlib.compress(data, ZLIB_LEVEL)
+
+
+def encode_block(
+    metric: str,
+    entity: str,
+    timestamps: list[int],
+    values: list[Value],
+    kind: type | None = None,
+) -> tuple[bytes, int, int]:
+    """One block (version 3) holding the points of a series, sorted by time.
+
+    Args:
+        metric: the series' metric.
+        entity: the series' entity.
+        timestamps: milliseconds, in arrival order (at least one).
+        values: the values, in the same order.
+        kind: ``int`` or ``float`` when every value is known to be of that
+            exact type (saves checking), else None.
+
+    Returns:
+        The block, and its first and last timestamps.
+    """
+    timestamps, values, gaps = _sorted(timestamps, values)
+    count = len(timestamps)
+    first = timestamps[0]
+    body = [varint(first)]
+    if gaps:
+        smallest = min(gaps)  # a second pass, at C speed; the first may sort
+        body.append(varint(smallest))
+        body.append(encode_column(list(map(sub, gaps, repeat(smallest)))))
+    body.append(_encode_values_v3(values, kind))
+    payload = b"".join(body)
+    m = metric.encode("utf-8", "surrogatepass")
+    e = entity.encode("utf-8", "surrogatepass")
+    block = b"".join(
+        [
+            BLOCK_MARKER,
+            _VERSION_3,
+            varint(count),
+            varint(len(m)),
+            varint(len(e)),
+            varint(len(payload)),
+            m,
+            e,
+            payload,
+        ]
+    )
+    return block + _CRC.pack(zlib.crc32(block)), first, timestamps[-1]
+
+
+def block_length(head: bytes) -> int | None:
+    """The length of the block (version 2 or 3) whose first bytes are
+    ``head`` (at least :data:`BLOCK_PEEK` of them, or all the file has left),
+    or None if they do not start a block."""
+    if head[:4] != BLOCK_MARKER or len(head) < 5:
+        return None
+    if head[4] == BLOCK_VERSION_2:
+        if len(head) < BLOCK_HEADER.size:
+            return None
+        fields = BLOCK_HEADER.unpack_from(head)
+        length: int = BLOCK_HEADER_SIZE + fields[6] + fields[7] + fields[9]
+        return length
+    if head[4] != BLOCK_VERSION:
+        return None
+    try:
+        _count, m_len, e_len, payload_len, start = _v3_header(head)
+    except ValueError:
+        return None
+    return start + m_len + e_len + payload_len + 4
+
+
+BLOCK_PEEK: Final = 45
+"""Bytes of a block that always hold its length fields (a version-3 block's
+four varints take at most 40 bytes after the marker and version)."""
+
+
+def _v3_header(data: bytes) -> tuple[int, int, int, int, int]:
+    """``(count, metric length, entity length, payload length, names start)``."""
+    count, pos = read_varint(data, 5)
+    m_len, pos = read_varint(data, pos)
+    e_len, pos = read_varint(data, pos)
+    payload_len, pos = read_varint(data, pos)
+    return count, m_len, e_len, payload_len, pos
+
+
 def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
-    """Inverse of :func:`encode_block`: ``(metric, entity, timestamps, values)``.
+    """Inverse of :func:`encode_block` (and of :func:`encode_block_v2`):
+    ``(metric, entity, timestamps, values)``.
 
     Raises:
         CorruptRecordError: the block fails its checksum or is malformed.
@@ -208,32 +371,180 @@ def decode_block(data: bytes) -> tuple[str, str, list[int], list[Value]]:
     return (
         metric,
         entity,
-        timestamps.tolist(),
+        timestamps if isinstance(timestamps, list) else timestamps.tolist(),
         values if isinstance(values, list) else values.tolist(),
     )
 
 
-def decode_block_columns(
-    data: bytes,
-) -> tuple[
-    str, str, NDArray[np.int64], NDArray[np.int64] | NDArray[np.float64] | list[Value]
-]:
-    """:func:`decode_block`, but the columns stay numpy arrays.
+def decode_block_columns(data: bytes) -> tuple[str, str, Any, Any]:
+    """:func:`decode_block`, but the columns of a large block stay numpy arrays.
 
-    Timestamps are an int64 array; values an int64 or float64 array, or a
-    list for the generic encoding (mixed kinds, text). numpy is imported
-    here, on the first block decoded, so that start-up does not pay for it.
+    A block of at most :data:`SMALL_BLOCK_POINTS` points decodes in plain
+    Python into lists (numpy is not imported); a larger one into an int64
+    timestamp array and an int64 or float64 value array (a list for the
+    generic encoding: mixed kinds, text). numpy is imported on the first
+    large block decoded, so that start-up and small reads do not pay for it.
 
     Raises:
         CorruptRecordError: the block fails its checksum or is malformed.
     """
-    import numpy as np  # lazily: only scans need it
+    if len(data) < 5 or data[:4] != BLOCK_MARKER:
+        raise CorruptRecordError(f"not a block: {bytes(data[:5])!r}")
+    if data[4] == BLOCK_VERSION:
+        return _decode_v3(data)
+    if data[4] == BLOCK_VERSION_2:
+        return _decode_v2(data)
+    raise CorruptRecordError(f"not a version 2 or 3 block: version {data[4]}")
 
+
+def _decode_v3(data: bytes) -> tuple[str, str, Any, Any]:
+    try:
+        count, m_len, e_len, payload_len, start = _v3_header(data)
+    except ValueError as exc:
+        raise CorruptRecordError(f"malformed block header: {exc}") from exc
+    names_end = start + m_len + e_len
+    end = names_end + payload_len
+    if end + 4 != len(data):
+        raise CorruptRecordError("block length does not match its header")
+    if zlib.crc32(data[:end]) != _CRC.unpack_from(data, end)[0]:
+        raise CorruptRecordError("block fails its checksum")
+    try:
+        metric = data[start : start + m_len].decode("utf-8", "surrogatepass")
+        entity = data[start + m_len : names_end].decode("utf-8", "surrogatepass")
+        if not 1 <= count <= MAX_BLOCK_POINTS:
+            raise ValueError(f"header declares {count} points")
+        body = bytes(data[names_end:end])
+        if count <= SMALL_BLOCK_POINTS:
+            timestamps, values = _decode_body(None, body, count)
+        else:
+            import numpy as np  # lazily: only large blocks need it
+
+            timestamps, values = _decode_body(np, body, count)
+    except CorruptRecordError:
+        raise
+    except Exception as exc:  # deliberate: any failure to decode bytes is damage
+        raise CorruptRecordError(f"malformed block: {exc!r}") from exc
+    return metric, entity, *_checked(timestamps, values, count)
+
+
+def _decode_body(np: ModuleType | None, body: bytes, count: int) -> tuple[Any, Any]:
+    """Timestamps and values of a version-3 block's payload: lists when
+    ``np`` is None, else numpy arrays (values: a list for generic ones)."""
+    first, pos = read_varint(body, 0)
+    if first >= _INT64:
+        raise ValueError(f"first timestamp {first}")
+    timestamps: Any = [first]
+    if count > 1:
+        smallest, pos = read_varint(body, pos)
+        if np is None:
+            gaps, pos = decode_column(body, pos, count - 1)
+            if smallest + max(gaps) > _MAX_GAP:
+                raise ValueError("a gap puts a timestamp out of range")
+            timestamps = list(
+                accumulate(map(add, gaps, repeat(smallest)), initial=first)
+            )
+        else:
+            column, pos = decode_column_np(np, body, pos, count - 1)
+            if smallest + int(column.max()) > _MAX_GAP:
+                raise ValueError("a gap puts a timestamp out of range")
+            timestamps = np.empty(count, np.int64)
+            timestamps[0] = first
+            np.cumsum(column.astype(np.int64) + np.int64(smallest), out=timestamps[1:])
+            timestamps[1:] += np.int64(first)
+    if pos >= len(body):
+        raise ValueError("no value column")
+    encoding = body[pos]
+    pos += 1
+    if encoding in (VALUES_INT_DELTA, VALUES_DECIMAL_DELTA):
+        scale = 1.0
+        if encoding == VALUES_DECIMAL_DELTA:
+            if pos >= len(body) or body[pos] > MAX_DIGITS:
+                raise ValueError("bad decimal digits")
+            scale = _SCALES[body[pos]]
+            pos += 1
+        head, pos = read_varint(body, pos)
+        start = unzigzag([head])[0]
+        if not -_INT64 <= start < _INT64:
+            raise ValueError(f"first value {start}")
+        ints: Any = [start]
+        if count > 1:
+            if np is None:
+                deltas, pos = decode_column(body, pos, count - 1)
+                ints = list(accumulate(unzigzag(deltas), initial=start))
+            else:
+                column, pos = decode_column_np(np, body, pos, count - 1)
+                full = np.empty(count, np.int64)
+                full[0] = start
+                full[1:] = unzigzag_np(np, column)
+                ints = _running_sums(np, full)
+        if pos != len(body):
+            raise ValueError("stray bytes after the value column")
+        if encoding == VALUES_INT_DELTA:
+            return timestamps, ints
+        if isinstance(ints, list):
+            problem = out_of_range([], ints)
+            if problem is not None:
+                raise CorruptRecordError(f"block holds a {problem}")
+            return timestamps, list(map(truediv, ints, repeat(scale)))
+        return timestamps, ints.astype(np.float64) / scale  # type: ignore[union-attr]
+    if encoding == VALUES_FLOAT_SHUFFLE:
+        raw = inflate(body[pos:], 8 * count, "block values")
+        return timestamps, _unshuffle(np, raw, count)
+    if encoding == VALUES_GENERIC:
+        if pos >= len(body):
+            raise ValueError("no value kind")
+        kind = body[pos]
+        _ts, size = _declared_sizes(0, VALUES_GENERIC, kind, count)
+        raw = inflate(body[pos + 1 :], size, "block values")
+        if kind != VALUES_TEXT and len(raw) != size:
+            raise ValueError("value column has the wrong length")
+        return timestamps, decode_values(kind, raw, count)
+    raise ValueError(f"unknown value encoding {encoding}")
+
+
+def _unshuffle(np: ModuleType | None, raw: bytes, count: int) -> Any:
+    """Floats from their 8 byte planes (a list when ``np`` is None)."""
+    if len(raw) != 8 * count:
+        raise ValueError("float column has the wrong length")
+    if np is not None:
+        planes = np.frombuffer(raw, np.uint8).reshape(8, count)
+        return np.ascontiguousarray(planes.T).view("<f8").reshape(count)
+    planes = [raw[i * count : (i + 1) * count] for i in range(8)]
+    return list(floats_from_le(bytes(chain.from_iterable(zip(*planes, strict=True)))))
+
+
+def _checked(timestamps: Any, values: Any, count: int) -> tuple[Any, Any]:
+    """The columns, once they hold ``count`` points within the written ranges.
+
+    Raises:
+        CorruptRecordError: they do not.
+    """
+    if len(timestamps) != count or len(values) != count:
+        raise CorruptRecordError("block holds the wrong number of points")
+    if isinstance(timestamps, list):
+        problem = out_of_range(timestamps, [])
+    else:  # sorted: the ends are the extremes
+        problem = out_of_range([int(timestamps[0]), int(timestamps[-1])], [])
+    if problem is None:
+        if isinstance(values, list):
+            problem = out_of_range([], values)
+        elif values.dtype.kind == "f":
+            import numpy as np
+
+            if not np.isfinite(values).all():
+                problem = "a value is not a finite number"
+    if problem is not None:
+        raise CorruptRecordError(f"block holds a {problem}")
+    return timestamps, values
+
+
+def _decode_v2(data: bytes) -> tuple[str, str, Any, Any]:
+    """A format-2 block: lists when small, else numpy arrays."""
     if len(data) < BLOCK_HEADER_SIZE:
         raise CorruptRecordError(f"block is truncated: {len(data)} bytes")
     (
-        marker,
-        version,
+        _marker,
+        _version,
         ts_code,
         encoding,
         parameter,
@@ -243,8 +554,6 @@ def decode_block_columns(
         first,
         payload_len,
     ) = BLOCK_HEADER.unpack_from(data)
-    if marker != BLOCK_MARKER or version != BLOCK_VERSION:
-        raise CorruptRecordError(f"not a version {BLOCK_VERSION} block")
     names_end = BLOCK_HEADER_SIZE + m_len + e_len
     if names_end + payload_len != len(data):
         raise CorruptRecordError("block length does not match its header")
@@ -264,27 +573,50 @@ def decode_block_columns(
         exact = encoding != VALUES_GENERIC or parameter != VALUES_TEXT
         if exact and len(raw) != ts_bytes + value_bytes:
             raise ValueError("payload does not match the header's sizes")
-        gaps = np.frombuffer(raw, _GAP_DTYPES[ts_code], count - 1)
-        timestamps = _timestamps(np, first, gaps)
-        values = _decode_value_column(np, encoding, parameter, raw[ts_bytes:], count)
+        if count <= SMALL_BLOCK_POINTS:
+            timestamps: Any = list(
+                accumulate(
+                    ints_from_le(GAP_WIDTHS[ts_code], raw[:ts_bytes]), initial=first
+                )
+            )
+            values = _decode_value_column_py(encoding, parameter, raw[ts_bytes:], count)
+        else:
+            import numpy as np  # lazily: only large blocks need it
+
+            gaps = np.frombuffer(raw, _GAP_DTYPES[ts_code], count - 1)
+            timestamps = _timestamps(np, first, gaps)
+            values = _decode_value_column(
+                np, encoding, parameter, raw[ts_bytes:], count
+            )
     except CorruptRecordError:
         raise
     except Exception as exc:  # deliberate: any failure to decode bytes is damage
         raise CorruptRecordError(f"malformed block: {exc!r}") from exc
-    if len(timestamps) != count or len(values) != count:
-        raise CorruptRecordError("block holds the wrong number of points")
-    if isinstance(timestamps, list):  # the rare exact path found it out of range
-        problem = out_of_range(timestamps, [])
-    else:  # sorted: the ends are the extremes
-        problem = out_of_range([int(timestamps[0]), int(timestamps[-1])], [])
-    if problem is None:
-        if isinstance(values, list):
-            problem = out_of_range([], values)
-        elif values.dtype.kind == "f" and not np.isfinite(values).all():
-            problem = "a value is not a finite number"
-    if problem is not None:
-        raise CorruptRecordError(f"block holds a {problem}")
-    return metric, entity, timestamps, values
+    return metric, entity, *_checked(timestamps, values, count)
+
+
+def _decode_value_column_py(
+    encoding: int, parameter: int, data: bytes, count: int
+) -> list[Value]:
+    """A format-2 value column in plain Python."""
+    if encoding == VALUES_INT_DELTA:
+        width = WIDTHS[parameter]
+        return list(accumulate(ints_from_le(width, data[: count * _SIZES[width]])))
+    if encoding == VALUES_DECIMAL_DELTA:
+        width = WIDTHS[parameter & 0x0F]
+        sums = list(accumulate(ints_from_le(width, data[: count * _SIZES[width]])))
+        problem = out_of_range([], sums)
+        if problem is not None:
+            raise CorruptRecordError(f"block holds a {problem}")
+        return list(map(truediv, sums, repeat(_SCALES[parameter >> 4])))
+    if encoding == VALUES_FLOAT_SHUFFLE:
+        return _unshuffle(None, data, count)  # type: ignore[no-any-return]
+    if encoding == VALUES_GENERIC:
+        return decode_values(parameter, data, count)
+    raise ValueError(f"unknown value encoding {encoding}")
+
+
+_SIZES: Final = {code: struct.calcsize(code) for code in WIDTHS + GAP_WIDTHS}
 
 
 _GAP_DTYPES: Final = ("<u1", "<u2", "<u4", "<u8")

@@ -16,7 +16,11 @@ from statsyard.storage._framing import next_data
 logger = logging.getLogger("statsyard.storage")
 
 MARKER_NAME: Final = "STATSYARD"
-MARKER_TEXT: Final = b"StatsYard data directory\nformat 2\n"
+MARKER_TEXT: Final = b"StatsYard data directory\nformat 3\n"
+MARKER_TEXT_2: Final = b"StatsYard data directory\nformat 2\n"
+"""A format-2 directory's marker: read as it is, rewritten to format 3 by the
+first writer that opens it (its files stay as they are; new blocks are
+version 3, which a format-2 StatsYard cannot read, so it must refuse)."""
 
 WAL_PATTERN: Final = re.compile(r"^wal-(\d{16})\.log$")
 SEGMENT_PATTERN: Final = re.compile(r"^seg-(\d{16})\.dat$")
@@ -212,7 +216,7 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
     if directory.is_dir() and marker.is_file():
         with open(marker, "rb") as f:  # a regular file: is_file() said so
             content = f.read(len(MARKER_TEXT) + 1)
-        if content != MARKER_TEXT:
+        if content not in (MARKER_TEXT, MARKER_TEXT_2):
             raise NotADataDirectoryError(
                 f"{where} is not a StatsYard data directory this version can read: "
                 f"{MARKER_NAME} holds {content[:60]!r}, expected {MARKER_TEXT!r}",
@@ -241,6 +245,20 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
     os.replace(tmp, marker)
     fsync_directory(directory)
     logger.info("Created data directory %s", where)
+
+
+def upgrade_marker(directory: Path) -> None:
+    """Rewrite a format-2 marker as format 3 (the writer, once it holds the
+    lock): in place, one byte, fsynced; not by a rename, since the writer's
+    lock is taken on this inode."""
+    with open(directory / MARKER_NAME, "r+b") as f:
+        if f.read(len(MARKER_TEXT) + 1) != MARKER_TEXT_2:
+            return
+        f.seek(len(MARKER_TEXT) - 2)
+        f.write(MARKER_TEXT[-2:-1])
+        f.flush()
+        os.fsync(f.fileno())
+    logger.info("Upgraded data directory %s to format 3", directory)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -87,8 +87,13 @@ def encode_checkpoint(
     return header + zlib.compress(body, 6)
 
 
-MIN_BLOCK_BYTES: Final = 32
-"""A block is at least its header."""
+MIN_BLOCK_BYTES: Final = 21
+"""A block is at least this long: a version-3 block's marker, version and
+four varints (9 bytes), a first timestamp (6 bytes of varint, as every
+timestamp since 2000 is at least 2**35), a value encoding and a value
+(2 bytes), and its CRC (4 bytes); a version-2 block is at least 32."""
+_FIELD_BYTES: Final = 28
+"""Bytes of fixed-width fields a block has in a checkpoint record's body."""
 
 
 def decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoint:
@@ -120,9 +125,9 @@ def _decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoin
             f"lists {n} blocks in bytes {first_offset}..{dat_end} of a "
             f"{dat_size}-byte data file"
         )
-    # Each block holds its names and a 32-byte header: the body (28 bytes a
-    # block and the names) is never longer than the span it describes.
-    limit = span
+    # Each block holds its names and at least 21 other bytes: the body (28
+    # bytes a block and the names) is at most the span and 28 bytes a block.
+    limit = span + _FIELD_BYTES * n
     body = Cursor(inflate(payload[CHECKPOINT_HEADER.size :], limit, "checkpoint"))
     take = body.take
 

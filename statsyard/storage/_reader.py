@@ -35,6 +35,8 @@ MAX_COLUMN_STEP: Final = 2**62
 def _as_lists(columns: tuple[Any, Any]) -> Piece:
     """A decoded block's columns as the lists of Python objects a piece holds."""
     timestamps, values = columns
+    if isinstance(timestamps, list):  # a small block, decoded without numpy
+        return timestamps, values
     return timestamps.tolist(), values if isinstance(values, list) else values.tolist()
 
 
@@ -93,9 +95,14 @@ class Reader:
                 recent = head.piece(number, pace)
                 pace()
             blocks = self._read_blocks(catalog, (metric, name), refs)
-            # Blocks are numpy columns already: aggregate them as columns (a
-            # head-only series stays on the list path, which is as fast there).
-            if blocks and step is not None and step <= MAX_COLUMN_STEP:
+            # Large blocks are numpy columns already: aggregate them as columns
+            # (small blocks and the head stay on the list path, as fast there,
+            # and a small read does not import numpy).
+            if (
+                step is not None
+                and step <= MAX_COLUMN_STEP
+                and any(not isinstance(piece[0], list) for piece in blocks)
+            ):
                 from statsyard.storage._columns import (  # numpy: lazily
                     as_columns,
                     downsample_columns,
@@ -124,8 +131,9 @@ class Reader:
     def _read_blocks(
         self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]
     ) -> list[tuple[Any, Any]]:
-        """Read and decode blocks into columns (numpy arrays, or a list for
-        generic values); a damaged one is skipped, counted and logged."""
+        """Read and decode blocks into columns (lists for small blocks; numpy
+        arrays, or a list for generic values, for large ones); a damaged one
+        is skipped, counted and logged."""
         pieces: list[tuple[Any, Any]] = []
         fds: dict[int, int] = {}
         read = 0

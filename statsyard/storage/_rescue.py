@@ -1,6 +1,7 @@
 """Finding blocks again: scan a segment's data file for blocks no index lists.
 
-Blocks are self-describing (marker, sizes, names, CRC-32 over all of it), so
+Blocks are self-describing (marker, sizes, names, CRC-32 over all of it; in
+format 2 and 3 alike), so
 the blocks of a checkpoint whose index record was damaged or lost can be
 found by scanning the bytes the good records do not cover, and listed again
 by new checkpoint records. Nothing is ever deleted for want of an index.
@@ -15,9 +16,9 @@ from typing import Final
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._blocks import (
-    BLOCK_HEADER,
-    BLOCK_HEADER_SIZE,
     BLOCK_MARKER,
+    BLOCK_PEEK,
+    block_length,
     decode_block,
 )
 from statsyard.storage._framing import FileWindow, pack_record
@@ -35,13 +36,11 @@ Found = tuple[str, str, BlockRef]
 
 def _block_at(window: FileWindow, pos: int, seq: int) -> Found | None:
     """The sound block starting at ``pos``, or None."""
-    head = window.get(pos, BLOCK_HEADER.size)
+    head = window.get(pos, min(BLOCK_PEEK, window.end - pos))
     if head is None or head[:4] != BLOCK_MARKER:
         return None
-    fields = BLOCK_HEADER.unpack(head)
-    m_len, e_len, payload_len = fields[6], fields[7], fields[9]
-    length = BLOCK_HEADER_SIZE + m_len + e_len + payload_len
-    if length > MAX_BLOCK_BYTES:
+    length = block_length(head)
+    if length is None or length > MAX_BLOCK_BYTES:
         return None
     data = window.get(pos, length)
     if data is None:

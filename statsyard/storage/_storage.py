@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._admission import REASONS, SeriesLimits
 from statsyard.storage._catalog import Catalog
-from statsyard.storage._files import check_data_directory, listing
+from statsyard.storage._files import check_data_directory, listing, upgrade_marker
 from statsyard.storage._lock import lock_directory
 from statsyard.storage._log_watch import LogEnd, LogRetention
 from statsyard.storage._pacing import Pacer
@@ -173,6 +173,7 @@ class Storage:
         check_data_directory(directory, create=True)
         storage._lock_fd = lock_directory(directory)
         try:
+            upgrade_marker(directory)  # format 2 -> 3: older versions must refuse
             storage._bytes_loaded += storage._writing().recover()
         except BaseException:
             storage._release_files()

@@ -203,7 +203,10 @@ def carbon_run(
                 file = carbon.whisper_file(path)
                 if not file.exists():
                     continue
-                fetched = whisper.fetch(str(file), second - 1, second + 1)
+                try:
+                    fetched = whisper.fetch(str(file), second - 1, second + 1)
+                except whisper.CorruptWhisperFile:  # being created right now
+                    continue
                 if fetched is not None and value in fetched[1]:
                     del waiting[path]
             if waiting:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import socket
 import statistics
@@ -38,6 +39,8 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -160,10 +163,23 @@ def bare_parse(data: bytes) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _worker_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def statsyard_run(
     config: object, count: int, connections: int, base: int
-) -> tuple[float, float]:
-    """StatsYard: (lines/s first byte -> received, first byte -> durable)."""
+) -> tuple[float, float, float, float]:
+    """StatsYard: lines/s first byte -> received and -> durable; CPU µs per
+    line of this process and of the parse worker, over the same window."""
     from statsyard import StatsYard
 
     with tempfile.TemporaryDirectory(prefix="statsyard-bench-") as directory:
@@ -172,16 +188,25 @@ def statsyard_run(
         try:
             listener = yard.child("graphite").proxy()
             (_, port), _ = listener.addresses().get(timeout=10)
+            worker = listener.parse_worker_pid().get(timeout=10)
+            cpu, worker_cpu = _cpu(), _worker_cpu(worker)
             start, received = send(port, count, connections, base)
             while listener.stats().get(timeout=10).lines_accepted < count:
                 time.sleep(0.001)  # benchmark only: poll until every line is queued
             yard.flush(timeout=None)
             durable = time.monotonic()
+            cpu, worker_cpu = _cpu() - cpu, _worker_cpu(worker) - worker_cpu
         finally:
             counts = yard.stop()
     if counts.written != count:
         raise SystemExit(f"ERROR: {counts.written} of {count} lines written")
-    return count / (received - start), count / (durable - start)
+    micros = 1e6 / count
+    return (
+        count / (received - start),
+        count / (durable - start),
+        cpu * micros,
+        worker_cpu * micros,
+    )
 
 
 def carbon_run(
@@ -238,6 +263,12 @@ def main() -> int:
         help="[storage] checkpoint_points (0: never compact by count)",
     )
     parser.add_argument("--no-carbon", action="store_true", help="StatsYard only")
+    parser.add_argument(
+        "--parse-worker",
+        choices=("on", "off"),
+        default=None,
+        help="[graphite] parse_worker (default: the default setting)",
+    )
     parser.add_argument("--client", nargs=5, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -257,12 +288,21 @@ def main() -> int:
     config = attrs.evolve(
         base_config,
         storage=storage,
-        graphite=attrs.evolve(base_config.graphite, tcp_port=0, udp_port=0),
+        graphite=attrs.evolve(
+            base_config.graphite,
+            tcp_port=0,
+            udp_port=0,
+            parse_worker=(
+                base_config.graphite.parse_worker
+                if args.parse_worker is None
+                else args.parse_worker == "on"
+            ),
+        ),
         metrics=attrs.evolve(base_config.metrics, enabled=False),
         http=attrs.evolve(base_config.http, enabled=False),
     )
     count, connections = args.lines, args.connections
-    splits, parses, received, durable = [], [], [], []
+    splits, parses, received, durable, cpus, worker_cpus = [], [], [], [], [], []
     carbon_received, carbon_done = [], []
     with tempfile.TemporaryDirectory(prefix="statsyard-carbon-") as work:
         for repeat in range(args.repeats):
@@ -271,9 +311,13 @@ def main() -> int:
             splits.append(bare_split(data))
             parses.append(bare_parse(data))
             del data
-            got, done = statsyard_run(config, count, connections, base)
+            got, done, cpu, worker_cpu = statsyard_run(
+                config, count, connections, base
+            )
             received.append(got)
             durable.append(done)
+            cpus.append(cpu)
+            worker_cpus.append(worker_cpu)
             if not args.no_carbon:
                 got, seconds = carbon_run(
                     Path(work) / f"carbon{repeat}", count, connections, base
@@ -286,7 +330,8 @@ def main() -> int:
     print(
         f"lines: {count:,} over {connections} TCP connection(s), "
         f"{args.repeats} repeats, fsync {args.fsync}, checkpoint_points "
-        f"{config.storage.checkpoint_points}"
+        f"{config.storage.checkpoint_points}, parse_worker "
+        f"{config.graphite.parse_worker}"
     )
     print(f"bare split loop          {median(splits):>10,.0f} lines/s")
     print(f"bare parse loop          {median(parses):>10,.0f} lines/s")
@@ -297,6 +342,11 @@ def main() -> int:
     print(
         f"StatsYard durable        {rate:>10,.0f} lines/s (runs: {_runs(durable)}), "
         f"durable in {count / rate:.2f} s"
+    )
+    print(
+        f"StatsYard CPU per line   {median(cpus):>10.2f} µs in the service process"
+        f" (runs: {_runs(cpus, '{:.2f}')}), {median(worker_cpus):.2f} µs in the "
+        "parse worker"
     )
     if carbon_received:
         carbon_rate = median(carbon_received)
@@ -314,6 +364,7 @@ def main() -> int:
             f"{median(carbon_done) / (count / rate):.2f}"
         )
     print(f"peak RSS of this process (incl. the test data): {rss:,.0f} MiB")
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     goal = 650_000 if connections == 1 else 1_000_000
     print(
         f"goal >= {goal:,} lines/s durable over {connections} connection(s): "

@@ -39,6 +39,7 @@ class Connection:
         "reading",
         "sock",
         "stream",
+        "unparsed",
         "waiting",
     )
 
@@ -49,6 +50,8 @@ class Connection:
         self.peer = peer
         self.stream = stream
         self.pending: list[Row] = []
+        self.unparsed = b""
+        """Complete lines read, at the parse worker or waiting for it: busy."""
         self.eof = False
         self.reading = True
         """Registered with the selector (not while its points wait)."""

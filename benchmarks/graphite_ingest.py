@@ -311,9 +311,7 @@ def main() -> int:
             splits.append(bare_split(data))
             parses.append(bare_parse(data))
             del data
-            got, done, cpu, worker_cpu = statsyard_run(
-                config, count, connections, base
-            )
+            got, done, cpu, worker_cpu = statsyard_run(config, count, connections, base)
             received.append(got)
             durable.append(done)
             cpus.append(cpu)

@@ -34,6 +34,7 @@ class Connection:
     __slots__ = (
         "eof",
         "last_active",
+        "parsing",
         "peer",
         "pending",
         "reading",
@@ -50,8 +51,10 @@ class Connection:
         self.peer = peer
         self.stream = stream
         self.pending: list[Row] = []
-        self.unparsed = b""
-        """Complete lines read, at the parse worker or waiting for it: busy."""
+        self.unparsed: list[bytes] = []
+        """Complete lines read, waiting to be sent to the parse worker."""
+        self.parsing = b""
+        """Complete lines at the parse worker, its answer not yet in."""
         self.eof = False
         self.reading = True
         """Registered with the selector (not while its points wait)."""
@@ -131,7 +134,13 @@ class ConnectionTable:
         change the table while iterating: take what you need first.
         """
         for connection in self._by_sock.values():
-            if connection.reading and not connection.waiting and not connection.eof:
+            if (
+                connection.reading
+                and not connection.waiting
+                and not connection.eof
+                and not connection.parsing
+                and not connection.unparsed
+            ):
                 yield connection
 
     def expired(self, cutoff: float) -> list[Connection]:

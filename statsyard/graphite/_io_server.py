@@ -65,6 +65,8 @@ _ACCEPT: Final = "accept"
 _UDP: Final = "udp"
 _WAKE: Final = "wake"
 _PARSED: Final = "parsed"
+_PARSE_AHEAD: Final = 4
+"""Chunks read from one connection while the worker parses its last ones."""
 
 
 def _peer_name(address: Any) -> str:
@@ -141,6 +143,12 @@ class IoServer:
         self._parsing: list[Connection] | None = None
         """The batch at the worker, in the order sent."""
 
+    @property
+    def parse_worker_pid(self) -> int | None:
+        """The parse worker's process id, or None when parsing in this thread."""
+        worker = self._worker
+        return worker.pid if worker is not None else None
+
     def wake(self) -> None:
         """Wake the loop; safe from any thread, never raises."""
         with contextlib.suppress(Exception):  # closed or full: a wake is due
@@ -178,7 +186,12 @@ class IoServer:
             self._selector.close()
 
     def _held_points(self) -> int:
-        held = sum(len(c.pending) + c.unparsed.count(b"\n") for c in self._connections)
+        held = sum(
+            len(c.pending)
+            + c.parsing.count(b"\n")
+            + sum(u.count(b"\n") for u in c.unparsed)
+            for c in self._connections
+        )
         return self._pusher.udp_held() + held
 
     # -- the loop ------------------------------------------------------------
@@ -249,12 +262,19 @@ class IoServer:
         """Push what waits; read again the connections whose points went."""
         now = time.monotonic()
         for connection in self._pusher.pump():
-            if connection.eof:
-                self._connections.close(connection, CLIENT)
-            elif not self._pusher.queue_gone:
-                self._connections.resume_reading(connection, now)  # busy until now
+            self._after_push(connection, now)
         for connection in self._pusher.waiting:  # back-pressure: not read
             self._connections.stop_reading(connection)
+
+    def _after_push(self, connection: Connection, now: float) -> None:
+        """Its points went (or it had none): close it at its end, else read on."""
+        if connection.waiting:
+            return
+        if connection.eof:
+            if not connection.parsing and not connection.unparsed:
+                self._connections.close(connection, CLIENT)
+        elif not self._pusher.queue_gone and len(connection.unparsed) < _PARSE_AHEAD:
+            self._connections.resume_reading(connection, now)  # busy until now
 
     # -- accepting -------------------------------------------------------------
 
@@ -353,8 +373,7 @@ class IoServer:
             lost = connection.stream.close()
             if lost is not None:
                 self._tally.rejected([lost], connection.peer)
-            if not connection.waiting:  # else closed once its points are pushed
-                self._connections.close(connection, CLIENT)
+            self._after_push(connection, time.monotonic())  # else closed when pushed
             return "eof"
         self._connections.touch(connection, time.monotonic())
         if self._worker is None:
@@ -365,9 +384,11 @@ class IoServer:
         if rejects:
             self._tally.rejected(rejects, connection.peer)
         if lines:
-            connection.unparsed = lines
-            self._connections.stop_reading(connection)  # busy until parsed
-            self._to_parse.append(connection)
+            if not connection.unparsed:
+                self._to_parse.append(connection)
+            connection.unparsed.append(lines)
+            if len(connection.unparsed) >= _PARSE_AHEAD:
+                self._connections.stop_reading(connection)  # the worker is behind
         return "data"
 
     def _parsed(
@@ -387,11 +408,13 @@ class IoServer:
         if self._worker is None or self._parsing is not None or not self._to_parse:
             return
         batch, self._to_parse = self._to_parse, []
+        for connection in batch:
+            connection.parsing = b"".join(connection.unparsed)
+            connection.unparsed = []
         try:
-            self._worker.submit([c.unparsed for c in batch], now_ms())
+            self._worker.submit([c.parsing for c in batch], now_ms())
         except WorkerGoneError as error:
             self._worker_failed(error)
-            self._parse_here(batch)
             return
         self._parsing = batch
 
@@ -403,26 +426,12 @@ class IoServer:
             results = self._worker.collect()
         except (WorkerGoneError, WorkerError) as error:
             self._worker_failed(error)
-            self._parse_here(batch)
             return
         now = time.monotonic()
         for connection, (points, rejects) in zip(batch, results, strict=True):
-            connection.unparsed = b""
+            connection.parsing = b""
             self._parsed(connection, points, rejects)
-            self._resume_unless_waiting(connection, now)
-
-    def _parse_here(self, connections: list[Connection]) -> None:
-        """Parse in this thread the lines the worker had or was to get."""
-        now = time.monotonic()
-        for connection in connections:
-            lines, connection.unparsed = connection.unparsed, b""
-            points, rejects, _ = self._parser.parse_lines(lines, final=True)
-            self._parsed(connection, points, rejects)
-            self._resume_unless_waiting(connection, now)
-
-    def _resume_unless_waiting(self, connection: Connection, now: float) -> None:
-        if not connection.waiting and not self._pusher.queue_gone:
-            self._connections.resume_reading(connection, now)
+            self._after_push(connection, now)
 
     def _worker_failed(self, error: Exception) -> None:
         """The worker is gone: parse here from now on; nothing read is lost."""
@@ -436,8 +445,22 @@ class IoServer:
         )
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(worker.fileno())
-        pending, self._to_parse = self._to_parse, []
-        self._parse_here(pending)
+        worker.close()
+        self._parsing, self._to_parse = None, []
+        now = time.monotonic()
+        for connection in self._connections:
+            if self._parse_here(connection):
+                self._after_push(connection, now)
+
+    def _parse_here(self, connection: Connection) -> bool:
+        """Parse in this thread the lines the worker had or was to get, in order."""
+        if not connection.parsing and not connection.unparsed:
+            return False
+        lines = connection.parsing + b"".join(connection.unparsed)
+        connection.parsing, connection.unparsed = b"", []
+        points, rejects, _ = self._parser.parse_lines(lines, final=True)
+        self._parsed(connection, points, rejects)
+        return True
 
     def _read_udp(self) -> None:
         datagrams = 0
@@ -472,12 +495,7 @@ class IoServer:
         deadline = time.monotonic() + self._drain_timeout
         points: list[Row] = []
         for connection in self._connections:
-            if connection.unparsed:  # the worker's answer is not waited for
-                lines, connection.unparsed = connection.unparsed, b""
-                parsed, rejects, _ = self._parser.parse_lines(lines, final=True)
-                if rejects:
-                    self._tally.rejected(rejects, connection.peer)
-                connection.pending.extend(parsed)
+            self._parse_here(connection)  # the worker's answer is not waited for
             points.extend(connection.pending)
             connection.pending = []
             self._connections.close(connection, STOP)

@@ -272,8 +272,9 @@ class GraphiteListener(ChildActor):
         return (str(tcp[0]), int(tcp[1])), (str(udp[0]), int(udp[1]))
 
     def parse_worker_pid(self) -> int | None:
-        """The parse worker's process id, or None when parsing here."""
-        return self._worker.pid if self._worker is not None else None
+        """The parse worker's process id, or None when parsing in the listener."""
+        server = self._server
+        return server.parse_worker_pid if server is not None else None
 
     def stats(self) -> ListenerStats:
         """A consistent snapshot of the counters."""

@@ -27,6 +27,7 @@ Prints medians over the repeats (this machine is noisy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -175,6 +176,18 @@ def _worker_cpu(pid: int | None) -> float:
     return float(times.user + times.system)
 
 
+_GC = {"service": True}
+
+
+def _collector() -> contextlib.AbstractContextManager[None]:
+    """The garbage collector as `statsyard run` sets it, unless --gc default."""
+    if not _GC["service"]:
+        return contextlib.nullcontext()
+    from statsyard.cli.service import tuned_gc_for_ingest
+
+    return tuned_gc_for_ingest()
+
+
 def statsyard_run(
     config: object, count: int, connections: int, base: int
 ) -> tuple[float, float, float, float]:
@@ -182,7 +195,10 @@ def statsyard_run(
     line of this process and of the parse worker, over the same window."""
     from statsyard import StatsYard
 
-    with tempfile.TemporaryDirectory(prefix="statsyard-bench-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="statsyard-bench-") as directory,
+        _collector(),
+    ):
         yard = StatsYard(config, data_dir=directory)  # type: ignore[arg-type]
         yard.start()
         try:
@@ -269,11 +285,18 @@ def main() -> int:
         default=None,
         help="[graphite] parse_worker (default: the default setting)",
     )
+    parser.add_argument(
+        "--gc",
+        choices=("service", "default"),
+        default="service",
+        help="the collector as `statsyard run` tunes it (default), or Python's",
+    )
     parser.add_argument("--client", nargs=5, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         return client(*args.client)
 
+    _GC["service"] = args.gc == "service"
     import attrs
 
     from statsyard.config import load_config
@@ -329,7 +352,7 @@ def main() -> int:
         f"lines: {count:,} over {connections} TCP connection(s), "
         f"{args.repeats} repeats, fsync {args.fsync}, checkpoint_points "
         f"{config.storage.checkpoint_points}, parse_worker "
-        f"{config.graphite.parse_worker}"
+        f"{config.graphite.parse_worker}, gc {args.gc}"
     )
     print(f"bare split loop          {median(splits):>10,.0f} lines/s")
     print(f"bare parse loop          {median(parses):>10,.0f} lines/s")

@@ -41,8 +41,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LINES_PER_SECOND = 1000
@@ -169,13 +167,6 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _worker_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 _GC = {"service": True}
 
 
@@ -190,9 +181,9 @@ def _collector() -> contextlib.AbstractContextManager[None]:
 
 def statsyard_run(
     config: object, count: int, connections: int, base: int
-) -> tuple[float, float, float, float]:
-    """StatsYard: lines/s first byte -> received and -> durable; CPU µs per
-    line of this process and of the parse worker, over the same window."""
+) -> tuple[float, float, float]:
+    """StatsYard: lines/s first byte -> received and -> durable, and the CPU
+    time this process (the service) spent per line in between, in µs."""
     from statsyard import StatsYard
 
     with (
@@ -204,25 +195,18 @@ def statsyard_run(
         try:
             listener = yard.child("graphite").proxy()
             (_, port), _ = listener.addresses().get(timeout=10)
-            worker = listener.parse_worker_pid().get(timeout=10)
-            cpu, worker_cpu = _cpu(), _worker_cpu(worker)
+            cpu = _cpu()
             start, received = send(port, count, connections, base)
             while listener.stats().get(timeout=10).lines_accepted < count:
                 time.sleep(0.001)  # benchmark only: poll until every line is queued
             yard.flush(timeout=None)
             durable = time.monotonic()
-            cpu, worker_cpu = _cpu() - cpu, _worker_cpu(worker) - worker_cpu
+            cpu = _cpu() - cpu
         finally:
             counts = yard.stop()
     if counts.written != count:
         raise SystemExit(f"ERROR: {counts.written} of {count} lines written")
-    micros = 1e6 / count
-    return (
-        count / (received - start),
-        count / (durable - start),
-        cpu * micros,
-        worker_cpu * micros,
-    )
+    return count / (received - start), count / (durable - start), cpu * 1e6 / count
 
 
 def carbon_run(
@@ -280,12 +264,6 @@ def main() -> int:
     )
     parser.add_argument("--no-carbon", action="store_true", help="StatsYard only")
     parser.add_argument(
-        "--parse-worker",
-        choices=("on", "off"),
-        default=None,
-        help="[graphite] parse_worker (default: the default setting)",
-    )
-    parser.add_argument(
         "--gc",
         choices=("service", "default"),
         default="service",
@@ -311,21 +289,12 @@ def main() -> int:
     config = attrs.evolve(
         base_config,
         storage=storage,
-        graphite=attrs.evolve(
-            base_config.graphite,
-            tcp_port=0,
-            udp_port=0,
-            parse_worker=(
-                base_config.graphite.parse_worker
-                if args.parse_worker is None
-                else args.parse_worker == "on"
-            ),
-        ),
+        graphite=attrs.evolve(base_config.graphite, tcp_port=0, udp_port=0),
         metrics=attrs.evolve(base_config.metrics, enabled=False),
         http=attrs.evolve(base_config.http, enabled=False),
     )
     count, connections = args.lines, args.connections
-    splits, parses, received, durable, cpus, worker_cpus = [], [], [], [], [], []
+    splits, parses, received, durable, cpus = [], [], [], [], []
     carbon_received, carbon_done = [], []
     with tempfile.TemporaryDirectory(prefix="statsyard-carbon-") as work:
         for repeat in range(args.repeats):
@@ -334,11 +303,10 @@ def main() -> int:
             splits.append(bare_split(data))
             parses.append(bare_parse(data))
             del data
-            got, done, cpu, worker_cpu = statsyard_run(config, count, connections, base)
+            got, done, cpu = statsyard_run(config, count, connections, base)
             received.append(got)
             durable.append(done)
             cpus.append(cpu)
-            worker_cpus.append(worker_cpu)
             if not args.no_carbon:
                 got, seconds = carbon_run(
                     Path(work) / f"carbon{repeat}", count, connections, base
@@ -351,8 +319,7 @@ def main() -> int:
     print(
         f"lines: {count:,} over {connections} TCP connection(s), "
         f"{args.repeats} repeats, fsync {args.fsync}, checkpoint_points "
-        f"{config.storage.checkpoint_points}, parse_worker "
-        f"{config.graphite.parse_worker}, gc {args.gc}"
+        f"{config.storage.checkpoint_points}, gc {args.gc}"
     )
     print(f"bare split loop          {median(splits):>10,.0f} lines/s")
     print(f"bare parse loop          {median(parses):>10,.0f} lines/s")
@@ -366,8 +333,7 @@ def main() -> int:
     )
     print(
         f"StatsYard CPU per line   {median(cpus):>10.2f} µs in the service process"
-        f" (runs: {_runs(cpus, '{:.2f}')}), {median(worker_cpus):.2f} µs in the "
-        "parse worker"
+        f" (runs: {_runs(cpus, '{:.2f}')})"
     )
     if carbon_received:
         carbon_rate = median(carbon_received)

@@ -118,11 +118,6 @@ class WorkerProcess:
         """The worker's process id."""
         return self._process.pid
 
-    @property
-    def reply_fd(self) -> int:
-        """The pipe replies arrive on, for a selector: readable once one is in."""
-        return self._from_worker
-
     def send(self, payload: bytes) -> None:
         """Send one request (blocks while the pipe is full).
 

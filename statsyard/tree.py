@@ -216,7 +216,6 @@ class YardTree:
             idle_timeout=settings.idle_timeout,
             entity_tag=settings.entity_tag,
             templates=settings.templates,
-            parse_worker=settings.parse_worker,
             drain_timeout=GRAPHITE_DRAIN,
             observer=self._listener_instruments,
             progress=lambda: self.ledger.committed_upto,

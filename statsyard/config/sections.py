@@ -220,13 +220,6 @@ class GraphiteConfig:
             help='"FILTER TEMPLATE" rules mapping plain paths to metric and entity.',
         ),
     )
-    parse_worker: bool = _setting(
-        False,
-        Setting(
-            "bool",
-            help="Parse TCP lines in a worker process, on another core.",
-        ),
-    )
 
     def __attrs_post_init__(self) -> None:
         """Check the templates, so that a bad one stops start-up with the rest."""

@@ -34,13 +34,11 @@ class Connection:
     __slots__ = (
         "eof",
         "last_active",
-        "parsing",
         "peer",
         "pending",
         "reading",
         "sock",
         "stream",
-        "unparsed",
         "waiting",
     )
 
@@ -51,10 +49,6 @@ class Connection:
         self.peer = peer
         self.stream = stream
         self.pending: list[Row] = []
-        self.unparsed: list[bytes] = []
-        """Complete lines read, waiting to be sent to the parse worker."""
-        self.parsing = b""
-        """Complete lines at the parse worker, its answer not yet in."""
         self.eof = False
         self.reading = True
         """Registered with the selector (not while its points wait)."""
@@ -134,13 +128,7 @@ class ConnectionTable:
         change the table while iterating: take what you need first.
         """
         for connection in self._by_sock.values():
-            if (
-                connection.reading
-                and not connection.waiting
-                and not connection.eof
-                and not connection.parsing
-                and not connection.unparsed
-            ):
+            if connection.reading and not connection.waiting and not connection.eof:
                 yield connection
 
     def expired(self, cutoff: float) -> list[Connection]:

@@ -8,10 +8,6 @@ Resources stay bounded under hostile clients:
 - with ``max_connections`` open, a new client closes the longest-idle one
   (after reading what it may still have sent) rather than being refused; it
   is refused only when every open connection is busy (points waiting);
-- with a parse worker (:mod:`._parse_worker`), a connection's lines are
-  parsed in another process while the loop serves the others; the
-  connection is not read meanwhile, and its bytes are kept until the
-  answer comes, so a worker that dies costs no line: they are parsed here;
 - when ``accept()`` fails (``EMFILE`` and the like) the listening socket is
   left out of the selector for a pause that doubles up to ``_PAUSE_MAX``,
   so the loop sleeps instead of spinning; new clients wait in the kernel's
@@ -29,9 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from statsyard._child_process import WorkerError, WorkerGoneError
 from statsyard._ratelimit import RateLimitedLogger
-from statsyard.datapoint import now_ms
 from statsyard.graphite._connections import Connection, ConnectionTable
 from statsyard.graphite._push import Pusher
 from statsyard.graphite.protocol import GraphiteParser, LineStream
@@ -44,8 +38,6 @@ if TYPE_CHECKING:
     import pykka
 
     from statsyard.datapoint import Row
-    from statsyard.graphite._parse_worker import ParseWorker
-    from statsyard.graphite.protocol import Reject
 
 __all__ = ["IoServer"]
 
@@ -64,9 +56,6 @@ _RETRY_ACCEPT: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
 _ACCEPT: Final = "accept"
 _UDP: Final = "udp"
 _WAKE: Final = "wake"
-_PARSED: Final = "parsed"
-_PARSE_AHEAD: Final = 4
-"""Chunks read from one connection while the worker parses its last ones."""
 
 
 def _peer_name(address: Any) -> str:
@@ -92,7 +81,6 @@ class IoServer:
         drain_timeout: at stop, how long to wait for room for points read.
         progress: a count that grows while the pipeline drains (see
             :func:`~statsyard.graphite._push.await_served`).
-        parse_worker: parses TCP lines in another process; None: here.
     """
 
     def __init__(
@@ -110,7 +98,6 @@ class IoServer:
         udp_pending: int,
         drain_timeout: float,
         progress: Callable[[], int] | None,
-        parse_worker: ParseWorker | None = None,
     ) -> None:
         self._tcp = tcp
         self._udp = udp
@@ -137,17 +124,6 @@ class IoServer:
         )
         self._pause = _PAUSE_MIN
         self._paused_until: float | None = None
-        self._worker = parse_worker
-        self._to_parse: list[Connection] = []
-        """Connections whose lines wait to be sent to the worker."""
-        self._parsing: list[Connection] | None = None
-        """The batch at the worker, in the order sent."""
-
-    @property
-    def parse_worker_pid(self) -> int | None:
-        """The parse worker's process id, or None when parsing in this thread."""
-        worker = self._worker
-        return worker.pid if worker is not None else None
 
     def wake(self) -> None:
         """Wake the loop; safe from any thread, never raises."""
@@ -186,12 +162,7 @@ class IoServer:
             self._selector.close()
 
     def _held_points(self) -> int:
-        held = sum(
-            len(c.pending)
-            + c.parsing.count(b"\n")
-            + sum(u.count(b"\n") for u in c.unparsed)
-            for c in self._connections
-        )
+        held = sum(len(c.pending) for c in self._connections)
         return self._pusher.udp_held() + held
 
     # -- the loop ------------------------------------------------------------
@@ -201,8 +172,6 @@ class IoServer:
         selector.register(self._tcp, selectors.EVENT_READ, _ACCEPT)
         selector.register(self._udp, selectors.EVENT_READ, _UDP)
         selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        if self._worker is not None:
-            selector.register(self._worker.fileno(), selectors.EVENT_READ, _PARSED)
         while not self._stopping.is_set():
             # A push served, a socket ready, a stop or a deadline wakes us.
             ready = selector.select(self._next_timeout())
@@ -216,13 +185,10 @@ class IoServer:
                 elif tag is _WAKE:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
-                elif tag is _PARSED:
-                    self._collect()
                 elif tag.reading:  # not closed earlier in this round
                     self._read(tag)
                 if self._stopping.is_set():
                     return
-            self._send_to_parse()
             self._pump()
             now = time.monotonic()
             self._close_idle(now)
@@ -262,19 +228,12 @@ class IoServer:
         """Push what waits; read again the connections whose points went."""
         now = time.monotonic()
         for connection in self._pusher.pump():
-            self._after_push(connection, now)
+            if connection.eof:
+                self._connections.close(connection, CLIENT)
+            elif not self._pusher.queue_gone:
+                self._connections.resume_reading(connection, now)  # busy until now
         for connection in self._pusher.waiting:  # back-pressure: not read
             self._connections.stop_reading(connection)
-
-    def _after_push(self, connection: Connection, now: float) -> None:
-        """Its points went (or it had none): close it at its end, else read on."""
-        if connection.waiting:
-            return
-        if connection.eof:
-            if not connection.parsing and not connection.unparsed:
-                self._connections.close(connection, CLIENT)
-        elif not self._pusher.queue_gone and len(connection.unparsed) < _PARSE_AHEAD:
-            self._connections.resume_reading(connection, now)  # busy until now
 
     # -- accepting -------------------------------------------------------------
 
@@ -373,94 +332,17 @@ class IoServer:
             lost = connection.stream.close()
             if lost is not None:
                 self._tally.rejected([lost], connection.peer)
-            self._after_push(connection, time.monotonic())  # else closed when pushed
+            if not connection.waiting:  # else closed once its points are pushed
+                self._connections.close(connection, CLIENT)
             return "eof"
         self._connections.touch(connection, time.monotonic())
-        if self._worker is None:
-            points, rejects = connection.stream.feed(data)
-            self._parsed(connection, points, rejects)
-            return "data"
-        lines, rejects = connection.stream.frame(data)
-        if rejects:
-            self._tally.rejected(rejects, connection.peer)
-        if lines:
-            if not connection.unparsed:
-                self._to_parse.append(connection)
-            connection.unparsed.append(lines)
-            if len(connection.unparsed) >= _PARSE_AHEAD:
-                self._connections.stop_reading(connection)  # the worker is behind
-        return "data"
-
-    def _parsed(
-        self, connection: Connection, points: list[Row], rejects: list[Reject]
-    ) -> None:
-        """A connection's lines are parsed: count the rejects, hold the points."""
+        points, rejects = connection.stream.feed(data)
         if rejects:
             self._tally.rejected(rejects, connection.peer)
         if points:
             connection.pending.extend(points)
             self._pusher.hold(connection)
-
-    # -- the parse worker ------------------------------------------------------
-
-    def _send_to_parse(self) -> None:
-        """Send the lines read to the worker, unless a batch is still there."""
-        if self._worker is None or self._parsing is not None or not self._to_parse:
-            return
-        batch, self._to_parse = self._to_parse, []
-        for connection in batch:
-            connection.parsing = b"".join(connection.unparsed)
-            connection.unparsed = []
-        try:
-            self._worker.submit([c.parsing for c in batch], now_ms())
-        except WorkerGoneError as error:
-            self._worker_failed(error)
-            return
-        self._parsing = batch
-
-    def _collect(self) -> None:
-        """The worker answered (or died): hand each connection its points."""
-        batch, self._parsing = self._parsing or [], None
-        assert self._worker is not None
-        try:
-            results = self._worker.collect()
-        except (WorkerGoneError, WorkerError) as error:
-            self._worker_failed(error)
-            return
-        now = time.monotonic()
-        for connection, (points, rejects) in zip(batch, results, strict=True):
-            connection.parsing = b""
-            self._parsed(connection, points, rejects)
-            self._after_push(connection, now)
-
-    def _worker_failed(self, error: Exception) -> None:
-        """The worker is gone: parse here from now on; nothing read is lost."""
-        worker, self._worker = self._worker, None
-        assert worker is not None
-        self._logger.error(
-            "The Graphite parse worker (pid %d) failed, parsing in the listener "
-            "from now on: %s",
-            worker.pid,
-            error,
-        )
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(worker.fileno())
-        worker.close()
-        self._parsing, self._to_parse = None, []
-        now = time.monotonic()
-        for connection in self._connections:
-            if self._parse_here(connection):
-                self._after_push(connection, now)
-
-    def _parse_here(self, connection: Connection) -> bool:
-        """Parse in this thread the lines the worker had or was to get, in order."""
-        if not connection.parsing and not connection.unparsed:
-            return False
-        lines = connection.parsing + b"".join(connection.unparsed)
-        connection.parsing, connection.unparsed = b"", []
-        points, rejects, _ = self._parser.parse_lines(lines, final=True)
-        self._parsed(connection, points, rejects)
-        return True
+        return "data"
 
     def _read_udp(self) -> None:
         datagrams = 0
@@ -495,7 +377,6 @@ class IoServer:
         deadline = time.monotonic() + self._drain_timeout
         points: list[Row] = []
         for connection in self._connections:
-            self._parse_here(connection)  # the worker's answer is not waited for
             points.extend(connection.pending)
             connection.pending = []
             self._connections.close(connection, STOP)

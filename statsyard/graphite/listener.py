@@ -29,11 +29,6 @@ so that no actor handler ever blocks on a socket.
   closed; with ``max_connections`` open, a new client closes the longest-idle
   one instead of being refused; a failing ``accept()`` (out of descriptors)
   pauses accepting rather than spinning (:mod:`._io_server`).
-- **Parse worker** (``parse_worker=True``): TCP lines are parsed in a
-  worker process (:mod:`._parse_worker`), started from the actor's thread
-  so that it dies with it (and with the service, even after ``kill -9``);
-  if the worker dies, the listener parses in its own thread from then on,
-  losing nothing it had read.
 - If the I/O thread dies of an unexpected error, it tells the actor, which
   crashes with :class:`~statsyard.exceptions.ListenerError` so that its
   supervisor restarts it.
@@ -55,7 +50,6 @@ import pykka
 from statsyard._ratelimit import RateLimitedLogger
 from statsyard.exceptions import ListenerError
 from statsyard.graphite._io_server import IoServer
-from statsyard.graphite._parse_worker import ParseWorker
 from statsyard.graphite.protocol import GraphiteParser
 from statsyard.graphite.stats import ListenerObserver, ListenerStats, Tally
 from statsyard.supervision import ChildActor, Link
@@ -126,8 +120,6 @@ class GraphiteListener(ChildActor):
         entity_tag: the Graphite tag that becomes the entity.
         templates: ``"FILTER TEMPLATE"`` rules mapping plain paths to metric
             and entity (:mod:`statsyard.graphite.templates`).
-        parse_worker: parse TCP lines in a worker process, off the
-            interpreter lock the rest of the pipeline shares.
     """
 
     def __init__(
@@ -149,11 +141,8 @@ class GraphiteListener(ChildActor):
         progress: Callable[[], int] | None = None,
         entity_tag: str = "entity",
         templates: Sequence[str] = (),
-        parse_worker: bool = False,
     ) -> None:
         super().__init__(link=link)
-        self._use_worker = parse_worker
-        self._worker: ParseWorker | None = None
         self._queue = queue
         self._host = host
         self._ports = (tcp_port, udp_port)
@@ -195,9 +184,6 @@ class GraphiteListener(ChildActor):
                 self._udp.setsockopt(
                     socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024
                 )
-            if self._use_worker:
-                # From this (the actor's) thread: the worker dies with it.
-                self._worker = ParseWorker(self._parser)
             self._server = IoServer(
                 tcp=self._tcp,
                 udp=self._udp,
@@ -211,7 +197,6 @@ class GraphiteListener(ChildActor):
                 udp_pending=self._udp_limit,
                 drain_timeout=self._drain_timeout,
                 progress=self._progress,
-                parse_worker=self._worker,
             )
         except OSError:
             self._close_sockets()
@@ -271,11 +256,6 @@ class GraphiteListener(ChildActor):
         udp = self._udp.getsockname()
         return (str(tcp[0]), int(tcp[1])), (str(udp[0]), int(udp[1]))
 
-    def parse_worker_pid(self) -> int | None:
-        """The parse worker's process id, or None when parsing in the listener."""
-        server = self._server
-        return server.parse_worker_pid if server is not None else None
-
     def stats(self) -> ListenerStats:
         """A consistent snapshot of the counters."""
         return self._tally.snapshot()
@@ -314,6 +294,3 @@ class GraphiteListener(ChildActor):
         if self._server is not None:
             self._server.close()
             self._server = None
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.close()

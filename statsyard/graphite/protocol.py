@@ -148,7 +148,6 @@ class GraphiteParser:
         self.default_entity = default_entity
         self.max_line_length = max_line_length
         self.entity_tag = entity_tag
-        self.templates = tuple(templates)
         self._templates = compile_templates(templates)
         self._paths: dict[str, tuple[str, str]] = {}
 
@@ -228,10 +227,8 @@ class GraphiteParser:
         if now_ms is None:
             now_ms = current_ms()
         cut = buffer.rfind(b"\n")
-        if final:
-            body, remainder = (buffer[:cut] if cut == len(buffer) - 1 else buffer), b""
-        elif cut < 0:
-            body, remainder = b"", buffer
+        if final or cut < 0:
+            body, remainder = (buffer, b"") if final else (b"", buffer)
         else:
             body, remainder = buffer[:cut], buffer[cut + 1 :]
         if not body:
@@ -338,41 +335,25 @@ class LineStream:
 
     def feed(self, data: bytes) -> tuple[list[Row], list[Reject]]:
         """Parse a received chunk; returns the points and rejects it completed."""
-        body, rejects = self.frame(data)
-        if not body:
-            return [], rejects
-        points, more, _ = self._parser.parse_lines(body, final=True)
-        return points, more + rejects
-
-    def frame(self, data: bytes) -> tuple[bytes, list[Reject]]:
-        """The complete lines a received chunk ends, unparsed, and what is lost.
-
-        Keeps the partial last line for the next chunk; a line longer than
-        the maximum is rejected once (``too_long``) and skipped, never buffered.
-
-        Returns:
-            ``(lines, rejects)``: the complete lines (to parse with
-            ``final=True``; ``b""`` if none) and the overlong line rejected.
-        """
         limit = self._parser.max_line_length
         rejects: list[Reject] = []
         if self._skipping:
             cut = data.find(b"\n")
             if cut < 0:
-                return b"", rejects
+                return [], rejects
             data = data[cut + 1 :]
             self._skipping = False
         if self._pending:
             data = self._pending + data
             self._pending = b""
-        cut = data.rfind(b"\n")
-        body, remainder = data[: cut + 1], data[cut + 1 :]
+        points, more, remainder = self._parser.parse_lines(data)
+        rejects.extend(more)
         if len(remainder) > limit:
             rejects.append(_reject(TOO_LONG, remainder))
             self._skipping = True
             remainder = b""
         self._pending = remainder
-        return body, rejects
+        return points, rejects
 
     def close(self) -> Reject | None:
         """End of stream: the partial line that is lost, if there is one."""

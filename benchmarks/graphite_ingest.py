@@ -21,6 +21,7 @@ Each connection sends its own 100 series (``servers.c<k>host<h>.cpu.load<l>``),
 Run by hand:
     python benchmarks/graphite_ingest.py [--lines N] [--connections C]
         [--repeats R] [--no-carbon] [--checkpoint-points P] [--fsync F]
+        [--gc service|default]
 Prints medians over the repeats (this machine is noisy).
 """
 
@@ -40,6 +41,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from statsyard.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -167,12 +172,9 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-_GC = {"service": True}
-
-
-def _collector() -> contextlib.AbstractContextManager[None]:
-    """The garbage collector as `statsyard run` sets it, unless --gc default."""
-    if not _GC["service"]:
+def _collector(service_gc: bool) -> contextlib.AbstractContextManager[None]:
+    """The garbage collector as `statsyard run` sets it, or Python's."""
+    if not service_gc:
         return contextlib.nullcontext()
     from statsyard.cli.service import tuned_gc_for_ingest
 
@@ -180,7 +182,7 @@ def _collector() -> contextlib.AbstractContextManager[None]:
 
 
 def statsyard_run(
-    config: object, count: int, connections: int, base: int
+    config: Config, count: int, connections: int, base: int, *, service_gc: bool
 ) -> tuple[float, float, float]:
     """StatsYard: lines/s first byte -> received and -> durable, and the CPU
     time this process (the service) spent per line in between, in µs."""
@@ -188,9 +190,9 @@ def statsyard_run(
 
     with (
         tempfile.TemporaryDirectory(prefix="statsyard-bench-") as directory,
-        _collector(),
+        _collector(service_gc),
     ):
-        yard = StatsYard(config, data_dir=directory)  # type: ignore[arg-type]
+        yard = StatsYard(config, data_dir=directory)
         yard.start()
         try:
             listener = yard.child("graphite").proxy()
@@ -274,7 +276,6 @@ def main() -> int:
     if args.client:
         return client(*args.client)
 
-    _GC["service"] = args.gc == "service"
     import attrs
 
     from statsyard.config import load_config
@@ -303,7 +304,9 @@ def main() -> int:
             splits.append(bare_split(data))
             parses.append(bare_parse(data))
             del data
-            got, done, cpu = statsyard_run(config, count, connections, base)
+            got, done, cpu = statsyard_run(
+                config, count, connections, base, service_gc=args.gc == "service"
+            )
             received.append(got)
             durable.append(done)
             cpus.append(cpu)

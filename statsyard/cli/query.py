@@ -148,12 +148,33 @@ def _error(command: str, message: str) -> None:
     print(f"statsyard {command}: error: {message}", file=sys.stderr)
 
 
-def _open(command: str, data_dir: str) -> Storage | None:
+def _open(
+    command: str, data_dir: str, series: list[tuple[str, str | None]] | None = None
+) -> Storage | None:
     try:
-        return Storage.open_readonly(data_dir)
+        return Storage.open_readonly(data_dir, series=series)
     except (NotADataDirectoryError, CorruptRecordError, OSError) as exc:
         _error(command, str(exc))
         return None
+
+
+def _metric_known(
+    storage: Storage, data_dir: str, metric: str, entity: str | None
+) -> bool:
+    """Whether ``metric`` is stored, with any entity.
+
+    ``storage`` holds only the series asked for: when that is one entity of
+    the metric and it is absent, the metric may still have others.
+    """
+    if metric in storage.metrics():
+        return True
+    if entity is None:
+        return False
+    every = Storage.open_readonly(data_dir, series=[(metric, None)])
+    try:
+        return metric in every.metrics()
+    finally:
+        every.close()
 
 
 def _iso(timestamp_ms: int) -> str:
@@ -175,11 +196,12 @@ def run_query(args: argparse.Namespace) -> int:
         _error("query", str(exc))
         return 2
     data_dir = args.data_dir or DEFAULT_DATA_DIR
-    storage = _open("query", data_dir)
+    # Only the series asked for: their blocks and points, not every index's.
+    storage = _open("query", data_dir, [(args.metric, args.entity)])
     if storage is None:
         return 2
     try:
-        if args.metric not in storage.metrics():
+        if not _metric_known(storage, data_dir, args.metric, args.entity):
             _error(
                 "query",
                 f"unknown metric {args.metric!r} in {data_dir} "

@@ -11,13 +11,11 @@ queried through ``Storage.open_readonly`` with and without ``series``.
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import tempfile
 import zlib
 from array import array
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -317,9 +315,9 @@ def test_a_batch_record_gives_the_points_the_whole_decoder_gives(
     if isinstance(whole, tuple) and whole[0] == "error":
         assert got == whole
         return
-    keys = {n: key for n, key in whole.keys.items() if selection.wants(*key)}
-    at = [i for i, n in enumerate(whole.series_numbers) if n in keys]
-    assert got.keys == keys
+    kept = {n: key for n, key in whole.keys.items() if selection.wants(*key)}
+    at = [i for i, n in enumerate(whole.series_numbers) if n in kept]
+    assert got.keys == kept
     assert got.series_numbers == [whole.series_numbers[i] for i in at]
     assert list(got.timestamps) == [whole.timestamps[i] for i in at]
     values = [whole.values[i] for i in at]

@@ -201,7 +201,7 @@ class SeriesSelection:
         """
         try:
             found = self._find_blocks(segment, payload, dat_size)
-        except Exception:  # deliberate: any doubt goes to the whole decoder
+        except Exception:  # noqa: BLE001 (deliberate: the whole decoder judges)
             found = None
         if found is not None:
             return found
@@ -309,7 +309,7 @@ class SeriesSelection:
         """
         try:
             picked = self._pick_points(payload)
-        except Exception:  # deliberate: any doubt goes to the whole decoder
+        except Exception:  # noqa: BLE001 (deliberate: the whole decoder judges)
             picked = None
         if picked is not None:
             return picked

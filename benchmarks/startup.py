@@ -7,10 +7,18 @@ machine hits every command alike:
 - ``python -c pass``: the interpreter alone, the floor;
 - ``python -c "import statsyard"`` (goal <= 60 ms);
 - ``python -c "from statsyard import StatsYard"``: what an embedding app pays;
+- ``python -c "import numpy"``: what a query pays on top when it imports
+  numpy (to decode blocks);
 - ``statsyard query`` of one series among 10,000, cold, whole command
-  (goal <= 120 ms), over a directory the script builds first;
+  (goal <= 120 ms), over two directories the script builds first: every
+  point compacted into blocks, and the same with 30 more points per series
+  still in the log (not yet compacted);
 - the peer: Debian's ``whisper-fetch`` (python3-whisper) of one whisper file
   holding the same 240 points, when installed; and the ratio.
+
+The package is byte-compiled first and the commands run without
+``PYTHONDONTWRITEBYTECODE``, as an installed package runs (compiling every
+module at each start would cost some 20 ms more).
 
 Usage::
 
@@ -20,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import random
 import shutil
@@ -37,10 +46,14 @@ from statsyard.storage import Storage
 T0 = 1_700_000_000_000
 SERIES = 10_000
 POINTS = 240
+LOGGED = 30
+QUERY = "statsyard query (1 of 10,000 series, compacted)"
+QUERY_LOG = "statsyard query (same, 30 points/series in the log)"
+PEER = "whisper-fetch (peer, 1 file)"
 
 
 def build(directory: Path) -> tuple[str, str]:
-    """Write 10,000 series x 240 points (10 s apart) and return one series."""
+    """Write 10,000 series x 240 points (10 s apart), all compacted; return one."""
     rng = random.Random(1)
     series = [(f"app.{i // 1000}.latency", f"node-{i:05d}") for i in range(SERIES)]
     storage = Storage.open(directory)
@@ -50,6 +63,17 @@ def build(directory: Path) -> tuple[str, str]:
     storage.checkpoint()
     storage.close()
     return series[rng.randrange(SERIES)]
+
+
+def add_to_log(directory: Path) -> None:
+    """Append 30 more points to every series, left in the log (not compacted)."""
+    rng = random.Random(2)
+    series = [(f"app.{i // 1000}.latency", f"node-{i:05d}") for i in range(SERIES)]
+    storage = Storage.open(directory, checkpoint_points=None)
+    for n in range(POINTS, POINTS + LOGGED):
+        ts = T0 + n * 10_000
+        storage.append([(m, e, rng.random(), ts) for m, e in series])
+    storage.close()  # no checkpoint: the points stay in the log
 
 
 def build_whisper(path: Path) -> bool:
@@ -70,10 +94,10 @@ def build_whisper(path: Path) -> bool:
     return True
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], env: dict[str, str]) -> float:
     """Wall time of one run of ``command`` in seconds; it must succeed."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -84,10 +108,17 @@ def main() -> None:
     args = parser.parse_args()
     python = sys.executable
     statsyard = shutil.which("statsyard", path=str(Path(python).parent)) or ""
+    package = Path(__file__).resolve().parent.parent / "statsyard"
+    compileall.compile_dir(package, quiet=1)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "data"
         metric, entity = build(directory)
+        logged = Path(tmp) / "logged"
+        shutil.copytree(directory, logged)
+        add_to_log(logged)
         query = [statsyard] if statsyard else [python, "-m", "statsyard"]
+        one = [*query, "query", metric, "--entity", entity, "--data-dir"]
         commands: dict[str, list[str]] = {
             "python -c pass": [python, "-c", "pass"],
             "import statsyard": [python, "-c", "import statsyard"],
@@ -96,36 +127,30 @@ def main() -> None:
                 "-c",
                 "from statsyard import StatsYard",
             ],
-            "statsyard query (1 of 10,000 series)": [
-                *query,
-                "query",
-                metric,
-                "--entity",
-                entity,
-                "--data-dir",
-                str(directory),
-            ],
+            "import numpy": [python, "-c", "import numpy"],
+            QUERY: [*one, str(directory)],
+            QUERY_LOG: [*one, str(logged)],
         }
         wsp = Path(tmp) / "one.wsp"
         fetch = shutil.which("whisper-fetch")
         if fetch and build_whisper(wsp):
-            commands["whisper-fetch (peer, 1 file)"] = [fetch, "--from", "0", str(wsp)]
+            commands[PEER] = [fetch, "--from", "0", str(wsp)]
         env_note = "PYTHONPATH" in os.environ
         times: dict[str, list[float]] = {name: [] for name in commands}
         for command in commands.values():
-            timed(command)  # warm the page cache once
+            timed(command, env)  # warm the page cache once
         for _ in range(args.runs):
             for name, command in commands.items():
-                times[name].append(timed(command))
+                times[name].append(timed(command, env))
     print(f"medians of {args.runs} runs, interleaved (PYTHONPATH set: {env_note})")
     medians = {name: statistics.median(runs) * 1000 for name, runs in times.items()}
     for name, ms in medians.items():
         low = min(times[name]) * 1000
-        print(f"  {name:40} {ms:7.1f} ms  (best {low:.1f})")
-    peer = medians.get("whisper-fetch (peer, 1 file)")
+        print(f"  {name:52} {ms:7.1f} ms  (best {low:.1f})")
+    peer = medians.get(PEER)
     if peer:
-        ratio = medians["statsyard query (1 of 10,000 series)"] / peer
-        print(f"  statsyard query / whisper-fetch: {ratio:.2f}")
+        for name in (QUERY, QUERY_LOG):
+            print(f"  {name} / whisper-fetch: {medians[name] / peer:.2f}")
 
 
 if __name__ == "__main__":

@@ -372,7 +372,8 @@ class SeriesSelection:
         if not table.wanted:
             return []
         patterns = [number.to_bytes(4, "little") for number in table.wanted]
-        if sum(map(raw.count, patterns)) * 16 > len(numbers):  # many: one pass
+        if len(patterns) > 4 or sum(map(raw.count, patterns)) * 16 > len(numbers):
+            # Many series or many points: one pass over the column.
             wanted = table.wanted.keys()
             return list(
                 compress(range(len(numbers)), map(wanted.__contains__, numbers))

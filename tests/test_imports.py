@@ -58,3 +58,37 @@ def test_a_query_command_loads_no_actor_tree(tmp_path: Path) -> None:
         "assert status == 0, status"
     )
     assert loaded.isdisjoint({*HEAVY, "pykka", "statsyard.app", "tqdm", "psutil"})
+
+
+def test_a_query_of_a_small_series_loads_no_writer_tree_or_numpy(
+    tmp_path: Path,
+) -> None:
+    """``statsyard query`` of a series still in the log, through the command
+    line as a user runs it: no Pykka, no tree, no numpy, no writer, no glob
+    matcher, and no other command's modules."""
+    storage = Storage.open(tmp_path, checkpoint_points=None)
+    storage.append([("cpu.load", f"web-{i}", 0.5, 1_700_000_000_000) for i in range(3)])
+    storage.close()
+    loaded = _modules_after(
+        "from statsyard.__main__ import main\n"
+        "status = main(['query', 'cpu.load', '--entity', 'web-1', "
+        f"'--data-dir', {str(tmp_path)!r}])\n"
+        "assert status == 0, status"
+    )
+    assert loaded.isdisjoint(
+        {
+            *HEAVY,
+            "pykka",
+            "statsyard.app",
+            "statsyard.tree",
+            "statsyard.storage._writer",
+            "statsyard.storage._checkpoint",
+            "statsyard.storage._glob",
+            "statsyard.storage._columns",
+            "statsyard.cli.stress",
+            "statsyard.cli.check",
+            "statsyard.cli.plot",
+            "difflib",
+            "csv",
+        }
+    )

@@ -11,8 +11,6 @@ writing to it. Results go to stdout; errors go to stderr with exit status 2
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -230,6 +228,8 @@ def _print_result(
 ) -> None:
     out = sys.stdout
     if form == "json":
+        import json  # each format's module only when asked for
+
         json.dump(
             {
                 "metric": metric,
@@ -245,6 +245,8 @@ def _print_result(
         for timestamp, value in result[entity]
     ]
     if form == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["metric", "entity", "timestamp_ms", "time", "value"])
         for entity, timestamp, value in rows:

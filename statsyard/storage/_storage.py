@@ -26,10 +26,10 @@ from statsyard.storage._lookup import SeriesSelection
 from statsyard.storage._pacing import Pacer
 from statsyard.storage._reader import QueryResult, Reader
 from statsyard.storage._recovery import Loader, Reload
-from statsyard.storage._writer import Writer
 
 if TYPE_CHECKING:
     from statsyard.datapoint import DataPoint, Row
+    from statsyard.storage._writer import Writer
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -92,6 +92,8 @@ class Storage:
         self._catalog = Catalog()
         self._pacer = Pacer()
         self._reader = Reader(directory, self._pacer)
+        if not readonly:  # a reader never loads the writer's modules
+            from statsyard.storage._writer import Writer
         self._writer = (
             None
             if readonly

@@ -88,7 +88,6 @@ def test_a_query_of_a_small_series_loads_no_writer_tree_or_numpy(
             "statsyard.cli.stress",
             "statsyard.cli.check",
             "statsyard.cli.plot",
-            "difflib",
             "csv",
         }
     )

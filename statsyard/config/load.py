@@ -10,6 +10,7 @@ unknown keys. The :class:`Config` remembers where each value came from.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -140,8 +141,6 @@ def with_shortcuts(
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
-    import difflib  # only for a bad key: a command's start need not pay for it
-
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -12,7 +12,8 @@ machine hits every command alike:
 - ``statsyard query`` of one series among 10,000, cold, whole command
   (goal <= 120 ms), over two directories the script builds first: every
   point compacted into blocks, and the same with 30 more points per series
-  still in the log (not yet compacted);
+  still in the log (not yet compacted); and of a series whose 30 points are
+  all in that log (no block to decode, so no numpy);
 - the peer: Debian's ``whisper-fetch`` (python3-whisper) of one whisper file
   holding the same 240 points, when installed; and the ratio.
 
@@ -48,7 +49,9 @@ SERIES = 10_000
 POINTS = 240
 LOGGED = 30
 QUERY = "statsyard query (1 of 10,000 series, compacted)"
-QUERY_LOG = "statsyard query (same, 30 points/series in the log)"
+QUERY_LOG = "statsyard query (same + 30 points/series in the log)"
+QUERY_NEW = "statsyard query (a series only in that log)"
+NEW_SERIES = ("app.new.latency", "node-new")
 PEER = "whisper-fetch (peer, 1 file)"
 
 
@@ -66,9 +69,11 @@ def build(directory: Path) -> tuple[str, str]:
 
 
 def add_to_log(directory: Path) -> None:
-    """Append 30 more points to every series, left in the log (not compacted)."""
+    """Append 30 more points to every series, and to one new series, left in
+    the log (not compacted)."""
     rng = random.Random(2)
     series = [(f"app.{i // 1000}.latency", f"node-{i:05d}") for i in range(SERIES)]
+    series.append(NEW_SERIES)
     storage = Storage.open(directory, checkpoint_points=None)
     for n in range(POINTS, POINTS + LOGGED):
         ts = T0 + n * 10_000
@@ -130,6 +135,15 @@ def main() -> None:
             "import numpy": [python, "-c", "import numpy"],
             QUERY: [*one, str(directory)],
             QUERY_LOG: [*one, str(logged)],
+            QUERY_NEW: [
+                *query,
+                "query",
+                NEW_SERIES[0],
+                "--entity",
+                NEW_SERIES[1],
+                "--data-dir",
+                str(logged),
+            ],
         }
         wsp = Path(tmp) / "one.wsp"
         fetch = shutil.which("whisper-fetch")
@@ -149,7 +163,7 @@ def main() -> None:
         print(f"  {name:52} {ms:7.1f} ms  (best {low:.1f})")
     peer = medians.get(PEER)
     if peer:
-        for name in (QUERY, QUERY_LOG):
+        for name in (QUERY, QUERY_LOG, QUERY_NEW):
             print(f"  {name} / whisper-fetch: {medians[name] / peer:.2f}")
 
 

@@ -39,7 +39,7 @@ from statsyard.storage._index import (
     decode_checkpoint,
     encode_checkpoint,
 )
-from statsyard.storage._lookup import SeriesSelection, listing_of
+from statsyard.storage._lookup import SeriesSelection, _plainly_in_range, listing_of
 
 T0 = 1_700_000_000_000
 
@@ -227,7 +227,14 @@ def batch_records(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str]]]:
     keys = draw(st.lists(st.tuples(names, names), min_size=1, max_size=5, unique=True))
     size = draw(st.integers(1, 30))
     numbers = array("I", [draw(st.integers(0, len(keys) - 1)) for _ in range(size)])
-    timestamps = array("q", [T0 + draw(st.integers(0, 100)) for _ in range(size)])
+    # Around the edges of the range a writer accepts, and of the one checked
+    # on byte planes ([2**40, 3 * 2**40)), and well inside both.
+    base = draw(
+        st.sampled_from(
+            [T0, MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS - 101, 2**40 - 50, 3 * 2**40 - 50]
+        )
+    )
+    timestamps = array("q", [base + draw(st.integers(0, 100)) for _ in range(size)])
     kind = draw(st.sampled_from(["float", "int", "mixed", "big"]))
     values: list[int | float] = []
     for _ in range(size):
@@ -322,6 +329,18 @@ def test_a_batch_record_gives_the_points_the_whole_decoder_gives(
     assert list(got.timestamps) == [whole.timestamps[i] for i in at]
     values = [whole.values[i] for i in at]
     assert [(type(v), v) for v in got.values] == [(type(v), v) for v in values]
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1)))
+def test_timestamps_pass_the_byte_plane_check_only_when_in_range(
+    stamps: list[int],
+) -> None:
+    """The quick check never passes a timestamp a writer would refuse."""
+    raw = struct.pack(f"<{len(stamps)}q", *stamps)
+    if _plainly_in_range(raw):
+        assert all(MIN_TIMESTAMP_MS <= t < MAX_TIMESTAMP_MS for t in stamps)
+    inside = [2**40 + abs(t) % (2 * 2**40) for t in stamps]
+    assert _plainly_in_range(struct.pack(f"<{len(inside)}q", *inside))
 
 
 def test_a_series_points_are_picked_among_many_and_tables_are_parsed_once() -> None:

@@ -225,7 +225,7 @@ def test_a_series_is_found_among_many_blocks_by_its_whole_names() -> None:
 def batch_records(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str]]]:
     """A batch payload (sound, or damaged one way) and the series it names."""
     keys = draw(st.lists(st.tuples(names, names), min_size=1, max_size=5, unique=True))
-    size = draw(st.integers(1, 30))
+    size = draw(st.integers(1, 30)) + len(keys)  # room for extra table entries
     numbers = array("I", [draw(st.integers(0, len(keys) - 1)) for _ in range(size)])
     # Around the edges of the range a writer accepts, and of the one checked
     # on byte planes ([2**40, 3 * 2**40)), and well inside both.
@@ -263,6 +263,7 @@ def batch_records(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str]]]:
                 "longer",
                 "series_count",
                 "duplicate",
+                "split",
                 "kind",
             ]
         )
@@ -294,9 +295,13 @@ def batch_records(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str]]]:
         # The first entry's number again, naming another series: it wins.
         table += series_entry(0, "ba", "é")
         n_series += 1
+    elif damage == "split":
+        # Valid UTF-8 as a whole, but a character cut between metric and entity.
+        table += struct.pack("<IHH", len(keys), 2, 2) + b"a\xc3\xa9b"
+        n_series += 1
     elif damage == "kind":
         value_kind = 7
-    if damage in ("table_utf8", "table_short", "table_stray", "duplicate"):
+    if damage in ("table_utf8", "table_short", "table_stray", "duplicate", "split"):
         compressed = zlib.compress(table, 1)
         table_len = len(compressed)
     else:

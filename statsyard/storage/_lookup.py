@@ -449,31 +449,80 @@ class SeriesSelection:
         return table
 
     def _parse_table(self, compressed: bytes, n_series: int) -> _Table | None:
+        """Walk a series table's entries (one ``unpack`` each), check every
+        name at once, and find the selected series by ``bytes.find``."""
         limit = min(
             n_series * (_TABLE_ENTRY.size + 2 * MAX_NAME_BYTES), MAX_TABLE_BYTES
         )
         table = inflate(compressed, limit, "series table")
         unpack = _TABLE_ENTRY.unpack_from
-        wants = self.wants
-        numbers: set[int] = set()
-        wanted: dict[int, SeriesKey] = {}
+        numbers: list[int] = []
+        starts: list[int] = []
+        splits: list[int] = []  # where each metric ends and its entity starts
+        plain = bytearray(table)  # entry headers blanked: names decode at once
+        blank = bytes(_TABLE_ENTRY.size)
         at = 0
         for _ in range(n_series):
             number, m_len, e_len = unpack(table, at)
+            numbers.append(number)
+            starts.append(at)
+            plain[at : at + _TABLE_ENTRY.size] = blank
             at += _TABLE_ENTRY.size
-            metric = table[at : at + m_len].decode("utf-8", "surrogatepass")
-            entity = table[at + m_len : at + m_len + e_len].decode(
-                "utf-8", "surrogatepass"
-            )
+            splits.append(at + m_len)
             at += m_len + e_len
-            numbers.add(number)
-            if wants(metric, entity):
-                wanted[number] = (metric, entity)
-            else:
-                wanted.pop(number, None)  # a later entry of the number wins
         if at != len(table):
             return None
-        return _Table(frozenset(numbers), wanted)
+        # Each name decodes on its own: the whole decodes (names between
+        # blanked headers), and no entity starts inside a character.
+        if not _names_decode(bytes(plain), splits):
+            return None
+        unique = frozenset(numbers)
+        wanted = self._wanted_in(table, numbers, starts, len(unique) == len(numbers))
+        return _Table(unique, wanted)
+
+    def _wanted_in(
+        self, table: bytes, numbers: list[int], starts: list[int], unique: bool
+    ) -> dict[int, SeriesKey]:
+        """Number -> series of the selected series a checked table names."""
+        count = len(starts)
+        head = _TABLE_ENTRY.size
+        found: set[int] = set()  # entry indexes
+        for metric in self._wanted:
+            name = metric.encode("utf-8", "surrogatepass")
+            if not name or table.count(name) > count:  # a common name: each entry
+                found.update(
+                    i
+                    for i, start in enumerate(starts)
+                    if table.startswith(name, start + head)
+                )
+                continue
+            pos = table.find(name)
+            while pos != -1:
+                index = bisect_left(starts, pos - head)
+                if index < count and starts[index] == pos - head:
+                    found.add(index)
+                pos = table.find(name, pos + 1)
+        wanted: dict[int, SeriesKey] = {}
+        reversed_numbers = None if unique else numbers[::-1]
+        for index in found:
+            number = numbers[index]
+            last = index
+            if reversed_numbers is not None:  # a later entry of the number wins
+                last = count - 1 - reversed_numbers.index(number)
+            key = _entry_key(table, starts[last])
+            if self.wants(*key):
+                wanted[number] = key
+        return wanted
+
+
+def _entry_key(table: bytes, start: int) -> SeriesKey:
+    """The series of the series-table entry at ``start`` (names checked)."""
+    _number, m_len, e_len = _TABLE_ENTRY.unpack_from(table, start)
+    at = start + _TABLE_ENTRY.size
+    return (
+        table[at : at + m_len].decode("utf-8", "surrogatepass"),
+        table[at + m_len : at + m_len + e_len].decode("utf-8", "surrogatepass"),
+    )
 
 
 __all__ = ["Listing", "SeriesSelection", "listing_of"]

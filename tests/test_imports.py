@@ -65,7 +65,8 @@ def test_a_query_of_a_small_series_loads_no_writer_tree_or_numpy(
 ) -> None:
     """``statsyard query`` of a series still in the log, through the command
     line as a user runs it: no Pykka, no tree, no numpy, no writer, no glob
-    matcher, and no other command's modules."""
+    matcher, no other command's modules, and no configuration (nothing sets
+    one)."""
     storage = Storage.open(tmp_path, checkpoint_points=None)
     storage.append([("cpu.load", f"web-{i}", 0.5, 1_700_000_000_000) for i in range(3)])
     storage.close()
@@ -88,6 +89,7 @@ def test_a_query_of_a_small_series_loads_no_writer_tree_or_numpy(
             "statsyard.cli.stress",
             "statsyard.cli.check",
             "statsyard.cli.plot",
+            "statsyard.config",
             "csv",
         }
     )

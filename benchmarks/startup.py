@@ -15,7 +15,9 @@ machine hits every command alike:
   still in the log (not yet compacted); and of a series whose 30 points are
   all in that log (no block to decode, so no numpy);
 - the peer: Debian's ``whisper-fetch`` (python3-whisper) of one whisper file
-  holding the same 240 points, when installed; and the ratio.
+  holding the same 240 points, when installed; and the ratio;
+- in this process, ``Storage.open_readonly`` of each directory whole and
+  for the one series (``series=[...]``): what the query's open costs.
 
 The package is byte-compiled first and the commands run without
 ``PYTHONDONTWRITEBYTECODE``, as an installed package runs (compiling every
@@ -99,6 +101,17 @@ def build_whisper(path: Path) -> bool:
     return True
 
 
+def open_times(directory: Path, series: tuple[str, str]) -> dict[str, float]:
+    """Median ms of ``open_readonly`` in this process: whole, and one series."""
+    times: dict[str, list[float]] = {"whole": [], "one series": []}
+    for _ in range(7):
+        for name, only in (("whole", None), ("one series", [series])):
+            start = time.perf_counter()
+            Storage.open_readonly(directory, series=only).close()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(runs) for name, runs in times.items()}
+
+
 def timed(command: list[str], env: dict[str, str]) -> float:
     """Wall time of one run of ``command`` in seconds; it must succeed."""
     start = time.perf_counter()
@@ -149,6 +162,10 @@ def main() -> None:
         fetch = shutil.which("whisper-fetch")
         if fetch and build_whisper(wsp):
             commands[PEER] = [fetch, "--from", "0", str(wsp)]
+        opens = {
+            label: open_times(path, (metric, entity))
+            for label, path in (("compacted", directory), ("+ log", logged))
+        }
         env_note = "PYTHONPATH" in os.environ
         times: dict[str, list[float]] = {name: [] for name in commands}
         for command in commands.values():
@@ -161,6 +178,11 @@ def main() -> None:
     for name, ms in medians.items():
         low = min(times[name]) * 1000
         print(f"  {name:52} {ms:7.1f} ms  (best {low:.1f})")
+    for label, figures in opens.items():
+        print(
+            f"  open_readonly in-process, {label:9}: whole {figures['whole']:.1f} ms,"
+            f" one series {figures['one series']:.1f} ms (medians of 7)"
+        )
     peer = medians.get(PEER)
     if peer:
         for name in (QUERY, QUERY_LOG, QUERY_NEW):

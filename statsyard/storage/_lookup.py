@@ -54,8 +54,11 @@ _TABLE_ENTRY: Final = struct.Struct("<IHH")
 """A batch's series table entry: series number, metric length, entity length."""
 _CONTINUATION: Final = re.compile(rb"[\x80-\xbf]")
 """A UTF-8 continuation byte: a name starting with one splits a character."""
-_TABLES_KEPT: Final = 64
-"""Parsed series tables remembered (a writer repeats the same table)."""
+_KEPT: Final = 4
+"""Parsed series tables (and series columns) remembered: a writer repeats
+the same one batch after batch, so the last few serve."""
+_KEPT_BYTES: Final = 4 * 2**20
+"""A table or column longer than this is not remembered (memory stays small)."""
 
 SeriesKey = tuple[str, str]
 Block = tuple[str, str, BlockRef]
@@ -377,9 +380,10 @@ class SeriesSelection:
             picks = self._picks[picks_key]
         else:
             picks = self._pick(table, raw_numbers, n_points)
-            if len(self._picks) >= _TABLES_KEPT:
+            if len(self._picks) >= _KEPT:
                 self._picks.clear()
-            self._picks[picks_key] = picks
+            if len(raw_numbers) + len(table_key[0]) <= _KEPT_BYTES:
+                self._picks[picks_key] = picks
         if picks is None:
             return None
         at, picked_numbers = picks
@@ -443,9 +447,10 @@ class SeriesSelection:
         if key in self._tables:
             return self._tables[key]
         table = self._parse_table(*key)
-        if len(self._tables) >= _TABLES_KEPT:
+        if len(self._tables) >= _KEPT:
             self._tables.clear()
-        self._tables[key] = table
+        if len(key[0]) <= _KEPT_BYTES:
+            self._tables[key] = table
         return table
 
     def _parse_table(self, compressed: bytes, n_series: int) -> _Table | None:

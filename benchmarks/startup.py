@@ -17,7 +17,10 @@ machine hits every command alike:
 - the peer: Debian's ``whisper-fetch`` (python3-whisper) of one whisper file
   holding the same 240 points, when installed; and the ratio;
 - in this process, ``Storage.open_readonly`` of each directory whole and
-  for the one series (``series=[...]``): what the query's open costs.
+  for the one series (``series=[...]``): what the query's open costs;
+- the query command's phases (imports, arguments, open, query), each timed
+  inside a fresh interpreter (the query phase includes importing numpy when
+  a block is decoded).
 
 The package is byte-compiled first and the commands run without
 ``PYTHONDONTWRITEBYTECODE``, as an installed package runs (compiling every
@@ -112,6 +115,44 @@ def open_times(directory: Path, series: tuple[str, str]) -> dict[str, float]:
     return {name: statistics.median(runs) for name, runs in times.items()}
 
 
+PHASES = """
+import sys, time
+t0 = time.perf_counter()
+from statsyard.cli import main as cli
+t1 = time.perf_counter()
+argv = cli.prepare_argv(
+    ["query", sys.argv[1], "--entity", sys.argv[2], "--data-dir", sys.argv[3]],
+    cli._HELP,
+)
+args = cli.build_parser("query").parse_args(argv)
+t2 = time.perf_counter()
+from statsyard.storage import Storage
+storage = Storage.open_readonly(sys.argv[3], series=[(sys.argv[1], sys.argv[2])])
+t3 = time.perf_counter()
+storage.query(sys.argv[1], entity=sys.argv[2])
+t4 = time.perf_counter()
+print(*(1000 * (b - a) for a, b in ((t0, t1), (t1, t2), (t2, t3), (t3, t4))))
+"""
+"""The query command's phases, each timed in a fresh interpreter."""
+
+
+def phases(
+    python: str, env: dict[str, str], series: tuple[str, str], directory: Path
+) -> list[float]:
+    """Median ms of imports, argument parsing, open and query (fresh processes)."""
+    runs = []
+    for _ in range(7):
+        done = subprocess.run(
+            [python, "-c", PHASES, *series, str(directory)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        runs.append([float(x) for x in done.stdout.split()])
+    return [statistics.median(column) for column in zip(*runs, strict=True)]
+
+
 def timed(command: list[str], env: dict[str, str]) -> float:
     """Wall time of one run of ``command`` in seconds; it must succeed."""
     start = time.perf_counter()
@@ -166,6 +207,10 @@ def main() -> None:
             label: open_times(path, (metric, entity))
             for label, path in (("compacted", directory), ("+ log", logged))
         }
+        split = {
+            "compacted": phases(python, env, (metric, entity), directory),
+            "only in the log": phases(python, env, NEW_SERIES, logged),
+        }
         env_note = "PYTHONPATH" in os.environ
         times: dict[str, list[float]] = {name: [] for name in commands}
         for command in commands.values():
@@ -182,6 +227,11 @@ def main() -> None:
         print(
             f"  open_readonly in-process, {label:9}: whole {figures['whole']:.1f} ms,"
             f" one series {figures['one series']:.1f} ms (medians of 7)"
+        )
+    for label, (imports, parse, opened, queried) in split.items():
+        print(
+            f"  query phases, {label:15}: imports {imports:.1f}, arguments "
+            f"{parse:.1f}, open {opened:.1f}, query {queried:.1f} ms (medians of 7)"
         )
     peer = medians.get(PEER)
     if peer:

@@ -8,6 +8,7 @@ modules a use does not need stay out of ``sys.modules``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,15 @@ HEAVY = ("datadog", "requests", "urllib3", "matplotlib", "numpy")
 def _modules_after(code: str) -> set[str]:
     """Every module loaded once ``code`` has run in a fresh interpreter."""
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    # No STATSYARD_* variable: one would make a read load the configuration.
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STATSYARD_")}
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     return set(json.loads(done.stdout.splitlines()[-1]))
 

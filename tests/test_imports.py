@@ -15,6 +15,7 @@ from pathlib import Path
 
 from statsyard.storage import Storage
 
+PREFIX = "STATSYARD_"
 HEAVY = ("datadog", "requests", "urllib3", "matplotlib", "numpy")
 
 
@@ -22,7 +23,7 @@ def _modules_after(code: str) -> set[str]:
     """Every module loaded once ``code`` has run in a fresh interpreter."""
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     # No STATSYARD_* variable: one would make a read load the configuration.
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STATSYARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(PREFIX)}
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

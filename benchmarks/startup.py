@@ -28,7 +28,12 @@ module at each start would cost some 20 ms more).
 
 Usage::
 
-    python benchmarks/startup.py [--runs 15]
+    python benchmarks/startup.py [--runs 15] [--before DIR]
+
+With ``--before DIR`` (a tree holding the code before, e.g. ``git archive
+main statsyard | tar -x -C /tmp/before``) the two query commands also run
+as ``python -S -m statsyard`` by that code and by this tree, interleaved
+with the rest.
 """
 
 from __future__ import annotations
@@ -154,16 +159,50 @@ def phases(
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
-    """Wall time of one run of ``command`` in seconds; it must succeed."""
+    """Wall time of one run of ``command`` in seconds; it must succeed.
+
+    Run from the temporary directory, so that ``python -S`` (``--before``)
+    finds the package on its ``PYTHONPATH``, not in the working directory.
+    """
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    where = tempfile.gettempdir()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env, cwd=where)
     return time.perf_counter() - start
+
+
+def versus(
+    python: str, before: Path, env: dict[str, str], queries: dict[str, list[str]]
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The queries run by the code in ``before`` and by this tree, alike.
+
+    Both as ``python -S -m statsyard`` with ``PYTHONPATH`` = the code's
+    tree, then the virtualenv's site-packages: an editable install would
+    otherwise load this tree's code for both.
+    """
+    packages = next(p for p in sys.path if p.endswith("site-packages"))
+    here = Path(__file__).resolve().parent.parent
+    compileall.compile_dir(before / "statsyard", quiet=1)
+    runs = {}
+    for label, tree in (("before", before), ("after", here)):
+        tree_env = dict(env, PYTHONPATH=f"{tree}{os.pathsep}{packages}")
+        for name, arguments in queries.items():
+            runs[f"{label}: {name}"] = (
+                [python, "-S", "-m", "statsyard", *arguments],
+                tree_env,
+            )
+    return runs
 
 
 def main() -> None:
     """Build the data, run every command interleaved, print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a tree holding the code before (e.g. `git archive main statsyard "
+        "| tar -x -C /tmp/before`): also time its queries, same run",
+    )
     args = parser.parse_args()
     python = sys.executable
     statsyard = shutil.which("statsyard", path=str(Path(python).parent)) or ""
@@ -177,7 +216,9 @@ def main() -> None:
         shutil.copytree(directory, logged)
         add_to_log(logged)
         query = [statsyard] if statsyard else [python, "-m", "statsyard"]
-        one = [*query, "query", metric, "--entity", entity, "--data-dir"]
+        one = ["query", metric, "--entity", entity, "--data-dir", str(directory)]
+        new = ["query", *NEW_SERIES[:1], "--entity", NEW_SERIES[1]]
+        new += ["--data-dir", str(logged)]
         commands: dict[str, list[str]] = {
             "python -c pass": [python, "-c", "pass"],
             "import statsyard": [python, "-c", "import statsyard"],
@@ -187,18 +228,21 @@ def main() -> None:
                 "from statsyard import StatsYard",
             ],
             "import numpy": [python, "-c", "import numpy"],
-            QUERY: [*one, str(directory)],
-            QUERY_LOG: [*one, str(logged)],
-            QUERY_NEW: [
-                *query,
-                "query",
-                NEW_SERIES[0],
-                "--entity",
-                NEW_SERIES[1],
-                "--data-dir",
-                str(logged),
-            ],
+            QUERY: [*query, *one],
+            QUERY_LOG: [*query, *one[:-1], str(logged)],
+            QUERY_NEW: [*query, *new],
         }
+        envs = dict.fromkeys(commands, env)
+        if args.before is not None:
+            by_code = versus(
+                python,
+                args.before,
+                env,
+                {"query, compacted": one, "query, only in the log": new},
+            )
+            for name, (command, command_env) in by_code.items():
+                commands[name] = command
+                envs[name] = command_env
         wsp = Path(tmp) / "one.wsp"
         fetch = shutil.which("whisper-fetch")
         if fetch and build_whisper(wsp):
@@ -213,11 +257,11 @@ def main() -> None:
         }
         env_note = "PYTHONPATH" in os.environ
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for command in commands.values():
-            timed(command, env)  # warm the page cache once
+        for name, command in commands.items():
+            timed(command, envs.get(name, env))  # warm the page cache once
         for _ in range(args.runs):
             for name, command in commands.items():
-                times[name].append(timed(command, env))
+                times[name].append(timed(command, envs.get(name, env)))
     print(f"medians of {args.runs} runs, interleaved (PYTHONPATH set: {env_note})")
     medians = {name: statistics.median(runs) * 1000 for name, runs in times.items()}
     for name, ms in medians.items():

@@ -21,6 +21,7 @@ import pytest
 
 from statsyard.cli.main import main
 from statsyard.cli.service import SignalGate
+from statsyard.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
@@ -80,6 +81,39 @@ def test_query_and_series_read_the_configured_data_directory(
     assert status == 0
     assert "disk.free,db-1,1700000000000" in capsys.readouterr().out
     assert main(["series", "--data-dir", str(tmp_path / "elsewhere")]) == 2
+
+
+def test_a_read_with_its_directory_given_still_checks_any_configuration(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`query --data-dir` loads no configuration when nothing sets one, and
+    its defaults are the configuration's; a variable, file or flag given is
+    loaded and checked as before."""
+    from statsyard.cli.main import _ENV_PREFIX, READ_LOGGING
+    from statsyard.config import ENV_PREFIX, LoggingConfig
+
+    assert (LoggingConfig().level, LoggingConfig().format) == READ_LOGGING
+    assert _ENV_PREFIX == ENV_PREFIX
+    for name in [n for n in os.environ if n.upper().startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    with Storage.open(data_dir) as storage:
+        storage.append([("disk.free", "db-1", 42, 1_700_000_000_000)])
+    read = ["query", "disk.free", "--data-dir", str(data_dir), "--format", "csv"]
+    assert main(read) == 0
+    assert "disk.free,db-1,1700000000000" in capsys.readouterr().out
+    monkeypatch.setenv("statsyard_pipeline_queue_capacity", "0")
+    assert main(read) == 2
+    assert "pipeline.queue_capacity" in capsys.readouterr().err
+    monkeypatch.delenv("statsyard_pipeline_queue_capacity")
+    assert main([*read, "--log-level", "LOUD"]) == 2
+    assert "logging.level" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[storage]\nfsync = 3\n")
+    assert main([*read, "--config", str(bad)]) == 2
+    assert "storage.fsync" in capsys.readouterr().err
 
 
 def test_second_signal_exits_at_once() -> None:

@@ -183,6 +183,19 @@ def test_unknown_metric_exits_1_naming_it(
     assert "unknown metric 'cpu.lod'" in capsys.readouterr().err
 
 
+def test_an_unknown_entity_of_a_known_metric_prints_no_points(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The query opens only the series asked for; a metric stored under other
+    entities is still known: an empty table, status 0, as before."""
+    args = _query_args("cpu.load", "--data-dir", str(data_dir), "--entity", "h9")
+    assert run_query(args) == 0
+    assert capsys.readouterr().out.split() == ["ENTITY", "TIME", "VALUE"]
+    args = _query_args("cpu.lod", "--data-dir", str(data_dir), "--entity", "h1")
+    assert run_query(args) == 1
+    assert "unknown metric 'cpu.lod'" in capsys.readouterr().err
+
+
 def test_series_lists_matching_pairs(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

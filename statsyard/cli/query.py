@@ -11,8 +11,6 @@ writing to it. Results go to stdout; errors go to stderr with exit status 2
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -148,12 +146,33 @@ def _error(command: str, message: str) -> None:
     print(f"statsyard {command}: error: {message}", file=sys.stderr)
 
 
-def _open(command: str, data_dir: str) -> Storage | None:
+def _open(
+    command: str, data_dir: str, series: list[tuple[str, str | None]] | None = None
+) -> Storage | None:
     try:
-        return Storage.open_readonly(data_dir)
+        return Storage.open_readonly(data_dir, series=series)
     except (NotADataDirectoryError, CorruptRecordError, OSError) as exc:
         _error(command, str(exc))
         return None
+
+
+def _metric_known(
+    storage: Storage, data_dir: str, metric: str, entity: str | None
+) -> bool:
+    """Whether ``metric`` is stored, with any entity.
+
+    ``storage`` holds only the series asked for: when that is one entity of
+    the metric and it is absent, the metric may still have others.
+    """
+    if metric in storage.metrics():
+        return True
+    if entity is None:
+        return False
+    every = Storage.open_readonly(data_dir, series=[(metric, None)])
+    try:
+        return metric in every.metrics()
+    finally:
+        every.close()
 
 
 def _iso(timestamp_ms: int) -> str:
@@ -175,11 +194,12 @@ def run_query(args: argparse.Namespace) -> int:
         _error("query", str(exc))
         return 2
     data_dir = args.data_dir or DEFAULT_DATA_DIR
-    storage = _open("query", data_dir)
+    # Only the series asked for: their blocks and points, not every index's.
+    storage = _open("query", data_dir, [(args.metric, args.entity)])
     if storage is None:
         return 2
     try:
-        if args.metric not in storage.metrics():
+        if not _metric_known(storage, data_dir, args.metric, args.entity):
             _error(
                 "query",
                 f"unknown metric {args.metric!r} in {data_dir} "
@@ -208,6 +228,8 @@ def _print_result(
 ) -> None:
     out = sys.stdout
     if form == "json":
+        import json  # each format's module only when asked for
+
         json.dump(
             {
                 "metric": metric,
@@ -223,6 +245,8 @@ def _print_result(
         for timestamp, value in result[entity]
     ]
     if form == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["metric", "entity", "timestamp_ms", "time", "value"])
         for entity, timestamp, value in rows:

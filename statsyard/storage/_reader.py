@@ -19,7 +19,6 @@ from statsyard.storage._batch import Value
 from statsyard.storage._blocks import decode_block_columns
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import DamagedFileError, open_regular, segment_name
-from statsyard.storage._glob import compile_glob
 from statsyard.storage._index import BlockRef
 from statsyard.storage._query import Piece, check_agg, downsample, merge, select
 
@@ -38,6 +37,11 @@ def _as_lists(columns: tuple[Any, Any]) -> Piece:
     if isinstance(timestamps, list):  # a small block, decoded without numpy
         return timestamps, values
     return timestamps.tolist(), values if isinstance(values, list) else values.tolist()
+
+
+def _anything(metric: str) -> bool:
+    """Every metric matches ``*``."""
+    return True
 
 
 class Reader:
@@ -185,12 +189,17 @@ class Reader:
 
     def series(self, catalog: Catalog, pattern: str) -> list[tuple[str, str]]:
         """See :meth:`Storage.series`."""
-        regex = compile_glob(pattern)
+        if pattern in ("*", "**"):  # everything (metrics()): no matcher to load
+            wanted: Callable[[str], object] = _anything
+        else:
+            from statsyard.storage._glob import compile_glob
+
+            wanted = compile_glob(pattern).fullmatch
         with catalog.lock:
             head, numbers = catalog.head, catalog.numbers
             candidates = [
                 (metric, entity, bool(catalog.index.get((metric, entity))))
-                for metric, entity in catalog.series_of(regex.fullmatch)
+                for metric, entity in catalog.series_of(wanted)
             ]
         in_head = head.nonempty()
         found = [

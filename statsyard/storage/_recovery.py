@@ -43,6 +43,7 @@ from statsyard.storage._inspect import (
     truncate,
 )
 from statsyard.storage._log_watch import LogRetention
+from statsyard.storage._lookup import SeriesSelection
 from statsyard.storage._retention import logs_to_keep
 from statsyard.storage._segment_recovery import SegmentRecovery
 
@@ -60,6 +61,8 @@ class Loader(SegmentRecovery):
         settled: (reader) the directory did not change since the last
             attempt, so what looks like a concurrent checkpoint is damage:
             skip it (counted) instead of raising :class:`Reload`.
+        only: (reader) load only these series' blocks and points; every
+            record is still read and checked (``_lookup.py``).
     """
 
     def __init__(
@@ -70,8 +73,12 @@ class Loader(SegmentRecovery):
         repair: bool,
         log_retention: LogRetention | None = None,
         settled: bool = False,
+        only: SeriesSelection | None = None,
     ) -> None:
+        if only is not None and repair:
+            raise ValueError("only a reader loads a selection of series")
         super().__init__(directory, catalog, repair=repair, settled=settled)
+        self.only = only
         self._log_retention = log_retention
         self.kept_logs: list[int] = []
         """Covered logs left on disk for log readers."""
@@ -151,7 +158,10 @@ class Loader(SegmentRecovery):
             try:
                 if kind != KIND_BATCH:
                     raise CorruptRecordError(f"unknown record kind {kind}")
-                batches.append(decode_batch(payload))
+                only = self.only
+                batches.append(
+                    decode_batch(payload) if only is None else only.batch(payload)
+                )
             except CorruptRecordError as exc:
                 self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 continue

@@ -36,6 +36,7 @@ from statsyard.storage._inspect import (
     create_index,
     truncate,
 )
+from statsyard.storage._lookup import Listing, SeriesSelection, listing_of
 from statsyard.storage._rescue import rescue_blocks, write_rescue_records
 
 logger = logging.getLogger("statsyard.storage")
@@ -43,6 +44,19 @@ logger = logging.getLogger("statsyard.storage")
 
 class SegmentRecovery(FileInspector):
     """Loads segment indexes into the catalog, finding unlisted blocks again."""
+
+    only: SeriesSelection | None = None
+    """(reader) Index only these series' blocks; every record is still read."""
+
+    def _listing(self, seq: int, payload: bytes, dat_size: int) -> Listing:
+        """A checkpoint record's blocks (those of :attr:`only`, if set).
+
+        Raises:
+            CorruptRecordError: the record is damaged.
+        """
+        if self.only is not None:
+            return self.only.checkpoint(seq, payload, dat_size)
+        return listing_of(decode_checkpoint(seq, payload, dat_size))
 
     def _load_segment(self, seq: int, path: Path) -> bool:
         """Load one segment's index and rescue blocks it does not list.
@@ -100,17 +114,18 @@ class SegmentRecovery(FileInspector):
             try:
                 if kind != KIND_CHECKPOINT:
                     raise CorruptRecordError(f"unknown record kind {kind}")
-                checkpoint = decode_checkpoint(seq, payload, dat_size)
+                listing = self._listing(seq, payload, dat_size)
             except CorruptRecordError as exc:
                 self._count_skips(1, len(payload), path, f"record at {offset}: {exc}")
                 damaged = True
                 continue
-            covered = max(covered, checkpoint.covered)
-            if checkpoint.blocks:
-                listed.append((checkpoint.blocks[0][2].offset, checkpoint.dat_end))
-            for metric, entity, ref in checkpoint.blocks:
+            covered = max(covered, listing.covered)
+            if listing.extent is not None:
+                listed.append(listing.extent)
+            if listing.span is not None:
+                segment.cover(*listing.span)
+            for metric, entity, ref in listing.blocks:
                 catalog.add_loaded_block(metric, entity, ref)
-                segment.cover(ref.min_ts, ref.max_ts)
         self.bytes_read += scan.bytes_read
         if not self._settle_header(
             path, INDEX_MAGIC, state, bool(listed), "segment index"
@@ -192,8 +207,10 @@ class SegmentRecovery(FileInspector):
             if skipped or damaged:
                 logger.warning("No readable block in the unlisted bytes of %s", name)
             return False
+        only = self.only
         for metric, entity, ref in found:
-            self._catalog.add_loaded_block(metric, entity, ref)
+            if only is None or only.wants(metric, entity):
+                self._catalog.add_loaded_block(metric, entity, ref)
             segment.cover(ref.min_ts, ref.max_ts)
         logger.warning(
             "Found %d blocks (%d points) in %s that its index did not list%s",

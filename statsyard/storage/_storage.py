@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -22,13 +22,14 @@ from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import check_data_directory, listing, upgrade_marker
 from statsyard.storage._lock import lock_directory
 from statsyard.storage._log_watch import LogEnd, LogRetention
+from statsyard.storage._lookup import SeriesSelection
 from statsyard.storage._pacing import Pacer
 from statsyard.storage._reader import QueryResult, Reader
 from statsyard.storage._recovery import Loader, Reload
-from statsyard.storage._writer import Writer
 
 if TYPE_CHECKING:
     from statsyard.datapoint import DataPoint, Row
+    from statsyard.storage._writer import Writer
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -91,6 +92,8 @@ class Storage:
         self._catalog = Catalog()
         self._pacer = Pacer()
         self._reader = Reader(directory, self._pacer)
+        if not readonly:  # a reader never loads the writer's modules
+            from statsyard.storage._writer import Writer
         self._writer = (
             None
             if readonly
@@ -109,6 +112,8 @@ class Storage:
                 ),
             )
         )
+        self._only: SeriesSelection | None = None
+        """(read-only) The series loaded, when not all of them."""
         self._lock_fd = -1
         self._closed = False
         self._bytes_loaded = 0
@@ -189,18 +194,35 @@ class Storage:
         return storage
 
     @classmethod
-    def open_readonly(cls, data_dir: str | os.PathLike[str]) -> Storage:
+    def open_readonly(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        series: Iterable[tuple[str, str | None]] | None = None,
+    ) -> Storage:
         """Open a data directory for reading only, as of now.
 
         Never modifies a file (a torn tail is skipped, not truncated), and works
         whether or not a writer is running on the directory. The result is a
         snapshot: call :meth:`refresh` to see points written since.
 
+        Args:
+            data_dir: the directory.
+            series: load only these ``(metric, entity)`` series (an entity of
+                None: every entity of the metric); queries and listings then
+                see only them, exactly as a full open would show them. Every
+                index and log record is still read and checked, but block
+                references and points are made for these series alone, which
+                makes a one-series read of a large directory far cheaper.
+                None (the default) loads everything.
+
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
             CorruptRecordError: a file named as a StatsYard file is not one.
+            TypeError: ``series`` holds something other than such pairs.
         """
         directory = Path(data_dir)
+        only = None if series is None else SeriesSelection(series)
         check_data_directory(directory, create=False)
         storage = cls(
             directory,
@@ -210,6 +232,7 @@ class Storage:
             checkpoint_points=None,
             readonly=True,
         )
+        storage._only = only
         storage.refresh()
         return storage
 
@@ -227,7 +250,13 @@ class Storage:
             files = listing(self._dir)
             # Unchanged since an attempt that saw a file vanish or a log
             # missing: not a writer at work, but damage; load past it.
-            loader = Loader(self._dir, fresh, repair=False, settled=files == previous)
+            loader = Loader(
+                self._dir,
+                fresh,
+                repair=False,
+                settled=files == previous,
+                only=self._only,
+            )
             try:
                 loader.load()
             except Reload:

@@ -243,8 +243,10 @@ class SeriesSelection:
         span = dat_end - first_offset
         if not 0 <= span <= dat_size - first_offset or n * MIN_BLOCK_BYTES > span:
             return None
-        body = inflate(payload[CHECKPOINT_HEADER.size :], span, "checkpoint")
+        # The same bound as decode_checkpoint: a format-3 block may be shorter
+        # than its 28 bytes of fields and its names in the record's body.
         names_at = 28 * n
+        body = inflate(payload[CHECKPOINT_HEADER.size :], span + names_at, "checkpoint")
         if len(body) < names_at:
             return None
         m_lens = _column("H", body, 0, n)

@@ -88,11 +88,18 @@ class PushStage:
         self._staged: list[Any] = []
         self._staged_since = 0.0
         self._pending: PendingPush | None = None
+        self._pending_since = 0.0
         self._settled = False
         self._exit_reason: str | None = None
         self._stopping = False
         # The linger thread sleeps on this until there is something to send.
         self._wake = threading.Event()
+        # Whether it sleeps with no timeout (changed under the lock): only
+        # then must a new batch or push wake it. While it has a timeout it
+        # looks at the stage by itself when that runs out, so a pusher
+        # sending batch after batch does not wake it (a thread switch and
+        # a contended lock) for each one.
+        self._linger_idle = True
         self.wakeups = 0
         """How often the linger thread woke up (an idle stage does not)."""
         self._thread: threading.Thread | None = None
@@ -168,7 +175,8 @@ class PushStage:
             reason = self._exit_reason or "stopped"
             raise NotRunningError(f"StatsYard is not running: {reason}")
         self._staged_since = time.monotonic()
-        self._wake.set()
+        if self._linger_idle:
+            self._wake.set()
 
     def _send_staged(self, deadline: float | None = None) -> None:
         """Hand the staged batch to the queue (caller holds the lock).
@@ -186,7 +194,9 @@ class PushStage:
             except StatsYardError as exc:
                 self._count_lost(len(batch), exc)
                 raise
-            self._wake.set()  # the linger thread awaits it if nobody else does
+            self._pending_since = time.monotonic()
+            if self._linger_idle:
+                self._wake.set()  # the linger thread awaits it if nobody else does
 
     def _await_push(self, pending: PendingPush, deadline: float | None = None) -> None:
         """Wait for the queue's decision on a push; count what it refused as lost.
@@ -280,10 +290,12 @@ class PushStage:
         return not thread.is_alive()
 
     def _linger_loop(self, on_tree_exit: Callable[[], None]) -> None:
-        """Send a partial batch ``linger`` s after its first point; idle, sleep.
+        """Send a partial batch ``linger`` s after its first point, and await a
+        push nobody awaited for ``linger`` s; idle, sleep.
 
         While nothing is staged or pending it waits on an event with no
-        timeout, so an idle StatsYard costs no wake-ups.
+        timeout, so an idle StatsYard costs no wake-ups; while a pusher keeps
+        sending (and so awaits its own pushes) it wakes once per ``linger``.
         """
         timeout: float | None = None
         while True:
@@ -296,17 +308,31 @@ class PushStage:
             if self._stopping:
                 return  # stop() sends and settles what is staged
             with self.lock:
+                timeout = self._linger_due()
+                self._linger_idle = timeout is None
+                if timeout is None or timeout > 0:
+                    continue
                 timeout = None
-                if self._staged:
-                    due = self._staged_since + self._linger - time.monotonic()
-                    if due > 0:
-                        timeout = due
-                        continue
-                if self._staged or self._pending is not None:
-                    try:
-                        self._send_staged()
-                        if self._pending is not None:
-                            pending, self._pending = self._pending, None
-                            self._await_push(pending)
-                    except StatsYardError:  # logged and counted where it happened
-                        pass
+                try:
+                    self._send_staged()
+                    if self._pending is not None:
+                        pending, self._pending = self._pending, None
+                        self._await_push(pending)
+                except StatsYardError:  # logged and counted where it happened
+                    pass
+                self._linger_idle = True  # nothing staged or pending now
+
+    def _linger_due(self) -> float | None:
+        """Seconds until the linger thread must act (<= 0: now), None: idle.
+
+        Lock held. What is staged goes out ``linger`` s after its first
+        point; a push still pending is awaited ``linger`` s after it went.
+        """
+        dues: list[float] = []
+        if self._staged:
+            dues.append(self._staged_since)
+        if self._pending is not None:
+            dues.append(self._pending_since)
+        if not dues:
+            return None
+        return min(dues) + self._linger - time.monotonic()

@@ -74,9 +74,7 @@ def generate_points(
         raise ValueError(f"invalid_share must be within 0..1, got {invalid_share!r}")
     metric_names = [f"stress.metric{m}" for m in range(metrics)]
     entity_names = [f"host-{e:04d}" for e in range(entities)]
-    each_entity = chain.from_iterable(
-        map(repeat, cycle(entity_names), repeat(metrics))
-    )
+    each_entity = chain.from_iterable(map(repeat, cycle(entity_names), repeat(metrics)))
     values: Iterator[float] = map(mul, cycle(range(1000)), repeat(0.5))
     if invalid_share:
         values = _with_invalid(values, invalid_share)

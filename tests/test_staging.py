@@ -16,7 +16,7 @@ WAIT = 10.0
 TS = 1_700_000_000_000
 
 
-class Labelled(DataPoint):  # type: ignore[misc]  # attrs: subclassing a slots class
+class Labelled(DataPoint):
     """A DataPoint subclass: not the exact class, so left for validation."""
 
 

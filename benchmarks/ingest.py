@@ -6,6 +6,11 @@ builds and validates the same points. Prints both rates, their ratio, the
 single-point ``push()`` rate, and peak RSS, as medians over ``--repeat`` runs.
 
     python benchmarks/ingest.py [--points N] [--repeat R] [--batch-size B]
+                                [--checkpoint-points P]
+
+``--checkpoint-points 0`` defers compaction (no checkpoint by count; the
+clean stop after the timing still compacts): what is left of the per-point
+cost once compaction runs off the ingest thread.
 """
 
 from __future__ import annotations
@@ -50,7 +55,12 @@ def bare_loop(n: int, batch_size: int) -> float:
 
 
 def end_to_end(
-    n: int, batch_size: int, *, single: bool, instrument: bool = True
+    n: int,
+    batch_size: int,
+    *,
+    single: bool,
+    instrument: bool = True,
+    checkpoint_points: int | None = None,
 ) -> tuple[float, int]:
     """Seconds to push n points and flush them durably; and bytes on disk.
 
@@ -58,8 +68,13 @@ def end_to_end(
     measure what instrumentation costs.
     """
     with tempfile.TemporaryDirectory() as data_dir:
+        storage = (
+            {}
+            if checkpoint_points is None
+            else {"checkpoint_points": checkpoint_points}
+        )
         yard = StatsYard(
-            Config.of(metrics={"instrument": instrument}),
+            Config.of(metrics={"instrument": instrument}, storage=storage),
             data_dir=data_dir,
             batch_size=batch_size,
             ship_metrics=instrument,
@@ -88,8 +103,14 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument(
+        "--checkpoint-points",
+        type=int,
+        default=None,
+        help="[storage] checkpoint_points (0: no checkpoint by count)",
+    )
     args = parser.parse_args()
-    n, size = args.points, args.batch_size
+    n, size, cp = args.points, args.batch_size, args.checkpoint_points
     process = psutil.Process()
 
     bare, e2e, single, plain = [], [], [], []
@@ -98,13 +119,15 @@ def main() -> None:
         gc.collect()
         bare.append(n / bare_loop(n, size))
         gc.collect()
-        seconds, disk = end_to_end(n, size, single=False)
+        seconds, disk = end_to_end(n, size, single=False, checkpoint_points=cp)
         e2e.append(n / seconds)
         gc.collect()
-        seconds, _ = end_to_end(n, size, single=False, instrument=False)
+        seconds, _ = end_to_end(
+            n, size, single=False, instrument=False, checkpoint_points=cp
+        )
         plain.append(n / seconds)
         gc.collect()
-        seconds, _ = end_to_end(n, size, single=True)
+        seconds, _ = end_to_end(n, size, single=True, checkpoint_points=cp)
         single.append(n / seconds)
     rss = process.memory_info().rss
     peak = getattr(process.memory_info(), "peak_wset", None) or _peak_rss()

@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any
 
 from statsyard.datapoint import DataPoint, now_ms
-from statsyard.pipeline.staging import stamped
+from statsyard.pipeline.staging import as_queued
 
 BASE_TS = 1_700_000_000_000
 
@@ -39,7 +39,7 @@ def stage_stamped(points: Sequence[Any], batch_size: int) -> None:
     remaining = iter(points)
     while True:
         staged: list[Any] = []
-        staged.extend(stamped(list(islice(remaining, batch_size)), now_ms()))
+        staged.extend(as_queued(list(islice(remaining, batch_size)), now_ms()))
         if len(staged) < batch_size:
             return
 

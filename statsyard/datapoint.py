@@ -83,7 +83,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@attrs.frozen(slots=True)
+_NOW: Final[Any] = attrs.NOTHING
+"""DataPoint's default timestamp: read the clock (attrs' own marker)."""
+
+
+@attrs.frozen(slots=True, init=False)
 class DataPoint:
     """One measurement: ``value`` of ``metric`` for ``entity`` at ``timestamp``.
 
@@ -99,6 +103,28 @@ class DataPoint:
     """The measured number."""
     timestamp: int = attrs.field(factory=now_ms)
     """Milliseconds since the Unix epoch; defaults to now."""
+
+    def __init__(
+        self,
+        metric: str,
+        entity: str,
+        value: int | float,
+        timestamp: int = _NOW,
+    ) -> None:
+        # What attrs would generate, minus its per-field trip through
+        # object.__setattr__: each slot's own descriptor stores the field
+        # (which a frozen class's __setattr__ would refuse). A producer
+        # builds one of these per point, so this is on the hot path.
+        _set_metric(self, metric)
+        _set_entity(self, entity)
+        _set_value(self, value)
+        _set_timestamp(self, now_ms() if timestamp is _NOW else timestamp)
+
+
+_set_metric: Final[Any] = DataPoint.__dict__["metric"].__set__
+_set_entity: Final[Any] = DataPoint.__dict__["entity"].__set__
+_set_value: Final[Any] = DataPoint.__dict__["value"].__set__
+_set_timestamp: Final[Any] = DataPoint.__dict__["timestamp"].__set__
 
 
 @attrs.frozen(slots=True)

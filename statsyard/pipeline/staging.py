@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from statsyard.datapoint import DataPoint, now_ms
@@ -29,27 +30,44 @@ if TYPE_CHECKING:
     from statsyard.pipeline.ledger import Ledger
     from statsyard.pipeline.queue_client import BlockingQueueClient
 
-__all__ = ["PushStage", "stamped"]
+__all__ = ["PushStage", "as_queued"]
 
 logger = logging.getLogger(__name__)
 
-_COMPLETE: frozenset[type] = frozenset({DataPoint})
+_DATAPOINT: frozenset[type] = frozenset({DataPoint})
+_HELD: frozenset[type] = frozenset({list, tuple})
+_PIECE = 256
+"""Points of a lazy iterable read and converted at once by ``push_many``."""
 _TUPLE: frozenset[type] = frozenset({tuple})
+_fields_of: Callable[[DataPoint], tuple[Any, Any, Any, Any]] = attrgetter(
+    "metric", "entity", "value", "timestamp"
+)
+"""A DataPoint's fields as a tuple, read at C speed (slots: no caller code)."""
 
 
-def stamped(points: list[Any], now: int) -> list[Any]:
-    """``points`` with ``now`` (ms) given to each tuple or dict lacking a timestamp.
+def as_queued(points: list[Any], now: int) -> list[Any]:
+    """``points`` as they wait in the queue: stamped, DataPoints as 4-tuples.
 
-    Only plain tuples and dicts are looked at; anything else is left to
-    validation, as is every point that already has a timestamp. A batch of
-    DataPoints or 4-tuples is recognised at C speed and returned as it is.
+    A tuple or dict lacking a timestamp gets ``now`` (ms). A ``DataPoint``
+    (the exact class) becomes the tuple of its four fields: it is validated
+    exactly as the DataPoint was (validation reads the same four values and
+    checks their exact types), and unlike the DataPoint, which the garbage
+    collector tracks for as long as it waits in the queue, a tuple of
+    untracked values leaves the collector's lists at its first collection,
+    so a full queue does not make every collection longer. Anything else is
+    left as it is, for validation. A batch of DataPoints or 4-tuples is
+    recognised at C speed.
     """
     kinds = set(map(type, points))
-    if kinds <= _COMPLETE or (kinds == _TUPLE and 3 not in map(len, points)):
+    if kinds == _DATAPOINT:
+        return list(map(_fields_of, points))
+    if kinds == _TUPLE and 3 not in map(len, points):
         return points
     return [
         (*p, now)
         if type(p) is tuple and len(p) == 3
+        else _fields_of(p)
+        if type(p) is DataPoint
         else {**p, "timestamp": now}
         if type(p) is dict and p.get("timestamp") is None
         else p
@@ -88,11 +106,18 @@ class PushStage:
         self._staged: list[Any] = []
         self._staged_since = 0.0
         self._pending: PendingPush | None = None
+        self._pending_since = 0.0
         self._settled = False
         self._exit_reason: str | None = None
         self._stopping = False
         # The linger thread sleeps on this until there is something to send.
         self._wake = threading.Event()
+        # Whether it sleeps with no timeout (changed under the lock): only
+        # then must a new batch or push wake it. While it has a timeout it
+        # looks at the stage by itself when that runs out, so a pusher
+        # sending batch after batch does not wake it (a thread switch and
+        # a contended lock) for each one.
+        self._linger_idle = True
         self.wakeups = 0
         """How often the linger thread woke up (an idle stage does not)."""
         self._thread: threading.Thread | None = None
@@ -107,7 +132,9 @@ class PushStage:
             StatsYardError: the queue refused the batch this point completed.
         """
         kind = type(point)
-        if kind is tuple:
+        if kind is DataPoint:
+            point = _fields_of(point)
+        elif kind is tuple:
             if len(point) == 3:
                 point = (*point, now_ms())
         elif kind is dict and point.get("timestamp") is None:
@@ -129,15 +156,27 @@ class PushStage:
             StatsYardError: the queue refused a batch.
         """
         size = self._batch_size
+        # Points the caller makes as we read them (a generator) are read and
+        # turned into their queued form a few hundred at a time, so that
+        # each DataPoint dies before the garbage collector looks at it:
+        # one that lives through two collections is promoted to the oldest
+        # generation, and those promotions are what trigger full
+        # collections, each of which walks every object of the process.
+        # A list or tuple the caller holds anyway is taken a batch at a time.
+        piece = size if type(points) in _HELD else _PIECE
         remaining = iter(points)
         with self.lock:
             while True:
                 if not self._staged:
                     self._first_staged()
-                chunk = list(islice(remaining, size - len(self._staged)))
-                self._staged.extend(stamped(chunk, now_ms()))
-                if len(self._staged) < size:
-                    return
+                staged = self._staged
+                now = now_ms()
+                while (room := size - len(staged)) > 0:
+                    want = min(room, piece)
+                    taken = list(islice(remaining, want))
+                    staged.extend(as_queued(taken, now))
+                    if len(taken) < want:
+                        return  # all taken; the rest of a batch waits staged
                 self._send_staged()
 
     def send(self, deadline: float | None) -> None:
@@ -168,7 +207,8 @@ class PushStage:
             reason = self._exit_reason or "stopped"
             raise NotRunningError(f"StatsYard is not running: {reason}")
         self._staged_since = time.monotonic()
-        self._wake.set()
+        if self._linger_idle:
+            self._wake.set()
 
     def _send_staged(self, deadline: float | None = None) -> None:
         """Hand the staged batch to the queue (caller holds the lock).
@@ -186,7 +226,9 @@ class PushStage:
             except StatsYardError as exc:
                 self._count_lost(len(batch), exc)
                 raise
-            self._wake.set()  # the linger thread awaits it if nobody else does
+            self._pending_since = time.monotonic()
+            if self._linger_idle:
+                self._wake.set()  # the linger thread awaits it if nobody else does
 
     def _await_push(self, pending: PendingPush, deadline: float | None = None) -> None:
         """Wait for the queue's decision on a push; count what it refused as lost.
@@ -280,10 +322,12 @@ class PushStage:
         return not thread.is_alive()
 
     def _linger_loop(self, on_tree_exit: Callable[[], None]) -> None:
-        """Send a partial batch ``linger`` s after its first point; idle, sleep.
+        """Send a partial batch ``linger`` s after its first point, and await a
+        push nobody awaited for ``linger`` s; idle, sleep.
 
         While nothing is staged or pending it waits on an event with no
-        timeout, so an idle StatsYard costs no wake-ups.
+        timeout, so an idle StatsYard costs no wake-ups; while a pusher keeps
+        sending (and so awaits its own pushes) it wakes once per ``linger``.
         """
         timeout: float | None = None
         while True:
@@ -296,17 +340,31 @@ class PushStage:
             if self._stopping:
                 return  # stop() sends and settles what is staged
             with self.lock:
+                timeout = self._linger_due()
+                self._linger_idle = timeout is None
+                if timeout is None or timeout > 0:
+                    continue
                 timeout = None
-                if self._staged:
-                    due = self._staged_since + self._linger - time.monotonic()
-                    if due > 0:
-                        timeout = due
-                        continue
-                if self._staged or self._pending is not None:
-                    try:
-                        self._send_staged()
-                        if self._pending is not None:
-                            pending, self._pending = self._pending, None
-                            self._await_push(pending)
-                    except StatsYardError:  # logged and counted where it happened
-                        pass
+                try:
+                    self._send_staged()
+                    if self._pending is not None:
+                        pending, self._pending = self._pending, None
+                        self._await_push(pending)
+                except StatsYardError:  # logged and counted where it happened
+                    pass
+                self._linger_idle = True  # nothing staged or pending now
+
+    def _linger_due(self) -> float | None:
+        """Seconds until the linger thread must act (<= 0: now), None: idle.
+
+        Lock held. What is staged goes out ``linger`` s after its first
+        point; a push still pending is awaited ``linger`` s after it went.
+        """
+        dues: list[float] = []
+        if self._staged:
+            dues.append(self._staged_since)
+        if self._pending is not None:
+            dues.append(self._pending_since)
+        if not dues:
+            return None
+        return min(dues) + self._linger - time.monotonic()

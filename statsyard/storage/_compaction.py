@@ -20,6 +20,7 @@ until the checkpoint record commits.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import marshal
 import os
@@ -27,16 +28,18 @@ import signal
 import struct
 import threading
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from statsyard._child_process import WorkerProcess
-from statsyard.storage._batch import ValueColumn
 from statsyard.storage._blocks import MAX_BLOCK_POINTS, encode_block
 from statsyard.storage._catalog import BlockEntry, SeriesKey
 from statsyard.storage._head import Head
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -44,10 +47,12 @@ HANDLER: Final = "statsyard.storage._compaction:handle"
 """The worker's request handler (see :mod:`statsyard._child_process`)."""
 MAX_FAILURES: Final = 3
 """Worker failures after which a storage compacts in the writer's thread only."""
-MAX_REQUEST_BYTES: Final = 2**32 - 1
-"""Largest request a frame carries; a bigger head is compacted in-process."""
-_REQUEST = struct.Struct("<BIIQQ")
-"""Value column kind, new keys, number of the first new key, points, value bytes."""
+CHUNK_POINTS: Final = 64 * 1024
+"""Points per request: a frozen head goes in several, so that neither side
+ever holds more than one chunk's bytes besides the columns themselves."""
+_REQUEST = struct.Struct("<BIIQQQQ")
+"""Value column kind, new keys, number of the first new key, points of the
+head, of those before this chunk and in it, value bytes in it."""
 _REPLY = struct.Struct("<I")
 """Blocks (then five int64 per block, then the blocks' bytes)."""
 _ROW = 5
@@ -82,14 +87,60 @@ def encode_head(head: Head, keys: Sequence[SeriesKey]) -> Encoded:
 
     Runs wherever it is called: in the writer's thread or in a worker.
     """
+    numbers, timestamps, values = head.columns()
+    if type(values) is array:
+        return encode_columns(numbers, timestamps, values, keys)
     blocks: list[bytes] = []
     rows: array[int] = array("q")
     kind = head.value_kind()
-    for number, timestamps, values in head.groups():
+    for number, series_ts, series_values in head.groups():
         metric, entity = keys[number]
-        for at in range(0, len(timestamps), MAX_BLOCK_POINTS):
-            some_ts = timestamps[at : at + MAX_BLOCK_POINTS]
-            some = values[at : at + MAX_BLOCK_POINTS]
+        for at in range(0, len(series_ts), MAX_BLOCK_POINTS):
+            some_ts = series_ts[at : at + MAX_BLOCK_POINTS]
+            some = series_values[at : at + MAX_BLOCK_POINTS]
+            block, low, high = encode_block(metric, entity, some_ts, some, kind)
+            blocks.append(block)
+            rows.extend((number, len(block), len(some_ts), low, high))
+    return Encoded(b"".join(blocks), rows)
+
+
+def encode_columns(
+    numbers: Any, timestamps: Any, values: Any, keys: Sequence[SeriesKey]
+) -> Encoded:
+    """:func:`encode_head` of raw columns of floats or int64s, grouped by numpy.
+
+    A stable sort by series number keeps each series' points in arrival
+    order, as :meth:`Head.groups` does; only one series' points at a time
+    become Python objects (for :func:`encode_block`), so memory stays
+    about 8 bytes a point above the columns.
+    """
+    import numpy as np
+
+    blocks: list[bytes] = []
+    rows: array[int] = array("q")
+    series = np.frombuffer(numbers, dtype=np.uint32)
+    if not len(series):
+        return Encoded(b"", rows)
+    stamps = np.frombuffer(timestamps, dtype=np.int64)
+    if isinstance(values, array):
+        floats = values.typecode == "d"
+        column = np.frombuffer(values, dtype=np.float64 if floats else np.int64)
+    else:  # a numpy column (the worker's)
+        floats = values.dtype == np.float64
+        column = values
+    kind = float if floats else int
+    order = np.argsort(series, kind="stable")
+    sorted_series = series[order]
+    starts = np.flatnonzero(np.diff(sorted_series)) + 1
+    bounds = [0, *starts.tolist(), len(order)]
+    del sorted_series, starts
+    for low_at, high_at in itertools.pairwise(bounds):
+        number = int(series[order[low_at]])
+        metric, entity = keys[number]
+        for at in range(low_at, high_at, MAX_BLOCK_POINTS):
+            picked = order[at : min(at + MAX_BLOCK_POINTS, high_at)]
+            some_ts = stamps[picked].tolist()
+            some = column[picked].tolist()
             block, low, high = encode_block(metric, entity, some_ts, some, kind)
             blocks.append(block)
             rows.extend((number, len(block), len(some_ts), low, high))
@@ -99,37 +150,65 @@ def encode_head(head: Head, keys: Sequence[SeriesKey]) -> Encoded:
 # -- the wire format -----------------------------------------------------------
 
 
-def encode_request(head: Head, first_key: int, new_keys: Sequence[SeriesKey]) -> bytes:
-    """A frozen head's columns and the series keys numbered from ``first_key``."""
+def encode_requests(
+    head: Head, first_key: int, new_keys: Sequence[SeriesKey]
+) -> Iterator[list[Buffer]]:
+    """A frozen head's columns in chunks, and the series keys numbered from
+    ``first_key`` (with the first chunk).
+
+    Yields the parts of each request, to be sent one after the other: the
+    columns go as they are, uncopied.
+    """
     numbers, timestamps, values = head.columns()
-    if type(values) is array:
-        kind = _FLOATS if values.typecode == "d" else _INTS
-        value_bytes = values.tobytes()
-    else:  # ints beyond int64, or ints and floats mixed: rare
-        kind, value_bytes = _OBJECTS, marshal.dumps(list(values))
+    total = len(numbers)
     names = [name.encode("utf-8", "surrogatepass") for key in new_keys for name in key]
-    header = _REQUEST.pack(
-        kind, len(new_keys), first_key, len(numbers), len(value_bytes)
-    )
-    return b"".join(
-        [
-            header,
-            array("I", map(len, names)).tobytes(),
-            *names,
-            numbers.tobytes(),
-            timestamps.tobytes(),
-            value_bytes,
-        ]
-    )
+    keys_part = array("I", map(len, names)).tobytes() + b"".join(names)
+    if type(values) is not array:  # ints beyond int64, or ints and floats mixed
+        value_bytes = marshal.dumps(list(values))
+        header = _REQUEST.pack(
+            _OBJECTS, len(new_keys), first_key, total, 0, total, len(value_bytes)
+        )
+        yield [header + keys_part, numbers, timestamps, value_bytes]
+        return
+    kind = _FLOATS if values.typecode == "d" else _INTS
+    with (
+        memoryview(numbers) as all_numbers,
+        memoryview(timestamps) as all_ts,
+        memoryview(values) as all_values,
+    ):
+        for at in range(0, max(total, 1), CHUNK_POINTS):
+            end = min(at + CHUNK_POINTS, total)
+            first = at == 0
+            header = _REQUEST.pack(
+                kind,
+                len(new_keys) if first else 0,
+                first_key if first else first_key + len(new_keys),
+                total,
+                at,
+                end - at,
+                8 * (end - at),
+            )
+            yield [
+                header + (keys_part if first else b""),
+                all_numbers[at:end],
+                all_ts[at:end],
+                all_values[at:end],
+            ]
 
 
-class _Request:
-    """A request read back in the worker."""
+class _Chunk:
+    """A request read back in the worker (views into its payload)."""
 
     def __init__(self, payload: bytes) -> None:
-        kind, key_count, self.first_key, points, value_size = _REQUEST.unpack_from(
-            payload
-        )
+        (
+            self.kind,
+            key_count,
+            self.first_key,
+            self.total,
+            self.offset,
+            points,
+            value_size,
+        ) = _REQUEST.unpack_from(payload)
         view = memoryview(payload)
         at = _REQUEST.size
         lengths: array[int] = array("I")
@@ -140,44 +219,73 @@ class _Request:
             names.append(str(view[at : at + length], "utf-8", "surrogatepass"))
             at += length
         self.keys = list(zip(names[::2], names[1::2], strict=True))
-        self.numbers: array[int] = array("I")
-        self.numbers.frombytes(view[at : at + 4 * points])
+        self.numbers = view[at : at + 4 * points]
         at += 4 * points
-        self.timestamps: array[int] = array("q")
-        self.timestamps.frombytes(view[at : at + 8 * points])
+        self.timestamps = view[at : at + 8 * points]
         at += 8 * points
-        raw = view[at : at + value_size]
-        self.values: ValueColumn
-        if kind == _OBJECTS:
-            self.values = marshal.loads(raw)
-        else:
-            self.values = array("d" if kind == _FLOATS else "q")
-            self.values.frombytes(raw)
-        if (
-            at + value_size != len(payload)
-            or len(self.timestamps) != points
-            or len(self.values) != points
-        ):
+        self.values = view[at : at + value_size]
+        self.points = points
+        if at + value_size != len(payload) or len(self.timestamps) != 8 * points:
             raise ValueError(f"a request of {points} points does not add up")
 
 
-_worker_keys: list[SeriesKey] = []
-"""The worker's copy of the storage's series numbering."""
+class _WorkerState:
+    """What the worker keeps between requests: the series numbering, and the
+    columns of the head being received."""
+
+    def __init__(self) -> None:
+        self.keys: list[SeriesKey] = []
+        self.columns: tuple[Any, Any, Any] | None = None
+        self.received = 0
+
+
+_state = _WorkerState()
 
 
 def handle(payload: bytes) -> bytes:
-    """The worker's handler: a frozen head's columns in, its blocks out."""
-    request = _Request(payload)
-    if request.first_key != len(_worker_keys):
+    """The worker's handler: a frozen head's columns in, its blocks out.
+
+    A chunk that does not complete the head gets an empty reply.
+    """
+    chunk = _Chunk(payload)
+    state = _state
+    if chunk.first_key != len(state.keys):
         raise ValueError(
-            f"series keys must continue from {len(_worker_keys)}, "
-            f"got {request.first_key}"
+            f"series keys must continue from {len(state.keys)}, got {chunk.first_key}"
         )
-    _worker_keys.extend(request.keys)
-    head = Head()
-    if request.numbers:
-        head.add(request.numbers, request.timestamps, request.values)
-    encoded = encode_head(head, _worker_keys)
+    state.keys.extend(chunk.keys)
+    if chunk.kind == _OBJECTS:
+        head = Head()
+        if chunk.points:
+            numbers: array[int] = array("I", chunk.numbers.cast("I"))
+            stamps: array[int] = array("q", chunk.timestamps.cast("q"))
+            head.add(numbers, stamps, marshal.loads(chunk.values))
+        encoded = encode_head(head, state.keys)
+    else:
+        import numpy as np
+
+        if chunk.offset == 0:
+            state.columns = (
+                np.empty(chunk.total, np.uint32),
+                np.empty(chunk.total, np.int64),
+                np.empty(
+                    chunk.total, np.float64 if chunk.kind == _FLOATS else np.int64
+                ),
+            )
+            state.received = 0
+        if state.columns is None or chunk.offset != state.received:
+            raise ValueError(f"a chunk at {chunk.offset}, expected {state.received}")
+        end = chunk.offset + chunk.points
+        for column, part in zip(
+            state.columns, (chunk.numbers, chunk.timestamps, chunk.values), strict=True
+        ):
+            column[chunk.offset : end] = np.frombuffer(part, dtype=column.dtype)
+        state.received = end
+        if end < chunk.total:
+            return b""
+        columns, state.columns = state.columns, None
+        encoded = encode_columns(*columns, state.keys)
+        del columns
     return b"".join(
         [_REPLY.pack(len(encoded.rows) // _ROW), encoded.rows.tobytes(), encoded.data]
     )
@@ -241,12 +349,11 @@ class _Job:
 
     def _run(self) -> None:
         try:
-            payload = encode_request(self.head, self._first_key, self._new_keys)
-            if len(payload) > MAX_REQUEST_BYTES:
-                raise ValueError(f"a request of {len(payload)} bytes is too big")
-            # Far more than encoding takes (about a microsecond a point).
-            timeout = 60.0 + self.head.points * 20e-6
-            self.reply = self._worker.request(payload, timeout=timeout)
+            worker = self._worker
+            for parts in encode_requests(self.head, self._first_key, self._new_keys):
+                worker.send_parts(parts)
+                # Far more than encoding takes (about a microsecond a point).
+                self.reply = worker.receive(60.0 + self.head.points * 20e-6)
         except Exception as exc:  # noqa: BLE001 - the writer falls back on any failure
             self.error = exc
         finally:

@@ -47,9 +47,10 @@ logger = logging.getLogger("statsyard.storage")
 _ROW_COLUMNS = tuple(map(itemgetter, range(4)))
 _POINT_COLUMNS = tuple(map(attrgetter, ("metric", "entity", "value", "timestamp")))
 
-MAX_LAG: Final = 4
+MAX_LAG: Final = 1.0
 """While the worker compacts, the new head may reach this many times
-``checkpoint_points``; then appends wait for the worker (memory stays bounded)."""
+``checkpoint_points``; then appends wait for the worker (memory stays bounded:
+a worker slower than ingest slows ingest down to its pace)."""
 
 
 class _Frozen:
@@ -292,10 +293,18 @@ class Writer:
             ) from exc
 
     def _checkpoint(self) -> None:
-        """Commit the checkpoint under way, then compact the head here."""
+        """Commit the checkpoint under way, then compact the rest, waiting.
+
+        A worker already running encodes the blocks (the caller waits either
+        way; the writer's memory stays lower); none is started for this.
+        """
         if self._frozen is not None:
             self._finish(wait=True)
-        self._begin(background=False)
+        compactor = self._compactor
+        self._begin(
+            background=compactor is not None and compactor.worker_pid is not None
+        )
+        self._finish(wait=True)
 
     def _start_checkpoint(self) -> None:
         if self._frozen is None:

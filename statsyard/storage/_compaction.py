@@ -297,14 +297,16 @@ def decode_reply(payload: bytes, points: int, series: int) -> Encoded:
     Raises:
         ValueError: the reply does not add up (then it is not committed).
     """
-    (count,) = _REPLY.unpack_from(payload)
-    rows: array[int] = array("q")
+    count = _REPLY.unpack_from(payload)[0] if len(payload) >= _REPLY.size else -1
     end = _REPLY.size + 8 * _ROW * count
-    rows.frombytes(payload[_REPLY.size : end])
+    rows: array[int] = array("q")
+    if count >= 0 and end <= len(payload):
+        rows.frombytes(payload[_REPLY.size : end])
     data = payload[end:]
     encoded = Encoded(data, rows)
     if (
-        len(rows) != _ROW * count
+        count < 0
+        or len(rows) != _ROW * count
         or sum(rows[1::_ROW]) != len(data)
         or encoded.points != points
         or any(not 0 <= number < series for number in rows[::_ROW])
@@ -351,6 +353,8 @@ class _Job:
         try:
             worker = self._worker
             for parts in encode_requests(self.head, self._first_key, self._new_keys):
+                if self.reply:  # only the last chunk's reply holds anything
+                    raise ValueError("the worker replied before the last chunk")
                 worker.send_parts(parts)
                 # Far more than encoding takes (about a microsecond a point).
                 self.reply = worker.receive(60.0 + self.head.points * 20e-6)
@@ -443,7 +447,7 @@ class Compactor:
         if job.error is None and job.reply is not None:
             try:
                 encoded = decode_reply(job.reply, job.head.points, series)
-            except (ValueError, struct.error) as exc:
+            except ValueError as exc:
                 job.error = exc
             else:
                 self.completed += 1

@@ -151,7 +151,10 @@ def encode_columns(
 
 
 def encode_requests(
-    head: Head, first_key: int, new_keys: Sequence[SeriesKey]
+    head: Head,
+    first_key: int,
+    new_keys: Sequence[SeriesKey],
+    chunk_points: int = CHUNK_POINTS,
 ) -> Iterator[list[Buffer]]:
     """A frozen head's columns in chunks, and the series keys numbered from
     ``first_key`` (with the first chunk).
@@ -176,8 +179,8 @@ def encode_requests(
         memoryview(timestamps) as all_ts,
         memoryview(values) as all_values,
     ):
-        for at in range(0, max(total, 1), CHUNK_POINTS):
-            end = min(at + CHUNK_POINTS, total)
+        for at in range(0, max(total, 1), chunk_points):
+            end = min(at + chunk_points, total)
             first = at == 0
             header = _REQUEST.pack(
                 kind,

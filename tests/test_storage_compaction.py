@@ -8,6 +8,7 @@ flight for as long as they need, and kill it (SIGKILL) to make it fail.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -16,12 +17,14 @@ import threading
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from statsyard.exceptions import WriteError
 from statsyard.storage import Storage
 from statsyard.storage import _compaction as compaction
 from statsyard.storage._batch import value_column
@@ -229,6 +232,36 @@ def test_a_worker_killed_mid_compaction_loses_and_doubles_nothing(
     assert new_pid != pid
     storage.close()
     assert stored_points(tmp_path / "d") == expected(15_000)
+
+
+def test_blocks_that_fail_to_be_written_are_kept_and_written_later(
+    tmp_path: Path, storage: Storage, ready: Ready, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk when the worker's blocks come back: WriteError, the frozen
+    head stays readable, and the next call writes the same blocks."""
+    start_worker(storage, ready, 0)
+    storage.append(rows(5_000, 5_000))
+    ready.wait()
+    real_write = os.write
+
+    def full_for_segments(fd: int, data: Any) -> int:
+        if "seg-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_segments)
+    with pytest.raises(WriteError) as failed:
+        storage.finish_checkpoint()
+    monkeypatch.undo()
+    assert failed.value.errno == errno.ENOSPC
+    assert storage.compacting
+    assert raw_points(storage) == 10_000
+    assert sum(map(len, storage.query("mem").values())) == len(range(1, 10_000, 3))
+    assert storage.finish_checkpoint() == 1
+    assert storage.compaction_fallbacks == 0
+    assert raw_points(storage) == 10_000
+    storage.close()
+    assert stored_points(tmp_path / "d") == expected(10_000)
 
 
 def test_closing_abandons_a_compaction_in_flight_and_stops_the_worker(

@@ -360,10 +360,16 @@ class TimestampWriter(ChildActor):
             since is None
             or self._checkpoint_after is None
             or self._stall.holding  # the disk refuses writes: wait
-            or storage.compacting  # the next tick, once this one is committed
             or time.monotonic() - since < self._checkpoint_after
         ):
             return
+        if storage.compacting:  # write blocks that failed to be written before
+            try:
+                storage.finish_checkpoint()
+            except WriteError as exc:
+                logger.error("Checkpoint failed, will retry: %s", exc)
+            if storage.compacting:
+                return  # the next tick, once this one is committed
         points = storage.head_points
         if points == 0:  # compacted by count meanwhile
             self._head_since = None

@@ -112,8 +112,6 @@ class Writer:
         self._kept_logs: list[int] = []
         self._compactor = Compactor(compaction_ready) if compaction_worker else None
         self._frozen: _Frozen | None = None
-        self.checkpoints_started = 0
-        """Checkpoints begun (heads frozen) since open."""
         self.checkpoints_done = 0
         """Checkpoints committed since open."""
         self.opened_log_end = self._log.end
@@ -322,7 +320,6 @@ class Writer:
         self._log.rotate()
         covered = self._log.seq - 1
         frozen = self._frozen = _Frozen(catalog.freeze_head(), covered)
-        self.checkpoints_started += 1
         self._next_checkpoint = self._checkpoint_points
         compactor = self._compactor
         if (

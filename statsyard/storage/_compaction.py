@@ -7,9 +7,10 @@ A :class:`Compactor` hands a frozen head to a worker process
 parent) so that it runs on another core while the writer keeps appending
 to a fresh head; the writer commits the blocks when they come back.
 
-The request carries the frozen head's raw columns (a ``memcpy`` each) and
-the series keys numbered since the worker's previous request (the worker
-keeps the numbering); the reply carries the encoded blocks and five numbers
+The requests carry the frozen head's raw columns in chunks, written to the
+pipe straight from its arrays, and the series keys numbered since the
+worker's previous request (the worker keeps the numbering); the reply to
+the last chunk carries the encoded blocks and five numbers
 per block: the series number, the block's length, its points, and its first
 and last timestamps. Any failure (the worker crashes, is killed, times out,
 raises, or replies with something that does not add up) discards the worker,

@@ -46,10 +46,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from statsyard.exceptions import StatsYardError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["WorkerError", "WorkerGoneError", "WorkerProcess"]
 
@@ -131,6 +135,19 @@ class WorkerProcess:
         except OSError as exc:
             raise WorkerGoneError(f"{self.name} worker is gone: {exc}") from exc
 
+    def send_parts(self, parts: Sequence[Buffer]) -> None:
+        """Send one request made of ``parts`` (any buffers), copying none of them.
+
+        Raises:
+            WorkerGoneError: the worker is gone or was closed.
+        """
+        if self._closed:
+            raise WorkerGoneError(f"{self.name} worker is closed")
+        try:
+            _write_parts(self._to_worker, _REPLY, parts)
+        except OSError as exc:
+            raise WorkerGoneError(f"{self.name} worker is gone: {exc}") from exc
+
     def ready(self, timeout: float | None = 0.0) -> bool:
         """Whether a reply (or end of file) can be read without blocking."""
         if self._closed:
@@ -193,6 +210,15 @@ def _write_frame(fd: int, kind: int, payload: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _write_parts(fd: int, kind: int, parts: Sequence[Buffer]) -> None:
+    views = [memoryview(part).cast("B") for part in parts]
+    views.insert(0, memoryview(_FRAME.pack(sum(map(len, views)), kind)))
+    for view in views:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from tests._stored import stored_points
 
@@ -156,3 +161,130 @@ def test_acknowledged_points_survive_sigkill_under_unaligned_load_from_threads(
                 f"run {run} thread {thread}: {len(missing)} of {acked} "
                 f"acknowledged points lost, first {missing[:5]}"
             )
+
+
+COMPACTING_CHILD = textwrap.dedent(
+    """
+    import sys
+    import attrs
+    from statsyard import StatsYard
+    from statsyard.config import Config
+
+    data_dir = sys.argv[1]
+    base = Config()
+    config = attrs.evolve(
+        base,
+        graphite=attrs.evolve(base.graphite, tcp_port=0, udp_port=0),
+        metrics=attrs.evolve(base.metrics, enabled=False),
+        storage=attrs.evolve(base.storage, checkpoint_points=5000),
+        http=attrs.evolve(base.http, port=0),
+    )
+    yard = StatsYard(config, data_dir=data_dir).start()
+    sent = 0
+    while True:
+        yard.push_many(
+            ("kill.compact", f"host{i % 5}", i, 1_700_000_000_000 + i)
+            for i in range(sent, sent + 1000)
+        )
+        sent += 1000
+        yard.flush(timeout=300)
+        print(sent, flush=True)  # every point before `sent` is durable
+    """
+)
+
+
+class _Lines:
+    """Lines of a child's stdout, each awaited with a timeout."""
+
+    def __init__(self, stream: Any) -> None:
+        self._fd = stream.fileno()
+        self._buffer = b""
+
+    def next(self, timeout: float) -> str | None:
+        """The next line, or None if none came within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self._fd, 65536)
+            assert chunk, "the child died"
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+
+def _ends(process: psutil.Process) -> bool:
+    """Whether ``process`` dies within WAIT (a zombie is dead, if not reaped:
+    its new parent may not reap it)."""
+    deadline = time.monotonic() + WAIT
+    try:
+        while time.monotonic() < deadline:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+            psutil.wait_procs([process], timeout=0.05)
+    except psutil.NoSuchProcess:
+        return True
+    return False
+
+
+def _compaction_worker_of(pid: int) -> psutil.Process | None:
+    for child in psutil.Process(pid).children():
+        if "statsyard.storage._compaction:handle" in child.cmdline():
+            return child
+    return None
+
+
+def test_sigkill_mid_compaction_leaves_no_worker_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """The service's compaction worker is held mid-request (SIGSTOP) until the
+    writer waits for it; SIGKILL the service: the worker dies with it, and
+    every acknowledged point reads back once from the reopened directory."""
+    script = tmp_path / "child.py"
+    script.write_text(COMPACTING_CHILD)
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(data_dir)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    try:
+        lines = _Lines(child.stdout)
+        acked = 0
+        worker = None
+        for _ in range(500):  # a checkpoint is due every 5 lines
+            line = lines.next(WAIT)
+            assert line, "the child stopped acknowledging flushes"
+            acked = int(line)
+            # Once a segment exists the worker has served a request, so it
+            # is past setting PR_SET_PDEATHSIG (stopped before that, it could
+            # not act on its parent's death until continued).
+            if any(data_dir.glob("seg-*.idx")):
+                worker = _compaction_worker_of(child.pid)
+                if worker is not None:
+                    break
+        assert worker is not None, "no compaction worker started"
+        worker.suspend()  # SIGSTOP: the next compaction stays in flight
+        for _ in range(500):
+            line = lines.next(3.0)
+            if line is None:  # the writer waits for the stopped worker
+                break
+            acked = int(line)
+        else:
+            raise AssertionError("the writer never waited for the stopped worker")
+        assert worker.status() == psutil.STATUS_STOPPED
+        child.send_signal(signal.SIGKILL)
+        child.wait(WAIT)
+        assert _ends(worker), f"worker {worker.pid} outlived the service"
+    finally:
+        child.kill()
+        child.wait(WAIT)
+        child.stdout.close()
+    stored = stored_points(data_dir)
+    assert len(stored) == len(set(stored)), "a point was stored twice"
+    offsets = {ts - 1_700_000_000_000 for (_, _, ts, _) in stored}
+    assert set(range(acked)) <= offsets, "acknowledged points were lost"
+    assert offsets <= set(range(acked + 100_000))

@@ -27,7 +27,7 @@ from statsyard.datapoint import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, DataPoint
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage import Storage
 from statsyard.storage import _blocks as blocks
-from statsyard.storage import _checkpoint as checkpoint
+from statsyard.storage import _compaction as compaction
 from statsyard.storage._batch import Value
 from statsyard.storage._codec import (
     COL_CONST,
@@ -293,7 +293,7 @@ def _format_2_directory(
         *points("mixed", "h2", [1, 2.5]),
     ]
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "encode_block", blocks.encode_block_v2)
+        patch.setattr(compaction, "encode_block", blocks.encode_block_v2)
         with Storage.open(directory, checkpoint_points=None) as storage:
             storage.append(written)
             storage.checkpoint()

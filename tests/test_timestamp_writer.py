@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pykka
 import pytest
 
@@ -725,6 +726,75 @@ def test_a_head_that_aged_past_checkpoint_after_is_compacted_by_the_timer(
         assert sorted(stored_points(tmp_path / "d")) == expected
     finally:
         ref.stop()
+
+
+def _compaction_workers() -> list[psutil.Process]:
+    """This process' compaction workers."""
+    return [
+        child
+        for child in psutil.Process().children()
+        if "statsyard.storage._compaction:handle" in child.cmdline()
+    ]
+
+
+def _gone(process: psutil.Process) -> bool:
+    """Whether ``process`` has exited (and been reaped) within a while."""
+    try:
+        process.wait(timeout=30)
+    except psutil.NoSuchProcess:
+        pass
+    return not process.is_running()
+
+
+def test_an_aged_head_is_compacted_by_the_worker_that_stops_with_the_writer(
+    tmp_path: Path,
+) -> None:
+    """With ``compaction_worker`` the timer's checkpoint is encoded in a worker
+    process and committed when the writer is told the blocks are in; stopping
+    the writer stops the worker."""
+    seen = _CheckpointSeen()
+    ref = TimestampWriter.start(
+        data_dir=tmp_path / "d",
+        fsync="never",
+        checkpoint_after=0.05,
+        observer=seen,
+        storage_options={"compaction_worker": True},
+    )
+    try:
+        points = _slow_gauges(10, 12)
+        ref.proxy().write_points(points).get(timeout=WAIT)
+        assert seen.event.wait(30)
+        assert seen.points == [len(points)]
+        assert _log_points(tmp_path / "d") == 0
+        (worker,) = _compaction_workers()
+    finally:
+        ref.stop()
+    assert _gone(worker)
+    expected = sorted((m, e, ts, v) for m, e, v, ts in points)
+    assert sorted(stored_points(tmp_path / "d")) == expected
+
+
+def test_a_crashed_writer_stops_its_compaction_worker(
+    tmp_path: Path, link: RecordingLink
+) -> None:
+    """on_failure closes the storage, and with it the worker; nothing is lost."""
+    seen = _CheckpointSeen()
+    ref = TimestampWriter.start(
+        data_dir=tmp_path / "d",
+        fsync="never",
+        checkpoint_after=0.05,
+        observer=seen,
+        storage_options={"compaction_worker": True},
+        link=link,
+    )
+    ref.proxy().write_points([("m", "e", 1, TS)]).get(timeout=WAIT)
+    assert seen.event.wait(30)
+    (worker,) = _compaction_workers()
+    ref.proxy().write_points([("m", "e", 2, TS + 1)]).get(timeout=WAIT)
+    ref.tell({"what": "is this"})
+    assert link.exited_event.wait(WAIT)
+    assert _gone(worker)
+    assert stored_points(tmp_path / "d") == [("m", "e", TS, 1), ("m", "e", TS + 1, 2)]
 
 
 def test_checkpoint_after_must_be_positive(tmp_path: Path) -> None:

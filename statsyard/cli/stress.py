@@ -125,6 +125,8 @@ class StressReport:
     validation_us: dict[str, float]
     """Validation time per point, microseconds: p50, p90, p99, p99.9, max."""
     peak_rss_bytes: int
+    peak_worker_rss_bytes: int
+    """Largest peak RSS of a worker process (the compaction worker), 0 if none."""
     bytes_written: int
     """Size of the data directory after the run (logs and segments)."""
     bytes_per_point: float
@@ -176,7 +178,13 @@ class StressReport:
                     f"{k} {v[k]:.2f}" for k in ("p50", "p90", "p99", "p99.9", "max")
                 )
                 + " us",
-                f"peak RSS        {self.peak_rss_bytes / 2**20:,.1f} MiB",
+                f"peak RSS        {self.peak_rss_bytes / 2**20:,.1f} MiB"
+                + (
+                    f" (compaction worker {self.peak_worker_rss_bytes / 2**20:,.1f}"
+                    " MiB)"
+                    if self.peak_worker_rss_bytes
+                    else ""
+                ),
                 f"written         {self.bytes_written:,} bytes, "
                 f"{self.bytes_per_point:.1f} bytes/point: "
                 f"{self.log_bytes:,} in the log, {self.segment_bytes:,} in segments",
@@ -191,6 +199,56 @@ def _peak_rss_bytes() -> int:
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class _ChildPeaks:
+    """Watches the peak RSS of this process' children (the compaction worker).
+
+    ``RUSAGE_CHILDREN`` would count a child's forked copy of this process
+    before it ran its own program; the kernel's high-water mark of the
+    child's own memory (``VmHWM``, Linux) does not, and only grows, so
+    reading it every 50 ms misses at most the last moments of a child.
+    """
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="statsyard-stress-rss", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start watching (Linux only; elsewhere the peak stays 0)."""
+        if sys.platform.startswith("linux"):
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Take a last look and stop."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        import psutil  # only a run needs it
+
+        me = psutil.Process()
+        while True:
+            for child in me.children():
+                self.peak_bytes = max(self.peak_bytes, _high_water_bytes(child.pid))
+            if self._stopped.wait(0.05):
+                return
+
+
+def _high_water_bytes(pid: int) -> int:
+    """A process' peak resident set size, from ``/proc``; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _file_bytes(path: Path) -> tuple[int, int, int]:
@@ -275,9 +333,11 @@ class IngestStress:
         )
         from statsyard.app import StatsYard  # only the run needs the tree
 
+        workers = _ChildPeaks()
         try:
             yard = StatsYard(quiet, data_dir=directory, ingest_observer=self.validation)
             yard.start()
+            workers.start()
             try:
                 points = generate_points(
                     count,
@@ -298,6 +358,7 @@ class IngestStress:
                 seconds = time.perf_counter() - started
             finally:
                 counts = yard.stop()
+                workers.stop()
             written_bytes, log_bytes, segment_bytes = _file_bytes(directory)
         finally:
             if temporary:
@@ -314,6 +375,7 @@ class IngestStress:
             points_per_second=count / seconds if seconds > 0 else 0.0,
             validation_us=validation,
             peak_rss_bytes=_peak_rss_bytes(),
+            peak_worker_rss_bytes=workers.peak_bytes,
             bytes_written=written_bytes,
             bytes_per_point=written_bytes / counts.written if counts.written else 0.0,
             log_bytes=log_bytes,

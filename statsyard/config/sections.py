@@ -99,6 +99,14 @@ class StorageConfig:
             "0 compacts only by count and at a clean stop.",
         ),
     )
+    compaction_worker: bool = _setting(
+        True,
+        Setting(
+            "bool",
+            help="Encode checkpoints' blocks in a worker process, on another core, "
+            "while ingest goes on; false encodes them in the writer's thread.",
+        ),
+    )
     max_series: int | None = _setting(
         None,
         Setting(
@@ -126,6 +134,7 @@ class StorageConfig:
             "retention_max_age_ms": None if age is None else round(age * 1000),
             "retention_max_bytes": self.retention_max_bytes,
             "checkpoint_points": self.checkpoint_points,
+            "compaction_worker": self.compaction_worker,
             "max_series": self.max_series,
             "max_new_series_per_minute": self.max_new_series_per_minute,
         }

@@ -66,6 +66,11 @@ class _CheckpointTick:
 
 
 @attrs.frozen(slots=True)
+class _CompactionReady:
+    """From the compaction thread: the worker's blocks are in, commit them."""
+
+
+@attrs.frozen(slots=True)
 class _RetryWrite:
     """Timer message: try the held batch again (the disk was full)."""
 
@@ -138,6 +143,9 @@ class TimestampWriter(ChildActor):
         self._checkpoint_after = checkpoint_after
         self._checkpoint_ticker: Ticker | None = None
         self._head_since: float | None = None
+        # An aged head being compacted by the worker: its points, when it
+        # started, and the count of checkpoints done once it is committed.
+        self._aged: tuple[int, float, int] | None = None
         self._data_dir = data_dir
         self._ledger = ledger if ledger is not None else Ledger()
         self._fsync = fsync
@@ -168,7 +176,12 @@ class TimestampWriter(ChildActor):
         restart does not find the directory locked by this dead writer.
         """
         try:
-            self._storage = Storage.open(self._data_dir, **self._storage_options)
+            options = dict(self._storage_options)
+            if options.get("compaction_worker"):
+                # Started by this thread (at the first checkpoint), the worker
+                # dies with it; its blocks are committed here when told.
+                options["compaction_ready"] = self._tell_compaction_ready
+            self._storage = Storage.open(self._data_dir, **options)
             if self._handle is not None:
                 self._handle.publish(self._storage)
             if self._fsync == "interval":
@@ -322,6 +335,8 @@ class TimestampWriter(ChildActor):
             return self._on_write_batch(message)
         if isinstance(message, _RetryWrite):
             return self._on_retry()
+        if isinstance(message, _CompactionReady):
+            return self._on_compaction_ready()
         if isinstance(message, _CheckpointTick):
             return self._on_checkpoint_tick()
         if isinstance(message, _SyncTick):
@@ -334,8 +349,13 @@ class TimestampWriter(ChildActor):
         return super().on_receive(message)
 
     def _on_checkpoint_tick(self) -> None:
-        """Compact the head once its first point has waited ``checkpoint_after``."""
+        """Compact the head once its first point has waited ``checkpoint_after``.
+
+        With a compaction worker the blocks are encoded there; they are
+        committed when :class:`_CompactionReady` comes (or by an append).
+        """
         since = self._head_since
+        storage = self.storage
         if (
             since is None
             or self._checkpoint_after is None
@@ -343,19 +363,52 @@ class TimestampWriter(ChildActor):
             or time.monotonic() - since < self._checkpoint_after
         ):
             return
-        points = self.storage.head_points
+        if storage.compacting:  # write blocks that failed to be written before
+            try:
+                storage.finish_checkpoint()
+            except WriteError as exc:
+                logger.error("Checkpoint failed, will retry: %s", exc)
+            if storage.compacting:
+                return  # the next tick, once this one is committed
+        points = storage.head_points
         if points == 0:  # compacted by count meanwhile
             self._head_since = None
             return
         started = time.perf_counter()
+        target = storage.checkpoints_done + 1
         try:
-            self.storage.checkpoint()
+            storage.start_checkpoint()
         except WriteError as exc:
             # Nothing is lost (the log stays); try again a whole period later.
             logger.error("Checkpoint of an aged head failed, will retry: %s", exc)
             self._head_since = time.monotonic()
             return
         self._head_since = None
+        self._aged = (points, started, target)
+        self._report_aged()
+
+    def _tell_compaction_ready(self) -> None:
+        """Compaction thread: wake the writer to commit the worker's blocks."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_CompactionReady())
+
+    def _on_compaction_ready(self) -> None:
+        if self._storage is None:
+            return
+        try:
+            self._storage.finish_checkpoint()
+        except WriteError as exc:
+            # The blocks are kept; the next append or tick writes them again.
+            logger.error("Checkpoint failed, will retry: %s", exc)
+        self._report_aged()
+
+    def _report_aged(self) -> None:
+        """Tell the observer once the aged head's checkpoint is committed."""
+        aged = self._aged
+        if aged is None or self.storage.checkpoints_done < aged[2]:
+            return
+        self._aged = None
+        points, started, _target = aged
         self._observer.checkpointed(points, time.perf_counter() - started)
 
     def _refused(self) -> int:

@@ -215,8 +215,19 @@ class Catalog:
         else:
             refs.extend(ref)
 
+    def freeze_head(self) -> Head:
+        """Start a checkpoint: new points go to a new head over the frozen one.
+
+        Returns:
+            The frozen head, whose columns no longer change.
+        """
+        with self.lock:
+            frozen = self.head
+            self.head = Head(frozen)
+        return frozen
+
     def commit_blocks(self, segment: SegmentInfo, entries: list[BlockEntry]) -> None:
-        """Show a durable checkpoint's blocks instead of the head, in one step."""
+        """Show a durable checkpoint's blocks instead of the frozen head, at once."""
         offset = segment.dat_size
         with self.lock:
             for metric, entity, length, count, low, high in entries:
@@ -229,7 +240,7 @@ class Catalog:
                     refs.extend(ref)
                 segment.cover(low, high)
                 offset += length
-            self.head = Head()
+            self.head = self.head.unfrozen()
 
     def drop_segment(self, seq: int) -> None:
         """Forget a segment and its blocks (retention removes its files)."""

@@ -1,4 +1,4 @@
-"""Checkpoints: compact the head into blocks, committed by an index record."""
+"""Checkpoints: write a frozen head's encoded blocks, committed by an index record."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import attrs
 
 from statsyard.exceptions import WriteError
-from statsyard.storage._blocks import MAX_BLOCK_POINTS, encode_block
 from statsyard.storage._catalog import BlockEntry, Catalog, SegmentInfo
 from statsyard.storage._files import fsync_directory, index_name, segment_name
 from statsyard.storage._framing import (
@@ -61,10 +60,18 @@ class SegmentWriter:
                 self._dir / index_name(seq), os.O_WRONLY | os.O_APPEND
             )
 
-    def write(self, catalog: Catalog, covered: int) -> Written:
-        """Encode the head's series as blocks and append them and their record.
+    def write(
+        self, catalog: Catalog, covered: int, data: bytes, entries: list[BlockEntry]
+    ) -> Written:
+        """Append encoded blocks and the checkpoint record listing them.
 
         Both files are fsynced; on failure both are truncated back.
+
+        Args:
+            catalog: the storage's catalog (for its segments).
+            covered: the newest log file whose points are all in ``data``.
+            data: the blocks (see ``_compaction.encode_head``).
+            entries: each block's series, length, points and time span.
 
         Raises:
             WriteError: a write, fsync or new segment failed; nothing changed.
@@ -72,20 +79,6 @@ class SegmentWriter:
         segment = catalog.segments.get(max(catalog.segments, default=0))
         if segment is None or segment.dat_size >= self._segment_bytes:
             segment = self._new_segment(catalog)
-        blocks: list[bytes] = []
-        entries: list[BlockEntry] = []
-        keys = catalog.keys
-        head = catalog.head
-        kind = head.value_kind()
-        for number, timestamps, values in head.groups():
-            metric, entity = keys[number]
-            for at in range(0, len(timestamps), MAX_BLOCK_POINTS):
-                some_ts = timestamps[at : at + MAX_BLOCK_POINTS]
-                some = values[at : at + MAX_BLOCK_POINTS]
-                block, low, high = encode_block(metric, entity, some_ts, some, kind)
-                blocks.append(block)
-                entries.append((metric, entity, len(block), len(some_ts), low, high))
-        data = b"".join(blocks)
         record = pack_record(
             KIND_CHECKPOINT, encode_checkpoint(covered, segment.dat_size, entries)
         )

@@ -13,6 +13,15 @@ Arrays rather than lists of Python objects matter beyond their size: the
 points of one series lie far apart in memory, and reading scattered objects
 (a cache miss each) costs several times more than everything else a
 checkpoint does per point.
+
+A checkpoint that compacts in a worker process *freezes* the head: the
+catalog's head becomes a new generation whose :attr:`Head.frozen` is the
+old one, and appends go to the new generation while the frozen one's
+columns are encoded elsewhere. A query reads both (:meth:`Head.piece`,
+:meth:`Head.nonempty`). When the blocks are committed, the catalog's head
+becomes :meth:`Head.unfrozen`: the same growing columns without the frozen
+generation, so that a query sees each point once, in the blocks or in a
+head, whichever side of the commit it took its snapshot.
 """
 
 from __future__ import annotations
@@ -42,6 +51,22 @@ def pick(
     return list(getter(timestamps)), list(getter(values))
 
 
+class _Columns:
+    """The growing columns of a head generation; shared by its frozen and
+    unfrozen :class:`Head` objects, which group them each for themselves."""
+
+    __slots__ = ("numbers", "points", "timestamps", "values")
+
+    def __init__(self) -> None:
+        self.points = 0
+        self.numbers: array[int] = array("I")
+        self.timestamps: array[int] = array("q")
+        # array("d") while every value is a float, array("q") while every one
+        # is an int64, else a list; only ever grows, or is replaced by a list
+        # holding the same values and more.
+        self.values: ValueColumn = array("d")
+
+
 class Head:
     """One generation of the head (a checkpoint starts a new one).
 
@@ -49,35 +74,58 @@ class Head:
     :meth:`piece` and :meth:`nonempty`; they group the points added so far
     under a lock of this head's own, a chunk at a time, and the writer never
     takes that lock in :meth:`add`, so ingest never waits for a query.
+
+    Args:
+        frozen: the previous generation, being compacted: its points are
+            this head's too until the compaction is committed.
     """
 
     __slots__ = (
+        "_cols",
         "_grouped",
         "_lock",
-        "_numbers",
         "_pos_appends",
         "_positions",
-        "_timestamps",
-        "_values",
-        "points",
+        "frozen",
     )
 
-    def __init__(self) -> None:
-        """An empty head."""
-        self.points = 0
-        """Points added."""
-        self._numbers: array[int] = array("I")
-        self._timestamps: array[int] = array("q")
-        # array("d") while every value is a float, array("q") while every one
-        # is an int64, else a list; only ever grows, or is replaced by a list
-        # holding the same values and more.
-        self._values: ValueColumn = array("d")
+    def __init__(self, frozen: Head | None = None) -> None:
+        """An empty head (over ``frozen``, if given)."""
+        self.frozen = frozen
+        """The generation being compacted, or None."""
+        self._cols = _Columns()
         self._lock = threading.Lock()
         self._grouped = 0
         """Points whose positions are filed under their series."""
         self._positions: list[array[int]] = []
         """By series number: the positions of its points, in arrival order."""
         self._pos_appends: list[Callable[[int], None]] = []
+
+    @property
+    def points(self) -> int:
+        """Points added to this generation (not counting :attr:`frozen`)."""
+        return self._cols.points
+
+    @property
+    def pending(self) -> int:
+        """Points not in blocks yet: this generation's and the frozen one's."""
+        frozen = self.frozen
+        return self._cols.points + (0 if frozen is None else frozen.points)
+
+    def unfrozen(self) -> Head:
+        """This generation without :attr:`frozen`, sharing its growing columns.
+
+        The frozen points are in blocks now. Queries holding this object
+        still read the frozen points (their snapshot has no blocks of them).
+        """
+        head = Head()
+        head._cols = self._cols
+        return head
+
+    def columns(self) -> tuple[array[int], array[int], ValueColumn]:
+        """The series numbers, timestamps and values (of a frozen head: final)."""
+        cols = self._cols
+        return cols.numbers, cols.timestamps, cols.values
 
     def add(
         self, numbers: array[int], timestamps: array[int], values: ValueColumn
@@ -87,18 +135,19 @@ class Head:
         The series numbers go last: a reader only looks at points whose
         number is there, so the other columns always hold them.
         """
-        column: Any = self._values
+        cols = self._cols
+        column: Any = cols.values
         if type(column) is list or (
             type(values) is array and values.typecode == column.typecode
         ):
             column.extend(values)
         elif not column:
-            self._values = values[:]
+            cols.values = values[:]
         else:  # mixed kinds: a list from now on
-            self._values = [*column.tolist(), *values]
-        self._timestamps.extend(timestamps)
-        self._numbers.extend(numbers)
-        self.points += len(numbers)
+            cols.values = [*column.tolist(), *values]
+        cols.timestamps.extend(timestamps)
+        cols.numbers.extend(numbers)
+        cols.points += len(numbers)
 
     def _group_step(self, upto: int) -> bool:
         """File the positions of the next chunk of the first ``upto`` points.
@@ -111,7 +160,7 @@ class Head:
             if start >= upto:
                 return False
             end = min(upto, start + GROUP_CHUNK)
-            chunk = self._numbers[start:end]
+            chunk = self._cols.numbers[start:end]
             for _ in range(len(self._positions), max(chunk) + 1):
                 positions: array[int] = array("I")
                 self._positions.append(positions)
@@ -125,7 +174,7 @@ class Head:
 
     def _group(self, pace: Callable[[], None] | None) -> None:
         """Group every point added before the call."""
-        upto = len(self._numbers)
+        upto = len(self._cols.numbers)
         while self._group_step(upto):
             if pace is not None:
                 pace()
@@ -135,9 +184,18 @@ class Head:
     ) -> tuple[list[int], list[Value]]:
         """Series ``number``'s timestamps and values, in arrival order.
 
-        Holds every point added before the call. ``pace`` is called between
-        steps (to let ingest run).
+        Holds every point added before the call (the frozen generation's
+        first). ``pace`` is called between steps (to let ingest run).
         """
+        if self.frozen is None:
+            return self._own_piece(number, pace)
+        timestamps, values = self.frozen.piece(number, pace)
+        more_ts, more_values = self._own_piece(number, pace)
+        return timestamps + more_ts, values + more_values
+
+    def _own_piece(
+        self, number: int, pace: Callable[[], None] | None
+    ) -> tuple[list[int], list[Value]]:
         self._group(pace)
         with self._lock:
             if number >= len(self._positions):
@@ -145,7 +203,7 @@ class Head:
             positions = self._positions[number][:]
             everything = len(positions) == self._grouped
         # Read after grouping: both hold every position filed.
-        timestamps, values = self._timestamps, self._values
+        timestamps, values = self._cols.timestamps, self._cols.values
         if everything:  # the only series: take the columns as they are
             count = len(positions)
             if pace is not None:
@@ -164,14 +222,17 @@ class Head:
         return out_ts, out_values
 
     def nonempty(self) -> set[int]:
-        """The numbers of the series holding points."""
+        """The numbers of the series holding points (frozen ones too)."""
         self._group(None)
         with self._lock:
-            return {number for number, pos in enumerate(self._positions) if pos}
+            found = {number for number, pos in enumerate(self._positions) if pos}
+        if self.frozen is not None:
+            found |= self.frozen.nonempty()
+        return found
 
     def value_kind(self) -> type | None:
         """``float`` or ``int`` if every value is of that type, else None."""
-        column = self._values
+        column = self._cols.values
         if isinstance(column, list):
             return None
         return float if column.typecode == "d" else int
@@ -179,12 +240,12 @@ class Head:
     def groups(self) -> list[tuple[int, list[int], list[Value]]]:
         """Every series' ``(number, timestamps, values)``, for a checkpoint.
 
-        The writer's thread, which adds nothing meanwhile.
+        This generation's only (a frozen head's); nothing is added meanwhile.
         """
         self._group(None)
         with self._lock:
             series = [(n, pos) for n, pos in enumerate(self._positions) if pos]
-        timestamps, values = self._timestamps, self._values
+        timestamps, values = self._cols.timestamps, self._cols.values
         if len(series) == 1:
             return [(series[0][0], timestamps.tolist(), list(values))]
         return [

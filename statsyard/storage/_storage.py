@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -73,6 +73,8 @@ class Storage:
         log_retention: LogRetention | None = None,
         max_series: int | None = None,
         max_new_series_per_minute: int | None = None,
+        compaction_worker: bool = False,
+        compaction_ready: Callable[[], None] | None = None,
     ) -> None:
         """Store the settings; use :meth:`open` or :meth:`open_readonly` instead."""
         if type(segment_bytes) is int and segment_bytes > MAX_SEGMENT_BYTES:
@@ -110,6 +112,8 @@ class Storage:
                     if max_series is None and max_new_series_per_minute is None
                     else SeriesLimits(max_series, max_new_series_per_minute)
                 ),
+                compaction_worker=compaction_worker,
+                compaction_ready=compaction_ready,
             )
         )
         self._only: SeriesSelection | None = None
@@ -132,6 +136,8 @@ class Storage:
         log_retention: LogRetention | None = None,
         max_series: int | None = None,
         max_new_series_per_minute: int | None = None,
+        compaction_worker: bool = False,
+        compaction_ready: Callable[[], None] | None = None,
     ) -> Storage:
         """Open (creating if needed) a data directory for writing, recovering it.
 
@@ -156,6 +162,15 @@ class Storage:
             max_new_series_per_minute: refuse points of new series beyond
                 this many new series a minute (None: no limit). Refused
                 points are counted in :attr:`refused_points`.
+            compaction_worker: encode the blocks of automatic checkpoints
+                (and of :meth:`start_checkpoint`) in a worker process, on
+                another core, while appends go on; False encodes them in the
+                appending thread. The worker is started by the first such
+                checkpoint, from the thread that appends (it dies with that
+                thread), and stopped by :meth:`close`.
+            compaction_ready: called from another thread when the worker's
+                blocks are in; the owner then calls :meth:`finish_checkpoint`
+                from the appending thread (else the next append commits them).
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
@@ -174,6 +189,8 @@ class Storage:
             log_retention=log_retention,
             max_series=max_series,
             max_new_series_per_minute=max_new_series_per_minute,
+            compaction_worker=compaction_worker,
+            compaction_ready=compaction_ready,
         )
         check_data_directory(directory, create=True)
         storage._lock_fd = lock_directory(directory)
@@ -331,6 +348,55 @@ class Storage:
                 files stay until a checkpoint succeeds).
         """
         self._writing().checkpoint()
+
+    def start_checkpoint(self) -> None:
+        """Begin compacting the head without waiting for the blocks, if possible.
+
+        With a compaction worker the head is frozen (appends go on into a new
+        one) and its blocks are encoded in the worker; they are committed by
+        :meth:`finish_checkpoint` or the next append once they are in.
+        Without one, or while a checkpoint is already under way, this is
+        :meth:`checkpoint` (resp. does nothing). Queries see every point
+        once throughout.
+
+        Raises:
+            WriteError: writing failed (see :meth:`checkpoint`).
+        """
+        self._writing().start_checkpoint()
+
+    def finish_checkpoint(self) -> int:
+        """Commit a checkpoint whose blocks the worker has finished; never waits.
+
+        Returns:
+            Checkpoints committed (0 or 1).
+
+        Raises:
+            WriteError: writing the segment failed; the blocks are kept and
+                written again by the next call (the log keeps the points).
+        """
+        return self._writing().finish_checkpoint()
+
+    @property
+    def compacting(self) -> bool:
+        """Whether a checkpoint's head is frozen, its blocks not yet committed."""
+        return self._writer is not None and self._writer.compacting
+
+    @property
+    def checkpoints_done(self) -> int:
+        """Checkpoints committed through this object since it was opened."""
+        return 0 if self._writer is None else self._writer.checkpoints_done
+
+    @property
+    def compaction_worker_pid(self) -> int | None:
+        """The compaction worker's process id, while one runs."""
+        compactor = None if self._writer is None else self._writer.compactor
+        return None if compactor is None else compactor.worker_pid
+
+    @property
+    def compaction_fallbacks(self) -> int:
+        """Checkpoints the worker failed, whose blocks the writer encoded itself."""
+        compactor = None if self._writer is None else self._writer.compactor
+        return 0 if compactor is None else compactor.failures
 
     # -- reading ------------------------------------------------------------------
 
@@ -494,5 +560,5 @@ class Storage:
 
     @property
     def head_points(self) -> int:
-        """Points in memory (and the log) not yet compacted by a checkpoint."""
-        return self._catalog.head.points
+        """Points in memory (and the log) not yet in committed blocks."""
+        return self._catalog.head.pending

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from itertools import compress
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from statsyard.datapoint import now_ms
 from statsyard.exceptions import WriteError
@@ -26,6 +26,7 @@ from statsyard.storage._batch import (
 )
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._checkpoint import SegmentWriter
+from statsyard.storage._compaction import Compactor, Encoded, encode_head
 from statsyard.storage._files import segment_name
 from statsyard.storage._framing import MAX_RECORD_PAYLOAD, pack_record
 from statsyard.storage._log import LogWriter
@@ -39,11 +40,28 @@ from statsyard.storage._retention import (
 
 if TYPE_CHECKING:
     from statsyard.datapoint import DataPoint, Row
+    from statsyard.storage._head import Head
 
 logger = logging.getLogger("statsyard.storage")
 
 _ROW_COLUMNS = tuple(map(itemgetter, range(4)))
 _POINT_COLUMNS = tuple(map(attrgetter, ("metric", "entity", "value", "timestamp")))
+
+MAX_LAG: Final = 1.0
+"""While the worker compacts, the new head may reach this many times
+``checkpoint_points``; then appends wait for the worker (memory stays bounded:
+a worker slower than ingest slows ingest down to its pace)."""
+
+
+class _Frozen:
+    """A checkpoint under way: the frozen head, its last log, its blocks once in."""
+
+    __slots__ = ("covered", "encoded", "head")
+
+    def __init__(self, head: Head, covered: int) -> None:
+        self.head = head
+        self.covered = covered
+        self.encoded: Encoded | None = None
 
 
 class Writer:
@@ -58,6 +76,12 @@ class Writer:
         checkpoint_points: checkpoint at this many head points (None: on call).
         log_retention: asked which covered logs to keep (None: delete them).
         limits: series limits (None: none).
+        compaction_worker: encode the blocks of checkpoints due by count
+            (and of :meth:`start_checkpoint`) in a worker process while
+            appends go on; False: in the writer's thread.
+        compaction_ready: called from another thread when the worker's
+            blocks are in, to have :meth:`finish_checkpoint` called soon;
+            without it they are committed at the next append.
     """
 
     def __init__(
@@ -71,6 +95,8 @@ class Writer:
         checkpoint_points: int | None,
         log_retention: LogRetention | None,
         limits: SeriesLimits | None,
+        compaction_worker: bool = False,
+        compaction_ready: Callable[[], None] | None = None,
     ) -> None:
         self._dir = directory
         self._catalog = catalog
@@ -84,6 +110,10 @@ class Writer:
         self._log = LogWriter(directory, catalog.wal_seqs, 0)
         self._segments = SegmentWriter(directory, segment_bytes)
         self._kept_logs: list[int] = []
+        self._compactor = Compactor(compaction_ready) if compaction_worker else None
+        self._frozen: _Frozen | None = None
+        self.checkpoints_done = 0
+        """Checkpoints committed since open."""
         self.opened_log_end = self._log.end
         """Where the log ended right after recovery."""
         self.points_written = 0
@@ -179,21 +209,35 @@ class Writer:
         return len(record)
 
     def _maintain(self) -> None:
-        """After an append: rotate the log or checkpoint when due; never raises.
+        """After an append: commit, start a checkpoint or rotate the log; never raises.
 
         The batch is already in the log, so a failure here must not reach the
         caller (who would retry and duplicate it): it is logged and retried
         later.
         """
         due = self._next_checkpoint
+        head = self._catalog.head  # its points go on counting after a commit
         try:
-            if due is not None and self._catalog.head.points >= due:
-                self.checkpoint()
+            frozen = self._frozen
+            # The worker's blocks, as soon as they are in; blocks that failed
+            # to be written, once the head has grown by a tenth again.
+            if frozen is not None and (
+                frozen.encoded is None or (due is not None and head.points >= due)
+            ):
+                self._finish(wait=False)
+            if due is not None and head.points >= due:
+                frozen = self._frozen
+                if frozen is None:
+                    self._begin(background=True)
+                elif frozen.encoded is None and head.points >= due * MAX_LAG:
+                    logger.debug("Appends wait for the compaction worker")
+                    self._finish(wait=True)
             elif self._log.size >= self._segment_bytes:
                 self._log.rotate()
         except Exception as exc:  # deliberate: the batch is in the log already
             if due is not None:
-                self._next_checkpoint = self._catalog.head.points + due // 10 + 1
+                live = self._catalog.head.points
+                self._next_checkpoint = live + due // 10 + 1
             logger.error(
                 "Checkpoint of %s failed, will retry: %s",
                 self._dir,
@@ -213,8 +257,32 @@ class Writer:
 
     def checkpoint(self) -> None:
         """See :meth:`Storage.checkpoint`."""
+        self._guard(self._checkpoint)
+
+    def start_checkpoint(self) -> None:
+        """See :meth:`Storage.start_checkpoint`."""
+        self._guard(self._start_checkpoint)
+
+    def finish_checkpoint(self) -> int:
+        """See :meth:`Storage.finish_checkpoint`."""
+        before = self.checkpoints_done
+        if self._frozen is not None:
+            self._guard(lambda: self._finish(wait=False))
+        return self.checkpoints_done - before
+
+    @property
+    def compacting(self) -> bool:
+        """Whether a checkpoint is under way (its head frozen, not committed)."""
+        return self._frozen is not None
+
+    @property
+    def compactor(self) -> Compactor | None:
+        """The worker's keeper, with a worker."""
+        return self._compactor
+
+    def _guard(self, action: Callable[[], object]) -> None:
         try:
-            self._checkpoint()
+            action()
         except WriteError:
             raise
         except OSError as exc:
@@ -223,18 +291,85 @@ class Writer:
             ) from exc
 
     def _checkpoint(self) -> None:
+        """Commit the checkpoint under way, then compact the rest, waiting.
+
+        A worker already running encodes the blocks (the caller waits either
+        way; the writer's memory stays lower); none is started for this.
+        """
+        if self._frozen is not None:
+            self._finish(wait=True)
+        compactor = self._compactor
+        self._begin(
+            background=compactor is not None and compactor.worker_pid is not None
+        )
+        self._finish(wait=True)
+
+    def _start_checkpoint(self) -> None:
+        if self._frozen is None:
+            self._begin(background=True)
+
+    def _begin(self, *, background: bool) -> None:
+        """Freeze the head (after its last log) and have it encoded.
+
+        In the background (with a worker that takes it) this returns at
+        once; otherwise the blocks are encoded and committed here.
+        """
         catalog = self._catalog
         if catalog.head.points == 0:
             return
         self._log.rotate()
         covered = self._log.seq - 1
-        written = self._segments.write(catalog, covered)
-        # Durable: show the blocks instead of the head.
+        frozen = self._frozen = _Frozen(catalog.freeze_head(), covered)
+        self._next_checkpoint = self._checkpoint_points
+        compactor = self._compactor
+        if (
+            background
+            and compactor is not None
+            and compactor.start(frozen.head, catalog.keys)
+        ):
+            return
+        frozen.encoded = encode_head(frozen.head, catalog.keys)
+        self._commit()
+
+    def _finish(self, *, wait: bool) -> None:
+        """Commit the checkpoint under way once its blocks are in.
+
+        Args:
+            wait: wait for the worker; else return if it is not done yet.
+        """
+        frozen = self._frozen
+        if frozen is None:
+            return
+        if frozen.encoded is None:
+            compactor = self._compactor
+            if compactor is not None and compactor.busy:
+                if not wait and not compactor.ready:
+                    return
+                frozen.encoded = compactor.result(len(self._catalog.keys))
+            if frozen.encoded is None:  # the worker failed: the log still has all
+                frozen.encoded = encode_head(frozen.head, self._catalog.keys)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Write the frozen head's blocks and show them instead of it.
+
+        On failure the frozen head stays (and its blocks): the next call tries
+        to write them again.
+        """
+        frozen = self._frozen
+        assert frozen is not None and frozen.encoded is not None
+        catalog = self._catalog
+        covered = frozen.covered
+        written = self._segments.write(
+            catalog, covered, frozen.encoded.data, frozen.encoded.entries(catalog.keys)
+        )
+        # Durable: show the blocks instead of the frozen head.
         catalog.commit_blocks(written.segment, written.entries)
+        self._frozen = None
+        self.checkpoints_done += 1
         segment = written.segment
         segment.dat_size += written.data_size
         segment.idx_size += written.record_size
-        self._next_checkpoint = self._checkpoint_points
         catalog.covered = covered
         done = [s for s in catalog.wal_seqs if s <= covered]
         catalog.wal_seqs[:] = [s for s in catalog.wal_seqs if s > covered]
@@ -267,6 +402,11 @@ class Writer:
             self._log.note_directory_changed()
 
     def close(self) -> None:
-        """Close the log and segment files (no sync)."""
+        """Stop the worker, close the log and segment files (no sync).
+
+        A checkpoint under way is abandoned: its points are in the log.
+        """
+        if self._compactor is not None:
+            self._compactor.close()
         self._log.close()
         self._segments.close()

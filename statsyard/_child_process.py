@@ -128,12 +128,7 @@ class WorkerProcess:
         Raises:
             WorkerGoneError: the worker is gone or was closed.
         """
-        if self._closed:
-            raise WorkerGoneError(f"{self.name} worker is closed")
-        try:
-            _write_frame(self._to_worker, _REPLY, payload)
-        except OSError as exc:
-            raise WorkerGoneError(f"{self.name} worker is gone: {exc}") from exc
+        self.send_parts([payload])
 
     def send_parts(self, parts: Sequence[Buffer]) -> None:
         """Send one request made of ``parts`` (any buffers), copying none of them.
@@ -203,13 +198,6 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
         self.close()
-
-
-def _write_frame(fd: int, kind: int, payload: bytes) -> None:
-    view = memoryview(_FRAME.pack(len(payload), kind) + payload)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _write_parts(fd: int, kind: int, parts: Sequence[Buffer]) -> None:
@@ -288,7 +276,7 @@ def serve(parent_pid: int, handler_spec: str) -> int:
         except Exception as exc:  # noqa: BLE001 - sent back to the parent
             reply, kind = repr(exc).encode("utf-8", "replace"), _ERROR
         try:
-            _write_frame(replies, kind, reply)
+            _write_parts(replies, kind, [reply])
         except BrokenPipeError:
             return 0
 

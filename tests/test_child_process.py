@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import psutil
 import pytest
 
 from statsyard._child_process import WorkerError, WorkerGoneError, WorkerProcess
+from tests._processes import ends
 
 TESTS = Path(__file__).resolve().parent
 
@@ -92,20 +92,6 @@ def test_a_receive_that_times_out_says_so(tmp_path: Path) -> None:
         worker.kill()
 
 
-def _ends(pid: int, timeout: float = 30.0) -> bool:
-    """Whether ``pid`` dies within ``timeout`` (a zombie is dead, not yet reaped)."""
-    deadline = time.monotonic() + timeout
-    try:
-        process = psutil.Process(pid)
-        while time.monotonic() < deadline:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return True
-            psutil.wait_procs([process], timeout=0.05)
-    except psutil.NoSuchProcess:
-        return True
-    return False
-
-
 def _start_parent(mode: str) -> tuple[subprocess.Popen[str], int]:
     parent = subprocess.Popen(
         [sys.executable, str(TESTS / "_worker_parent.py"), mode],
@@ -127,14 +113,14 @@ def test_a_worker_dies_with_a_sigkilled_parent(mode: str) -> None:
     assert worker.ppid() == parent.pid
     parent.kill()
     parent.wait(timeout=30)
-    assert _ends(worker_pid), f"worker {worker_pid} outlived its SIGKILLed parent"
+    assert ends(worker_pid), f"worker {worker_pid} outlived its SIGKILLed parent"
 
 
 def test_a_worker_dies_with_the_thread_that_started_it() -> None:
     """PR_SET_PDEATHSIG follows the starting thread: start workers from their owner."""
     parent, worker_pid = _start_parent("thread")
     try:
-        assert _ends(worker_pid)
+        assert ends(worker_pid)
     finally:
         parent.kill()
         parent.wait(timeout=30)

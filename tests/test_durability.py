@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from tests._processes import ends
 from tests._stored import stored_points
 
 WAIT = 30.0
@@ -214,20 +215,6 @@ class _Lines:
         return line.decode()
 
 
-def _ends(process: psutil.Process) -> bool:
-    """Whether ``process`` dies within WAIT (a zombie is dead, if not reaped:
-    its new parent may not reap it)."""
-    deadline = time.monotonic() + WAIT
-    try:
-        while time.monotonic() < deadline:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return True
-            psutil.wait_procs([process], timeout=0.05)
-    except psutil.NoSuchProcess:
-        return True
-    return False
-
-
 def _compaction_worker_of(pid: int) -> psutil.Process | None:
     for child in psutil.Process(pid).children():
         if "statsyard.storage._compaction:handle" in child.cmdline():
@@ -278,7 +265,7 @@ def test_sigkill_mid_compaction_leaves_no_worker_and_loses_nothing(
         assert worker.status() == psutil.STATUS_STOPPED
         child.send_signal(signal.SIGKILL)
         child.wait(WAIT)
-        assert _ends(worker), f"worker {worker.pid} outlived the service"
+        assert ends(worker.pid, WAIT), f"worker {worker.pid} outlived the service"
     finally:
         child.kill()
         child.wait(WAIT)

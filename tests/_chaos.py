@@ -359,10 +359,10 @@ class _Run:
         """
         ahead = done / quota - self.schedule_share()
         if ahead > self.plan.lead:
-            time.sleep(rng.uniform(0.005, 0.05))
+            time.sleep(rng.uniform(0.005, 0.05))  # the load's shape: rest
             return True
         if ahead > 0:
-            time.sleep(rng.uniform(0.0, 2 * self.plan.trickle_pause))
+            time.sleep(rng.uniform(0.0, 2 * self.plan.trickle_pause))  # trickle
         return False
 
     def error(self, where: str, exc: BaseException) -> None:

@@ -55,7 +55,6 @@ class PlotSeries(Protocol):
 
     def datapoints(self) -> list[tuple[float | None, int]]:
         """``(value or None, epoch seconds)`` pairs, in time order."""
-        ...
 
 
 def _check_color(value: str) -> str:

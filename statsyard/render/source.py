@@ -58,7 +58,6 @@ class SeriesSource(Protocol):
         self, metric: str, entity: str, start_ms: int, end_ms: int
     ) -> Sequence[tuple[int, float]]:
         """The series' points in ``[start_ms, end_ms)``, sorted by time."""
-        ...
 
 
 class StorageSource:

@@ -44,11 +44,12 @@ class MemorySource:
 
     def fetch(
         self, metric: str, entity: str, start_ms: int, end_ms: int
-    ) -> list[tuple[int, float]]:
+    ) -> tuple[list[int], list[float]]:
         self.fetches.append((metric, entity, start_ms, end_ms))
-        return [
+        points = [
             p for p in self.data.get((metric, entity), []) if start_ms <= p[0] < end_ms
         ]
+        return [t for t, _ in points], [v for _, v in points]
 
 
 def slots_source(

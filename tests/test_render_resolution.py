@@ -77,7 +77,8 @@ def test_the_last_point_of_a_slot_wins_and_empty_slots_are_none() -> None:
     """A point belongs to the slot of its whole second; later points overwrite."""
     window = Slots(60, 240, 60)
     points = [(60_000, 1), (119_999, 2), (120_000, 3), (125_500, 4), (500_000, 9)]
-    assert bucket(points, window) == [2.0, 4.0, None]
+    timestamps, values = zip(*points, strict=True)
+    assert bucket(timestamps, values, window) == [2.0, 4.0, None]
 
 
 def test_out_of_range_and_missing_series_read_nothing() -> None:
@@ -123,4 +124,4 @@ def test_values_and_timestamps_match_real_whisper(
     assert window is not None
     assert (window.start, window.end, window.step) == (w_start, w_end, w_step)
     fetched = source.fetch("m", "graphite", window.start * 1000, window.end * 1000)
-    assert bucket(fetched, window) == w_values
+    assert bucket(*fetched, window) == w_values

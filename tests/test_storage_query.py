@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statsyard.datapoint import DataPoint
 from statsyard.storage import Storage
@@ -300,3 +303,70 @@ def test_duplicates_stay_resolved_after_reopening(tmp_path: Path) -> None:
         assert reader.query("m") == {"e": [(T0, 9), (T0 + 1000, 2)]}
     with Storage.open(tmp_path, checkpoint_points=None) as s:
         assert s.query("m") == {"e": [(T0, 9), (T0 + 1000, 2)]}
+
+
+_VALUES = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(st.integers(min_value=0, max_value=200), _VALUES),
+                min_size=1,
+                max_size=30,
+            ),
+            st.booleans(),
+        ),
+        max_size=6,
+    ),
+    big=st.booleans(),
+    bounds=st.tuples(
+        st.none() | st.integers(min_value=-5, max_value=205),
+        st.none() | st.integers(min_value=-5, max_value=205),
+    ),
+)
+def test_query_columns_give_the_points_query_gives_as_floats(
+    batches: list[tuple[list[tuple[int, int | float]], bool]],
+    big: bool,
+    bounds: tuple[int | None, int | None],
+) -> None:
+    """Same points, order, last write and range as query(), from the head
+    and from blocks (small ones, and a numpy-decoded one of 5,000 points),
+    each value as float() gives it; another series' points stay out."""
+    start, end = (None if b is None else T0 + b * 1000 for b in bounds)
+    with tempfile.TemporaryDirectory() as directory:
+        storage = Storage.open(directory, checkpoint_points=None)
+        if big:
+            storage.append(
+                [DataPoint("m", "e", i * 0.5, T0 - 10_000_000 + i) for i in range(5000)]
+            )
+            storage.checkpoint()
+        for batch, then_checkpoint in batches:
+            storage.append(
+                [DataPoint("m", "e", v, T0 + offset * 1000) for offset, v in batch]
+                + [
+                    DataPoint("m", "other", 1, T0 + offset * 1000)
+                    for offset, _ in batch
+                ]
+            )
+            if then_checkpoint:
+                storage.checkpoint()
+        expected = storage.query("m", entity="e", start=start, end=end).get("e", [])
+        timestamps, values = storage.query_columns("m", "e", start, end)
+        storage.close()
+    assert (str(timestamps.dtype), str(values.dtype)) == ("int64", "float64")
+    assert timestamps.tolist() == [t for t, _ in expected]
+    assert values.tolist() == [float(v) for _, v in expected]
+
+
+def test_query_columns_of_an_unknown_series_are_empty(storage: Storage) -> None:
+    """No such series: two empty columns, not an error."""
+    storage.append(points("cpu", "a", [1]))
+    for metric, entity in (("nope", "a"), ("cpu", "nope")):
+        timestamps, values = storage.query_columns(metric, entity)
+        assert (len(timestamps), len(values)) == (0, 0)

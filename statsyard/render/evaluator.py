@@ -221,10 +221,10 @@ class _Evaluation:
         self.check_budget(self.slots_planned, "slots")
         found = []
         for metric, entity, window in planned:
-            points = self.source.fetch(
+            timestamps, values = self.source.fetch(
                 metric, entity, window.start * 1000, window.end * 1000
             )
-            self.points_read += len(points)
+            self.points_read += len(timestamps)
             self.check_budget(self.points_read, "points")
             name = series_name(metric, entity, default)
             found.append(
@@ -233,7 +233,7 @@ class _Evaluation:
                     window.start,
                     window.end,
                     window.step,
-                    bucket(points, window),
+                    bucket(timestamps, values, window),
                     tags=series_tags(metric, entity, default),
                     x_files_factor=self.x_files_factor,
                     path_expression=path_expression,

@@ -30,6 +30,9 @@ from statsyard.exceptions import BadArgumentError
 from statsyard.timeparse import parse_duration_s
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from statsyard.config import Config
 
 __all__ = [
@@ -137,24 +140,36 @@ def slots(from_s: int, until_s: int, now_s: int, step: int) -> Slots | None:
     return Slots(first, stop, step)
 
 
-def bucket(points: Sequence[tuple[int, float]], window: Slots) -> list[float | None]:
+def bucket(
+    timestamps: Sequence[int] | NDArray[np.int64],
+    values: Sequence[float] | NDArray[np.float64],
+    window: Slots,
+) -> list[float | None]:
     """Values per slot of time-ordered points: the last point of a slot wins.
 
     Slot ``k`` holds the points in ``[start + k * step, start + (k + 1) * step)``
     seconds; as ``start`` is a multiple of ``step``, that is whisper's
-    ``s - s % step`` for ``s = t // 1000``.
+    ``s - s % step`` for ``s = t // 1000``. Works on whole columns (numpy),
+    as a render may read millions of points.
     """
+    import numpy as np  # lazily: start-up does not need it
+
     count = window.count
-    values: list[float | None] = [None] * count
-    if not points:
-        return values
-    base, width = window.start * 1000, window.step * 1000
-    # A dict keeps the last value per slot (points are in time order).
-    latest = {(timestamp - base) // width: value for timestamp, value in points}
-    for index, value in latest.items():
-        if 0 <= index < count:
-            values[index] = float(value)
-    return values
+    stamps = np.asarray(timestamps, np.int64)
+    if not len(stamps):
+        return [None] * count
+    floats = np.asarray(values, np.float64)
+    index = (stamps - window.start * 1000) // (window.step * 1000)
+    inside = (index >= 0) & (index < count)
+    if not inside.all():
+        index, floats = index[inside], floats[inside]
+    slotted: NDArray[np.object_] = np.full(count, None, dtype=object)
+    if len(index):
+        # Time order: the last point of each run of equal slots wins.
+        last = np.flatnonzero(np.append(index[1:] != index[:-1], True))
+        slotted[index[last]] = floats[last]
+    out: list[float | None] = slotted.tolist()
+    return out
 
 
 def parse_step(text: str | int) -> int:

@@ -25,9 +25,13 @@ import attrs
 from statsyard.exceptions import BadArgumentError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from statsyard.storage import Storage
 
 __all__ = [
+    "FetchedColumns",
     "SeriesKey",
     "SeriesSource",
     "StorageSource",
@@ -41,6 +45,10 @@ __all__ = [
 
 SeriesKey = tuple[str, str]
 """``(metric, entity)`` of a stored series."""
+FetchedColumns = tuple[
+    "Sequence[int] | NDArray[np.int64]", "Sequence[float] | NDArray[np.float64]"
+]
+"""A fetch's timestamps (ms) and values: numpy arrays or sequences."""
 
 
 class SeriesSource(Protocol):
@@ -56,8 +64,9 @@ class SeriesSource(Protocol):
 
     def fetch(
         self, metric: str, entity: str, start_ms: int, end_ms: int
-    ) -> Sequence[tuple[int, float]]:
-        """The series' points in ``[start_ms, end_ms)``, sorted by time."""
+    ) -> FetchedColumns:
+        """The series' points in ``[start_ms, end_ms)``, sorted by time, as
+        two columns: timestamps (ms) and values."""
 
 
 class StorageSource:
@@ -80,10 +89,10 @@ class StorageSource:
 
     def fetch(
         self, metric: str, entity: str, start_ms: int, end_ms: int
-    ) -> Sequence[tuple[int, float]]:
-        """The points of ``metric`` for ``entity`` in ``[start_ms, end_ms)``."""
-        found = self._storage.query(metric, entity=entity, start=start_ms, end=end_ms)
-        return found.get(entity, [])
+    ) -> FetchedColumns:
+        """The points of ``metric`` for ``entity`` in ``[start_ms, end_ms)``, as
+        numpy columns (no Python object per point: a render may read millions)."""
+        return self._storage.query_columns(metric, entity, start_ms, end_ms)
 
 
 # -- naming ---------------------------------------------------------------------

@@ -27,6 +27,8 @@ Column = Any
 """An int64 or float64 numpy array (or, for the generic encoding, a list)."""
 ColumnPiece = tuple[Column, Column]
 """Timestamps (int64 array) and values of part of a series."""
+FloatColumns = tuple["NDArray[np.int64]", "NDArray[np.float64]"]
+"""Timestamps (ms) and values as floats, one per point."""
 
 _SHORT: Final = 256
 """Buckets up to this long add their floats position by position across all
@@ -67,6 +69,21 @@ def as_columns(pieces: list[ColumnPiece]) -> ColumnPiece | None:
     if len(stamps) == 1:
         return stamps[0], columns[0]
     return np.concatenate(stamps), np.concatenate(columns)
+
+
+def float_columns(pieces: list[ColumnPiece]) -> FloatColumns:
+    """All ``pieces`` (in arrival order) as int64 timestamps and float64 values.
+
+    Ints become the nearest float, as ``float()`` rounds them: for readers
+    that compute in floats anyway (the render engine), whatever the kinds.
+    """
+    stamps = [np.asarray(ts, np.int64) for ts, _ in pieces if len(ts)]
+    values = [np.asarray(vs, np.float64) for ts, vs in pieces if len(ts)]
+    if not stamps:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    if len(stamps) == 1:
+        return stamps[0], values[0]
+    return np.concatenate(stamps), np.concatenate(values)
 
 
 def merge_columns(piece: ColumnPiece) -> ColumnPiece:

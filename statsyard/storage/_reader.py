@@ -12,15 +12,19 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._batch import Value
 from statsyard.storage._blocks import decode_block_columns
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import DamagedFileError, open_regular, segment_name
+from statsyard.storage._head import Head
 from statsyard.storage._index import BlockRef
 from statsyard.storage._query import Piece, check_agg, downsample, merge, select
+
+if TYPE_CHECKING:
+    from statsyard.storage._columns import FloatColumns
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -73,21 +77,7 @@ class Reader:
         aggregate = check_agg(agg)
         if step is not None and (type(step) is not int or step <= 0):
             raise ValueError(f"step must be a positive int of ms, got {step!r}")
-        with catalog.lock:
-            wanted = catalog.entities_of(metric) if entity is None else [entity]
-            head = catalog.head
-            snapshot: list[tuple[str, list[BlockRef], int | None]] = []
-            for name in wanted:
-                key = (metric, name)
-                refs = [
-                    ref
-                    for ref in catalog.refs(key)
-                    if (start is None or ref.max_ts >= start)
-                    and (end is None or ref.min_ts < end)
-                ]
-                number = catalog.numbers.get(key)
-                if refs or number is not None:
-                    snapshot.append((name, refs, number))
+        head, snapshot = self._snapshot(catalog, metric, entity, start, end)
         result: QueryResult = {}
         pace = self._pace
         pace()
@@ -131,6 +121,60 @@ class Reader:
             else:
                 result[name] = downsample(piece, step, aggregate, pace)
         return result
+
+    def columns(
+        self,
+        catalog: Catalog,
+        metric: str,
+        entity: str,
+        start: int | None,
+        end: int | None,
+    ) -> FloatColumns:
+        """See :meth:`Storage.query_columns`."""
+        from statsyard.storage._columns import (  # numpy: lazily
+            float_columns,
+            merge_columns,
+            select_columns,
+        )
+
+        head, snapshot = self._snapshot(catalog, metric, entity, start, end)
+        pieces: list[tuple[Any, Any]] = []
+        pace = self._pace
+        for _name, refs, number in snapshot:  # one entry at most
+            recent: Piece = ([], [])
+            if number is not None:
+                recent = head.piece(number, pace)
+                pace()
+            pieces = [*self._read_blocks(catalog, (metric, entity), refs), recent]
+        columns = merge_columns(float_columns(pieces))
+        pace()
+        return select_columns(columns, start, end)
+
+    def _snapshot(
+        self,
+        catalog: Catalog,
+        metric: str,
+        entity: str | None,
+        start: int | None,
+        end: int | None,
+    ) -> tuple[Head, list[tuple[str, list[BlockRef], int | None]]]:
+        """Under the catalog's lock: the head, and per entity the blocks that
+        may hold points in ``[start, end)`` and its number in the head."""
+        with catalog.lock:
+            wanted = catalog.entities_of(metric) if entity is None else [entity]
+            snapshot: list[tuple[str, list[BlockRef], int | None]] = []
+            for name in wanted:
+                key = (metric, name)
+                refs = [
+                    ref
+                    for ref in catalog.refs(key)
+                    if (start is None or ref.max_ts >= start)
+                    and (end is None or ref.min_ts < end)
+                ]
+                number = catalog.numbers.get(key)
+                if refs or number is not None:
+                    snapshot.append((name, refs, number))
+            return catalog.head, snapshot
 
     def _read_blocks(
         self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]

@@ -29,6 +29,7 @@ from statsyard.storage._recovery import Loader, Reload
 
 if TYPE_CHECKING:
     from statsyard.datapoint import DataPoint, Row
+    from statsyard.storage._columns import FloatColumns
     from statsyard.storage._writer import Writer
 
 logger = logging.getLogger("statsyard.storage")
@@ -431,6 +432,24 @@ class Storage:
             ValueError: ``agg`` or ``step`` is invalid.
         """
         return self._reader.query(self._catalog, metric, entity, start, end, step, agg)
+
+    def query_columns(
+        self,
+        metric: str,
+        entity: str,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> FloatColumns:
+        """One series' raw points in ``[start, end)`` ms as two numpy columns.
+
+        The points :meth:`query` gives (sorted by time, the last write of a
+        timestamp winning), as an int64 array of timestamps and a float64
+        array of values (ints rounded as ``float()`` rounds them), for a
+        reader that computes on many points (the render engine): no Python
+        object per point. Imports numpy. An unknown series gives two empty
+        arrays.
+        """
+        return self._reader.columns(self._catalog, metric, entity, start, end)
 
     def pace(self) -> None:
         """Step aside for ingest if it is active (for readers' own long work).

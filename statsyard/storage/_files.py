@@ -16,11 +16,21 @@ from statsyard.storage._framing import next_data
 logger = logging.getLogger("statsyard.storage")
 
 MARKER_NAME: Final = "STATSYARD"
-MARKER_TEXT: Final = b"StatsYard data directory\nformat 3\n"
+MARKER_TEXT: Final = b"StatsYard data directory\nformat 4\n"
 MARKER_TEXT_2: Final = b"StatsYard data directory\nformat 2\n"
-"""A format-2 directory's marker: read as it is, rewritten to format 3 by the
+"""A format-2 directory's marker: read as it is, rewritten to format 4 by the
 first writer that opens it (its files stay as they are; new blocks are
 version 3, which a format-2 StatsYard cannot read, so it must refuse)."""
+MARKER_TEXT_3: Final = b"StatsYard data directory\nformat 3\n"
+"""A format-3 directory's marker: read as it is, rewritten to format 4 by the
+first writer that opens it (a merge writes index records of a kind that a
+format-3 StatsYard would take for damage, so it must refuse)."""
+OLDER_MARKERS: Final = (MARKER_TEXT_2, MARKER_TEXT_3)
+
+MERGE_DAT_TMP: Final = "merge.dat.tmp"
+"""Where a merge writes its data file before the commit renames it."""
+MERGE_IDX_TMP: Final = "merge.idx.tmp"
+"""Where a merge writes its index file before the commit renames it."""
 
 WAL_PATTERN: Final = re.compile(r"^wal-(\d{16})\.log$")
 SEGMENT_PATTERN: Final = re.compile(r"^seg-(\d{16})\.dat$")
@@ -216,7 +226,7 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
     if directory.is_dir() and marker.is_file():
         with open(marker, "rb") as f:  # a regular file: is_file() said so
             content = f.read(len(MARKER_TEXT) + 1)
-        if content not in (MARKER_TEXT, MARKER_TEXT_2):
+        if content not in (MARKER_TEXT, *OLDER_MARKERS):
             raise NotADataDirectoryError(
                 f"{where} is not a StatsYard data directory this version can read: "
                 f"{MARKER_NAME} holds {content[:60]!r}, expected {MARKER_TEXT!r}",
@@ -248,17 +258,17 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
 
 
 def upgrade_marker(directory: Path) -> None:
-    """Rewrite a format-2 marker as format 3 (the writer, once it holds the
-    lock): in place, one byte, fsynced; not by a rename, since the writer's
-    lock is taken on this inode."""
+    """Rewrite a format-2 or format-3 marker as format 4 (the writer, once it
+    holds the lock): in place, one byte, fsynced; not by a rename, since the
+    writer's lock is taken on this inode."""
     with open(directory / MARKER_NAME, "r+b") as f:
-        if f.read(len(MARKER_TEXT) + 1) != MARKER_TEXT_2:
+        if f.read(len(MARKER_TEXT) + 1) not in OLDER_MARKERS:
             return
         f.seek(len(MARKER_TEXT) - 2)
         f.write(MARKER_TEXT[-2:-1])
         f.flush()
         os.fsync(f.fileno())
-    logger.info("Upgraded data directory %s to format 3", directory)
+    logger.info("Upgraded data directory %s to format 4", directory)
 
 
 def fsync_directory(directory: Path) -> None:

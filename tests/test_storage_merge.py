@@ -504,3 +504,45 @@ def test_sigkill_mid_merge_leaves_no_worker_and_loses_nothing(tmp_path: Path) ->
         child.wait(WAIT)
         child.stdout.close()
     _check_reopened(directory, expected)
+
+
+# -- the service -----------------------------------------------------------------
+
+
+def test_a_running_statsyard_merges_in_the_background(tmp_path: Path) -> None:
+    """A StatsYard checkpointing by count seals a segment once it spans
+    ``merge_after`` and merges it in its worker; queries read every point
+    once meanwhile and after a clean stop, some in merged blocks."""
+    from statsyard import Config, StatsYard
+
+    directory = tmp_path / "data"
+    config = Config.of(
+        storage={
+            "data_dir": str(directory),
+            "checkpoint_points": 600,  # a minute of 10 series
+            "checkpoint_after": 0,
+            "merge_after": 120,
+        }
+    )
+    writes: list[tuple[str, str, Any, int]] = []
+    with StatsYard(config) as yard:
+        for second in range(900):
+            batch = [
+                (f"g{k}", "host", (second // 7) % (k + 2), TS + second * 1000)
+                for k in range(10)
+            ]
+            yard.push_many(batch)
+            writes += batch
+        yard.flush(timeout=WAIT)
+        deadline = time.monotonic() + WAIT
+        storage = yard._storage_handle.get(timeout=WAIT)
+        while storage.merges_done < 1 and time.monotonic() < deadline:
+            yard.push_many([("tick", "host", 1, TS)])
+            yard.flush(timeout=WAIT)  # each flush lets the writer commit a merge
+        assert storage.merges_done >= 1
+        writes.append(("tick", "host", 1, TS))
+        assert yard.query("g3") == {"host": model_of(writes)[("g3", "host")]}
+    reader = Storage.open_readonly(directory)
+    assert everything(reader) == model_of(writes)
+    merged = [ref for ref in reader._catalog.refs(("g0", "host")) if ref.points > 120]
+    assert merged, "no block of a merge"

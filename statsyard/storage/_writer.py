@@ -257,9 +257,7 @@ class Writer:
         """
         due = self._next_checkpoint
         head = self._catalog.head  # its points go on counting after a commit
-        job = self._merge_job
-        if job is not None and job.done.is_set():
-            self._guard_merge(lambda: self._finish_merge(wait=True))
+        self._poll_merge()
         try:
             frozen = self._frozen
             # The worker's blocks, as soon as they are in; blocks that failed
@@ -311,9 +309,7 @@ class Writer:
         before = self.checkpoints_done
         if self._frozen is not None:
             self._guard(lambda: self._finish(wait=False))
-        job = self._merge_job
-        if job is not None and job.done.is_set():
-            self._guard_merge(lambda: self._finish_merge(wait=True))
+        self._poll_merge()
         return self.checkpoints_done - before
 
     @property
@@ -458,6 +454,15 @@ class Writer:
         if now or (after is not None and newest.max_ts - newest.min_ts >= after):
             newest.sealed = True
             logger.debug("Sealed segment %d for merging", newest.seq)
+
+    def _poll_merge(self) -> None:
+        """Commit a background merge that is done, and start the next one due."""
+        job = self._merge_job
+        if job is None or not job.done.is_set():
+            return
+        self._guard_merge(lambda: self._finish_merge(wait=True))
+        if self._merge_after_ms is not None and self._merge_job is None:
+            self._guard_merge(self._start_merge)
 
     def _guard_merge(self, action: Callable[[], object]) -> None:
         """Run a merge step; a failure is logged and the merge tried later."""

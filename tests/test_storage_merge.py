@@ -546,3 +546,72 @@ def test_a_running_statsyard_merges_in_the_background(tmp_path: Path) -> None:
     assert everything(reader) == model_of(writes)
     merged = [ref for ref in reader._catalog.refs(("g0", "host")) if ref.points > 120]
     assert merged, "no block of a merge"
+
+
+def test_a_failing_merge_worker_is_replaced_then_merges_run_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge worker that cannot serve fails its merge (nothing changes);
+    after three failures merges run in a thread of the writer's process."""
+    from statsyard.storage import _writer
+
+    monkeypatch.setattr(_writer, "MERGE_HANDLER", "statsyard.storage._merge:absent")
+    writes = fill(tmp_path, 4)
+    with Storage.open(
+        tmp_path, checkpoint_points=None, compaction_worker=True
+    ) as storage:
+        for failures in (1, 2, 3):
+            assert storage.merge(seal=True) == 0
+            assert storage.merge_failures == failures
+            assert everything(storage) == model_of(writes)
+        assert storage.merge() == 1
+        assert storage.merge_worker_pid is None
+        assert everything(storage) == model_of(writes)
+
+
+def test_a_rewrite_checkpointed_while_a_merge_runs_calls_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background merge is held done-but-uncommitted while a timestamp it
+    merged is written again and checkpointed into a later segment: the
+    commit calls the merge off, the next one drops the overwritten point,
+    and the last write wins throughout."""
+    from statsyard.storage import _merge
+
+    gate = threading.Event()
+    real = _merge.run_merge
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        output = real(*args, **kwargs)
+        assert gate.wait(WAIT)
+        return output
+
+    monkeypatch.setattr(_merge, "run_merge", held)
+    writes: list[tuple[str, str, Any, int]] = []
+    storage = Storage.open(tmp_path, checkpoint_points=None, merge_after_ms=120_000)
+    try:
+        for minute in range(3):
+            batch = [
+                ("m0", "h", minute * 60 + s, TS + (minute * 60 + s) * 1000)
+                for s in range(60)
+            ]
+            storage.append(batch)
+            writes += batch
+            storage.checkpoint()
+        assert storage.merging  # sealed at 179 s of span: merging, held
+        again = [("m0", "h", -1, TS + 5000)]
+        storage.append(again)
+        writes += again
+        storage.checkpoint()  # into a segment the merge did not plan for
+        assert everything(storage) == model_of(writes)
+        gate.set()
+        with caplog.at_level("INFO", logger="statsyard.storage"):
+            storage.merge()
+        assert "called off" in caplog.text
+        assert storage.merges_done >= 1  # the retry, planned with the rewrite
+        assert everything(storage) == model_of(writes)
+    finally:
+        gate.set()
+        storage.close()
+    with Storage.open(tmp_path) as reopened:
+        assert everything(reopened) == model_of(writes)

@@ -201,27 +201,36 @@ def plan_merge(
     worth merging when it holds more blocks than series.
     """
     segments = catalog.segments
-    order = sorted(segments)
-    run: list[SegmentInfo] = []
+    runs: list[list[SegmentInfo]] = [[]]
     size = 0
-    for seq in order:
+    for seq in sorted(segments):
         segment = segments[seq]
         small = (
             segment.sealed
             and seq not in excluded
             and segment.points * SMALL_SHARE < block_points * max(segment.blocks, 1)
         )
-        if not small:
-            if len(run) > 1:
-                break
-            run, size = [], 0
-            continue
-        if run and size + segment.dat_size > max_bytes:
-            break
-        run.append(segment)
+        run = runs[-1]
+        if not small or (run and size + segment.dat_size > max_bytes):
+            if run:
+                runs.append([])
+            size = 0
+            if not small:
+                continue
+        runs[-1].append(segment)
         size += segment.dat_size
-    if not run:
-        return None
+    for run in runs:
+        if run:
+            plan = _plan_run(catalog, run, block_points)
+            if plan is not None:
+                return plan
+    return None
+
+
+def _plan_run(
+    catalog: Catalog, run: list[SegmentInfo], block_points: int
+) -> MergePlan | None:
+    """The plan of merging ``run``, or None if it holds one block a series."""
     sources = [segment.seq for segment in run]
     low, high = sources[0], sources[-1]
     series: list[SeriesPlan] = []
@@ -236,7 +245,9 @@ def plan_merge(
             series.append(
                 SeriesPlan(key, mine, [ref for ref in refs if ref.segment > high])
             )
-        later_sizes = {seq: s.dat_size for seq, s in segments.items() if seq > high}
+        later_sizes = {
+            seq: s.dat_size for seq, s in catalog.segments.items() if seq > high
+        }
     if blocks <= len(series):
         return None  # one block a series already: nothing to gain
     return MergePlan(
@@ -440,6 +451,11 @@ class MergeJob:
                     self._notify()
                 except Exception:  # deliberate: a listener must not lose the result
                     logger.exception("Merge listener failed")
+
+    @property
+    def in_worker(self) -> bool:
+        """Whether the merge is done by a worker process."""
+        return self._worker is not None
 
     def start(self) -> None:
         """Run the merge in the job's thread."""

@@ -442,6 +442,11 @@ class Storage:
         return self._writer is not None and self._writer.merging
 
     @property
+    def merge_failures(self) -> int:
+        """Merges the merge worker failed (after 3, merges run in a thread)."""
+        return 0 if self._writer is None else self._writer.merge_failures
+
+    @property
     def merge_worker_pid(self) -> int | None:
         """The merge worker's process id, while one runs."""
         return None if self._writer is None else self._writer.merge_worker_pid

@@ -503,7 +503,12 @@ class Writer:
         worker, self._merge_worker = self._merge_worker, None
         if worker is not None:
             worker.kill()
-        logger.warning("Merge worker failed (merging in a thread next): %s", error)
+        logger.warning(
+            "Merge worker failed (%d of %d; then merges run in a thread): %s",
+            self.merge_failures,
+            MAX_MERGE_FAILURES,
+            error,
+        )
 
     def _start_merge(self) -> bool:
         """Start the next merge the policy calls for, in the background.
@@ -552,9 +557,9 @@ class Writer:
                 return False
             if isinstance(error, MergeCancelledError):
                 return False
-            if isinstance(error, OSError):
-                raise error
-            if job.error is not None and self._merge_worker is not None:
+            if job.in_worker:
+                # Whatever went wrong (a timeout too), the worker may still
+                # be busy with the request: replace it.
                 self._merge_failed(error)
                 return False
             raise error

@@ -87,6 +87,9 @@ DEFAULT_BLOCK_POINTS: Final = 4096
 SMALL_SHARE: Final = 2
 """A segment whose blocks hold fewer than ``block_points / SMALL_SHARE``
 points on average is worth merging."""
+MAX_RUN_POINTS: Final = 16_000_000
+"""A run takes no further segment past this many points (a merge holds one
+series' points in memory at a time; this bounds the worst, one series)."""
 _WRITE_CHUNK: Final = 1 << 20
 
 
@@ -197,12 +200,13 @@ def plan_merge(
 
     A run is consecutive live segments, each sealed, not ``excluded`` and
     *small* (its blocks average fewer than ``block_points / 2`` points),
-    adding up to at most ``max_bytes`` of data (at least one segment); it is
-    worth merging when it holds more blocks than series.
+    adding up to at most ``max_bytes`` of data and :data:`MAX_RUN_POINTS`
+    points (at least one segment); it is worth merging when it holds more
+    blocks than series.
     """
     segments = catalog.segments
     runs: list[list[SegmentInfo]] = [[]]
-    size = 0
+    size = points = 0
     for seq in sorted(segments):
         segment = segments[seq]
         small = (
@@ -211,14 +215,21 @@ def plan_merge(
             and segment.points * SMALL_SHARE < block_points * max(segment.blocks, 1)
         )
         run = runs[-1]
-        if not small or (run and size + segment.dat_size > max_bytes):
+        if not small or (
+            run
+            and (
+                size + segment.dat_size > max_bytes
+                or points + segment.points > MAX_RUN_POINTS
+            )
+        ):
             if run:
                 runs.append([])
-            size = 0
+            size = points = 0
             if not small:
                 continue
         runs[-1].append(segment)
         size += segment.dat_size
+        points += segment.points
     for run in runs:
         if run:
             plan = _plan_run(catalog, run, block_points)

@@ -615,3 +615,35 @@ def test_a_rewrite_checkpointed_while_a_merge_runs_calls_it_off(
         storage.close()
     with Storage.open(tmp_path) as reopened:
         assert everything(reopened) == model_of(writes)
+
+
+def test_sources_left_beside_their_merge_are_skipped_then_removed(
+    tmp_path: Path,
+) -> None:
+    """A crash after the commit, before the sources' files went: readers
+    (and ``statsyard check``) skip them, the next writer removes them."""
+    from statsyard.cli.check import check_directory
+
+    writes = fill(tmp_path, 4)
+    aside = tmp_path.parent / "aside"
+    aside.mkdir()
+    for name in ("seg-0000000000000001.dat", "seg-0000000000000001.idx"):
+        shutil.copy(tmp_path / name, aside / name)
+    with Storage.open(tmp_path, checkpoint_points=None) as storage:
+        assert storage.merge(seal=True) == 1
+    for name in ("seg-0000000000000001.dat", "seg-0000000000000001.idx"):
+        shutil.copy(aside / name, tmp_path / name)
+    expected = model_of(writes)
+    unique = sum(map(len, expected.values()))
+    reader = Storage.open_readonly(tmp_path)
+    assert everything(reader) == expected
+    assert block_points(reader) == unique
+    report = check_directory(tmp_path)
+    assert report.points == unique
+    assert report.ok
+    with Storage.open(tmp_path) as storage:
+        assert everything(storage) == expected
+    assert segment_files(tmp_path) == [
+        "seg-0000000000000002.dat",
+        "seg-0000000000000002.idx",
+    ]

@@ -31,7 +31,7 @@ def batches(count: int, size: int) -> list[list[Row]]:
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Storage]:
     """A writer whose logs rotate every few batches; no checkpoints."""
-    store = Storage.open(tmp_path / "data", segment_bytes=4096, checkpoint_points=None)
+    store = Storage.open(tmp_path / "data", segment_bytes=1024, checkpoint_points=None)
     yield store
     store.close()
 

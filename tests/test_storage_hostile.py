@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from statsyard.datapoint import DataPoint
 from statsyard.exceptions import CorruptRecordError, StatsYardError
 from statsyard.storage import Storage, scan_records
-from statsyard.storage._batch import decode_batch
+from statsyard.storage._batch import decode_batch, decode_batch_record
 from statsyard.storage._blocks import (
     BLOCK_HEADER,
     BLOCK_PEEK,
@@ -117,8 +117,8 @@ def build_template(directory: Path) -> list[Unit]:
     for path in sorted(directory.iterdir()):
         data = path.read_bytes()
         if path.suffix == ".log":
-            for offset, _kind, payload in scan_records(data, 16).records:
-                batch = decode_batch(payload)
+            for offset, kind, payload in scan_records(data, 16).records:
+                batch = decode_batch_record(kind, payload)
                 keys = [batch.keys[n] for n in batch.series_numbers]
                 found = {
                     (m, e, t, v)

@@ -27,7 +27,12 @@ from hypothesis import strategies as st
 
 from statsyard.exceptions import WriteError
 from statsyard.storage import Storage
-from statsyard.storage._files import MARKER_NAME, MARKER_TEXT, MARKER_TEXT_3
+from statsyard.storage._files import (
+    MARKER_NAME,
+    MARKER_TEXT,
+    MARKER_TEXT_3,
+    MARKER_TEXT_4,
+)
 from tests._processes import ends
 
 TS = 1_700_000_000_000
@@ -175,16 +180,18 @@ def test_a_block_damaged_in_a_source_keeps_its_segment_out_of_merges(
     assert "seg-0000000000000001.dat" in segment_files(tmp_path)
 
 
-def test_a_format_3_directory_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A format-3 directory reads as it is; the first writer marks it format 4
-    (a format-3 StatsYard would take merge records for damage)."""
+@pytest.mark.parametrize("older", [MARKER_TEXT_3, MARKER_TEXT_4])
+def test_an_older_directory_is_upgraded_in_place(tmp_path: Path, older: bytes) -> None:
+    """A format-3 or -4 directory reads as it is; the first writer marks it
+    format 5 (an older StatsYard would take merge records for damage)."""
     writes = fill(tmp_path, 2)
-    (tmp_path / MARKER_NAME).write_bytes(MARKER_TEXT_3)
+    (tmp_path / MARKER_NAME).write_bytes(older)
     reader = Storage.open_readonly(tmp_path)
     assert everything(reader) == model_of(writes)
-    assert (tmp_path / MARKER_NAME).read_bytes() == MARKER_TEXT_3
+    assert (tmp_path / MARKER_NAME).read_bytes() == older
     with Storage.open(tmp_path) as storage:
         assert (tmp_path / MARKER_NAME).read_bytes() == MARKER_TEXT
+        assert MARKER_TEXT.endswith(b"format 5\n")
         storage.merge(seal=True)
         assert everything(storage) == model_of(writes)
 

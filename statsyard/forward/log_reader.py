@@ -29,8 +29,8 @@ from statsyard.exceptions import CorruptRecordError
 from statsyard.forward.cursor import Cursor
 from statsyard.storage import (
     BATCH_HEADER,
+    BATCH_KINDS,
     FILE_HEADER_SIZE,
-    KIND_BATCH,
     MAX_FILE_BYTES,
     WAL_MAGIC,
     WAL_PATTERN,
@@ -39,8 +39,9 @@ from statsyard.storage import (
     LogEnd,
     ScanResult,
     Value,
+    batch_payload,
     check_file_header,
-    decode_batch,
+    decode_batch_record,
     numbered,
     open_regular,
     scan_file,
@@ -97,8 +98,14 @@ def count_points(path: Path, cursor: Cursor | None = None) -> int:
     total = 0
     try:
         for _offset, kind, payload in scan_file(fd, start, size, ScanResult()):
-            if kind == KIND_BATCH and len(payload) >= BATCH_HEADER.size:
-                total += BATCH_HEADER.unpack_from(payload)[1]
+            if kind not in BATCH_KINDS:
+                continue
+            try:
+                batch = batch_payload(kind, payload)
+            except CorruptRecordError:
+                continue  # damage: the reader counts it when it gets there
+            if len(batch) >= BATCH_HEADER.size:
+                total += BATCH_HEADER.unpack_from(batch)[1]
     finally:
         os.close(fd)
     if cursor is not None and total:
@@ -127,11 +134,12 @@ class LogReader:
         self._read_size = read_size
         self._fd = -1
         self._fd_seq = -1
-        self._records: list[tuple[int, int, bytes]] = []
+        self._records: list[tuple[int, int, int, bytes]] = []
         """Records read ahead: ``(offset, end offset, payload)``, in order."""
         self._next = 0
         self._records_seq = -1
         self._record_offset = 0
+        self._record_kind = 0
         self._decoded: tuple[int, int, Batch, int] | None = None
         """The last record decoded: ``(seq, offset, batch, cost per point)``."""
         self._skipped = 0
@@ -235,9 +243,9 @@ class LogReader:
             and records[self._next][0] >= cursor.offset
             and (self._next == 0 or records[self._next - 1][1] <= cursor.offset)
         ):  # read ahead already (a gap before it is damage, counted then)
-            offset, stop, payload = records[self._next]
+            offset, stop, kind, payload = records[self._next]
             self._next += 1
-            self._record_offset = offset
+            self._record_offset, self._record_kind = offset, kind
             return stop, payload
         if not self._open(cursor.seq):
             return None
@@ -262,9 +270,9 @@ class LogReader:
             )
         base = cursor.offset
         self._records = [
-            (base + offset, base + offset + 16 + len(payload), payload)
+            (base + offset, base + offset + 16 + len(payload), kind, payload)
             for offset, kind, payload in scan.records
-            if kind == KIND_BATCH or self._skip_kind(kind, cursor.seq)
+            if kind in BATCH_KINDS or self._skip_kind(kind, cursor.seq)
         ]
         self._records_seq, self._next = cursor.seq, 0
         if not self._records:
@@ -278,9 +286,9 @@ class LogReader:
                 self._record_offset = limit
                 return limit, b""
             return None
-        offset, stop, payload = self._records[0]
+        offset, stop, kind, payload = self._records[0]
         self._next = 1
-        self._record_offset = offset
+        self._record_offset, self._record_kind = offset, kind
         return stop, payload
 
     def _skip_kind(self, kind: int, seq: int) -> bool:
@@ -368,7 +376,7 @@ class LogReader:
         if cached is not None and cached[0] == seq and cached[1] == offset:
             return cached[2], cached[3]
         try:
-            batch = decode_batch(payload)
+            batch = decode_batch_record(self._record_kind, payload)
         except CorruptRecordError as exc:
             self._skipped += 1
             logger.warning(

@@ -104,7 +104,7 @@ class TimestampWriter(ChildActor):
         fsync_interval: seconds between fsyncs under ``interval``.
         checkpoint_after: compact the head once it has held points this many
             seconds, so that an idle or slow writer's data does not stay in
-            the log (about 20 bytes a point) until the count is reached;
+            the log (about 11 bytes a point) until the count is reached;
             None: only by count (``checkpoint_points``) and at a clean stop.
         storage_options: passed to :meth:`Storage.open`.
         observer: per-write hooks (metrics).

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from statsyard.storage._batch import (
     BATCH_HEADER,
+    BATCH_KINDS,
     KIND_BATCH,
+    KIND_BATCH_ZSTD,
     Batch,
     Value,
+    batch_payload,
     decode_batch,
+    decode_batch_record,
 )
 from statsyard.storage._files import (
     INDEX_PATTERN,
@@ -44,11 +48,13 @@ from statsyard.storage._storage import (
 __all__ = [
     "AGGREGATES",
     "BATCH_HEADER",
+    "BATCH_KINDS",
     "DEFAULT_CHECKPOINT_POINTS",
     "DEFAULT_SEGMENT_BYTES",
     "FILE_HEADER_SIZE",
     "INDEX_PATTERN",
     "KIND_BATCH",
+    "KIND_BATCH_ZSTD",
     "MARKER_NAME",
     "MAX_FILE_BYTES",
     "SEGMENT_PATTERN",
@@ -62,8 +68,10 @@ __all__ = [
     "ScanResult",
     "Storage",
     "Value",
+    "batch_payload",
     "check_file_header",
     "decode_batch",
+    "decode_batch_record",
     "numbered",
     "open_regular",
     "scan_file",

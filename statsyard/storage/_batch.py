@@ -19,13 +19,14 @@ from operator import not_
 from typing import Final, TypeAlias
 
 import attrs
+import cramjam
 
 from statsyard.datapoint import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
 )
 from statsyard.exceptions import CorruptRecordError
-from statsyard.storage._framing import Cursor, inflate
+from statsyard.storage._framing import MAX_RECORD_PAYLOAD, Cursor, inflate
 
 Value = int | float
 ValueColumn: TypeAlias = "array[float] | array[int] | list[Value]"
@@ -41,7 +42,16 @@ MAX_TEXT_VALUE_BYTES: Final = 32
 """Longest text form of one value (``repr`` of a float64 or an int64) plus comma."""
 
 KIND_BATCH: Final = 1
-"""Record kind of a batch of points in the write-ahead log."""
+"""Record kind of a batch of points in the write-ahead log (formats 2 and 3
+write it; still read)."""
+KIND_BATCH_ZSTD: Final = 3
+"""Record kind of a batch compressed with zstd (format 4 writes it): the
+batch payload's length (u32), then one zstd frame of it."""
+BATCH_KINDS: Final = frozenset({KIND_BATCH, KIND_BATCH_ZSTD})
+"""Every record kind that holds a batch."""
+ZSTD_LEVEL: Final = 1
+"""zstd's fastest standard level: a third of the raw batch at about 0.04 µs a
+point, with the interpreter lock released while it runs."""
 
 VALUES_INT64: Final = 0
 VALUES_FLOAT64: Final = 1
@@ -273,6 +283,55 @@ def encode_batch(
             value_bytes,
         ]
     )
+
+
+def compress_batch(payload: bytes) -> bytes:
+    """A :data:`KIND_BATCH_ZSTD` record's payload for a batch payload."""
+    return _U32.pack(len(payload)) + bytes(
+        cramjam.zstd.compress(payload, level=ZSTD_LEVEL)
+    )
+
+
+def batch_payload(kind: int, payload: bytes) -> bytes:
+    """The batch payload a log record of ``kind`` holds (decompressed if it is).
+
+    Allocates at most the length the record states, itself at most the
+    largest record payload a writer makes: a frame that inflates to more or
+    less is damage, not an allocation.
+
+    Raises:
+        CorruptRecordError: not a batch kind, or a malformed frame.
+    """
+    if kind == KIND_BATCH:
+        return payload
+    if kind != KIND_BATCH_ZSTD:
+        raise CorruptRecordError(f"unknown record kind {kind}")
+    if len(payload) < _U32.size:
+        raise CorruptRecordError("compressed batch is shorter than its length field")
+    (length,) = _U32.unpack_from(payload)
+    if length > MAX_RECORD_PAYLOAD:
+        raise CorruptRecordError(
+            f"compressed batch states {length} bytes, more than a record holds"
+        )
+    out = bytearray(length)
+    try:
+        written = cramjam.zstd.decompress_into(memoryview(payload)[_U32.size :], out)
+    except cramjam.DecompressionError as exc:
+        raise CorruptRecordError(f"malformed zstd frame: {exc}") from exc
+    if written != length:
+        raise CorruptRecordError(
+            f"zstd frame inflates to {written} bytes, its record states {length}"
+        )
+    return bytes(out)
+
+
+def decode_batch_record(kind: int, payload: bytes) -> Batch:
+    """:func:`decode_batch` of a log record of any batch kind.
+
+    Raises:
+        CorruptRecordError: as :func:`batch_payload` and :func:`decode_batch`.
+    """
+    return decode_batch(batch_payload(kind, payload))
 
 
 def decode_batch(payload: bytes) -> Batch:

@@ -16,16 +16,23 @@ from statsyard.storage._framing import next_data
 logger = logging.getLogger("statsyard.storage")
 
 MARKER_NAME: Final = "STATSYARD"
-MARKER_TEXT: Final = b"StatsYard data directory\nformat 4\n"
-MARKER_TEXT_2: Final = b"StatsYard data directory\nformat 2\n"
-"""A format-2 directory's marker: read as it is, rewritten to format 4 by the
-first writer that opens it (its files stay as they are; new blocks are
-version 3, which a format-2 StatsYard cannot read, so it must refuse)."""
+MARKER_TEXT: Final = b"StatsYard data directory\nformat 5\n"
+MARKER_TEXT_4: Final = b"StatsYard data directory\nformat 4\n"
+"""A format-4 directory's marker: read as it is, rewritten to format 5 by the
+first writer that opens it (a merge writes an index record kind that a
+format-4 StatsYard would take for damage, loading a merged segment's sources
+beside it, so it must refuse)."""
 MARKER_TEXT_3: Final = b"StatsYard data directory\nformat 3\n"
-"""A format-3 directory's marker: read as it is, rewritten to format 4 by the
-first writer that opens it (a merge writes index records of a kind that a
-format-3 StatsYard would take for damage, so it must refuse)."""
-OLDER_MARKERS: Final = (MARKER_TEXT_2, MARKER_TEXT_3)
+"""A format-3 directory's marker: read as it is, rewritten to format 5 by the
+first writer that opens it (its files stay as they are; new log records are
+zstd-compressed batches, which a format-3 StatsYard would take for damage,
+so it must refuse)."""
+MARKER_TEXT_2: Final = b"StatsYard data directory\nformat 2\n"
+"""A format-2 directory's marker: read as it is, rewritten to format 5 by the
+first writer that opens it (new blocks are version 3 too, which a format-2
+StatsYard cannot read)."""
+OLDER_MARKERS: Final = (MARKER_TEXT_4, MARKER_TEXT_3, MARKER_TEXT_2)
+"""Markers of the older formats this version reads and upgrades."""
 
 MERGE_DAT_TMP: Final = "merge.dat.tmp"
 """Where a merge writes its data file before the commit renames it."""
@@ -226,7 +233,7 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
     if directory.is_dir() and marker.is_file():
         with open(marker, "rb") as f:  # a regular file: is_file() said so
             content = f.read(len(MARKER_TEXT) + 1)
-        if content not in (MARKER_TEXT, *OLDER_MARKERS):
+        if content != MARKER_TEXT and content not in OLDER_MARKERS:
             raise NotADataDirectoryError(
                 f"{where} is not a StatsYard data directory this version can read: "
                 f"{MARKER_NAME} holds {content[:60]!r}, expected {MARKER_TEXT!r}",
@@ -258,17 +265,22 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
 
 
 def upgrade_marker(directory: Path) -> None:
-    """Rewrite a format-2 or format-3 marker as format 4 (the writer, once it
+    """Rewrite a format-2, -3 or -4 marker as format 5 (the writer, once it
     holds the lock): in place, one byte, fsynced; not by a rename, since the
     writer's lock is taken on this inode."""
     with open(directory / MARKER_NAME, "r+b") as f:
-        if f.read(len(MARKER_TEXT) + 1) not in OLDER_MARKERS:
+        content = f.read(len(MARKER_TEXT) + 1)
+        if content not in OLDER_MARKERS:
             return
         f.seek(len(MARKER_TEXT) - 2)
         f.write(MARKER_TEXT[-2:-1])
         f.flush()
         os.fsync(f.fileno())
-    logger.info("Upgraded data directory %s to format 4", directory)
+    logger.info(
+        "Upgraded data directory %s from format %s to format 5",
+        directory,
+        content[-2:-1].decode("ascii"),
+    )
 
 
 def fsync_directory(directory: Path) -> None:

@@ -162,9 +162,9 @@ def _decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoin
     return Checkpoint(covered, dat_end, blocks)
 
 
-KIND_MERGE: Final = 3
+KIND_MERGE: Final = 4
 """Record kind, in a segment index file, naming the segments a merge replaced
-(format 4)."""
+(format 5; kind 3 is the log's compressed batch)."""
 
 _MERGE_HEADER: Final = struct.Struct("<I")
 MAX_MERGE_SOURCES: Final = 1 << 20

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from statsyard.exceptions import CorruptRecordError
-from statsyard.storage._batch import KIND_BATCH, decode_batch
+from statsyard.storage._batch import batch_payload, decode_batch
 from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import (
     INDEX_PATTERN,
@@ -178,8 +178,7 @@ class Loader(SegmentRecovery):
         batches = []
         for offset, kind, payload in scan_file(fd, FILE_HEADER_SIZE, size, scan):
             try:
-                if kind != KIND_BATCH:
-                    raise CorruptRecordError(f"unknown record kind {kind}")
+                payload = batch_payload(kind, payload)
                 only = self.only
                 batches.append(
                     decode_batch(payload) if only is None else only.batch(payload)

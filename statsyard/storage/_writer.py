@@ -20,6 +20,8 @@ from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._admission import REASONS, SeriesLimits
 from statsyard.storage._batch import (
     KIND_BATCH,
+    KIND_BATCH_ZSTD,
+    compress_batch,
     encode_batch,
     out_of_range,
     value_column,
@@ -238,7 +240,13 @@ class Writer:
                 f"a batch takes at most {MAX_RECORD_PAYLOAD} bytes in the log, "
                 f"this one {len(payload)}: split it"
             )
-        record = pack_record(KIND_BATCH, payload)
+        # Compressed in a third of the bytes (the lock released meanwhile);
+        # as it is in the rare batch that would not shrink.
+        packed = compress_batch(payload)
+        if len(packed) < len(payload):
+            record = pack_record(KIND_BATCH_ZSTD, packed)
+        else:
+            record = pack_record(KIND_BATCH, payload)
         self._log.append(record, stamps[-1])
         # In the log: now in the head too. No lock: the head only ever grows
         # by whole batches, which a query either sees or does not.

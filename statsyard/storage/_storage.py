@@ -596,6 +596,8 @@ class Storage:
         if self._closed:
             return
         try:
+            if self._writer is not None:
+                self._writer.closing = True  # a merge started now is called off
             if compact and self._writer is not None and self.head_points:
                 try:
                     self._writer.checkpoint()

@@ -151,6 +151,8 @@ class Writer:
         """Merges the worker failed (then run in a thread)."""
         self.merges_done = 0
         """Merges committed since open."""
+        self.closing = False
+        """Set by a closing storage: start no merge (it would be called off)."""
         self.checkpoints_done = 0
         """Checkpoints committed since open."""
         self.opened_log_end = self._log.end
@@ -443,7 +445,7 @@ class Writer:
         )
         self.apply_retention()
         self.sync()
-        if self._merge_after_ms is not None:
+        if self._merge_after_ms is not None and not self.closing:
             self._seal_if_due()
             if self._merge_job is None:
                 self._guard_merge(self._start_merge)

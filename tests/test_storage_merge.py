@@ -358,7 +358,7 @@ def test_a_fault_or_a_crash_at_each_step_of_a_merge_loses_and_doubles_nothing(
             assert len(segment_files(where)) == 2, (step, segment_files(where))
         if not faults.failed:
             break
-    assert step > 8  # every write, fsync and rename of the merge was hit
+    assert step > 8, step  # every write, fsync and rename of the merge was hit
 
 
 # -- concurrent readers -------------------------------------------------------------

@@ -79,11 +79,14 @@ def segment_files(directory: Path) -> list[str]:
 
 
 def fill(
-    directory: Path, minutes: int, *, series: int = 4
+    directory: Path, minutes: int, *, series: int = 4, segment_bytes: int = 2**26
 ) -> list[tuple[str, str, Any, int]]:
-    """A minute of points a series per checkpoint, as a running service makes."""
+    """A minute of points a series per checkpoint, as a running service makes
+    (a new segment once one holds ``segment_bytes``)."""
     writes: list[tuple[str, str, Any, int]] = []
-    with Storage.open(directory, checkpoint_points=None) as storage:
+    with Storage.open(
+        directory, checkpoint_points=None, segment_bytes=segment_bytes
+    ) as storage:
         for minute in range(minutes):
             batch = [
                 (
@@ -328,7 +331,7 @@ def test_a_fault_or_a_crash_at_each_step_of_a_merge_loses_and_doubles_nothing(
     The directory as it was at the moment of each failing call (a crash
     there) reopens the same way."""
     template = tmp_path / "template"
-    writes = fill(template, 6)
+    writes = fill(template, 6, segment_bytes=400)  # three segments of two
     expected = model_of(writes)
     unique = sum(map(len, expected.values()))
     step = 0
@@ -465,7 +468,7 @@ def test_sigkill_at_each_step_of_a_merge_loses_and_doubles_nothing(
     script = tmp_path / "child.py"
     script.write_text(_KILLED_CHILD)
     template = tmp_path / "template"
-    expected = model_of(fill(template, 5))
+    expected = model_of(fill(template, 5, segment_bytes=400))
     for kill_at in range(1, 200):
         directory = tmp_path / f"run{kill_at}"
         shutil.copytree(template, directory)

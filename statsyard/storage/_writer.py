@@ -565,8 +565,10 @@ class Writer:
                 self._merge_excluded.update(plan.sources)
                 logger.warning("Not merging segments %s: %s", plan.sources, error)
                 return False
-            if isinstance(error, MergeCancelledError):
-                return False
+            if isinstance(error, MergeCancelledError) or any(
+                seq not in self._catalog.segments for seq in plan.sources
+            ):
+                return False  # called off, or retention took a source meanwhile
             if job.in_worker:
                 # Whatever went wrong (a timeout too), the worker may still
                 # be busy with the request: replace it.

@@ -657,3 +657,30 @@ def test_sources_left_beside_their_merge_are_skipped_then_removed(
         "seg-0000000000000002.dat",
         "seg-0000000000000002.idx",
     ]
+
+
+def test_close_calls_off_a_background_merge_and_stops_its_worker(
+    tmp_path: Path,
+) -> None:
+    """A merge started in the worker by a checkpoint is called off by
+    ``close()``: the worker ends, no temporary file stays, nothing is lost."""
+    writes: list[tuple[str, str, Any, int]] = []
+    storage = Storage.open(
+        tmp_path, checkpoint_points=None, compaction_worker=True, merge_after_ms=60_000
+    )
+    for minute in range(2):  # sealed at 119 s of span: a merge starts
+        batch = [
+            (f"m{k}", "h", k + minute, TS + (minute * 60 + s) * 1000)
+            for s in range(60)
+            for k in range(50)
+        ]
+        storage.append(batch)
+        writes += batch
+        storage.checkpoint()
+    assert storage.merging  # committed only at the next append or poll
+    pid = storage.merge_worker_pid
+    assert pid is not None
+    storage.close()
+    assert ends(pid, WAIT)
+    assert not [n for n in segment_files(tmp_path) if "tmp" in n]
+    _check_reopened(tmp_path, model_of(writes))

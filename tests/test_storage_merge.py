@@ -684,3 +684,26 @@ def test_close_calls_off_a_background_merge_and_stops_its_worker(
     assert ends(pid, WAIT)
     assert not [n for n in segment_files(tmp_path) if "tmp" in n]
     _check_reopened(tmp_path, model_of(writes))
+
+
+def test_a_reader_in_another_process_refreshes_when_a_merge_removed_its_files(
+    tmp_path: Path,
+) -> None:
+    """A read-only storage's snapshot names segments that a writer in
+    another process then merges away: its next query refreshes and still
+    reads every point."""
+    writes = fill(tmp_path, 4)
+    reader = Storage.open_readonly(tmp_path)
+    script = (
+        "import sys\n"
+        "from statsyard.storage import Storage\n"
+        "with Storage.open(sys.argv[1]) as storage:\n"
+        "    assert storage.merge(seal=True) == 1\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, check=True, timeout=WAIT
+    )
+    assert not (tmp_path / "seg-0000000000000001.dat").exists()
+    assert everything(reader) == model_of(writes)
+    assert reader.skipped_records == 0

@@ -147,20 +147,18 @@ def test_blocks_are_split_at_merge_block_points(tmp_path: Path) -> None:
 
 
 def test_a_later_rewrite_still_wins_over_merged_points(tmp_path: Path) -> None:
-    """A timestamp written again in a later segment (or the head) keeps its
-    last value after the older segments are merged into a segment numbered
-    above that later one."""
-    writes = fill(tmp_path, 4, series=2)
+    """A timestamp written again in a later segment (and in the head) keeps
+    its last value after the older segments are merged into a segment
+    numbered above that later one."""
+    writes = fill(tmp_path, 4, series=2, segment_bytes=150)  # a segment each
     with Storage.open(tmp_path, checkpoint_points=None) as storage:
-        storage.merge(seal=False)  # the newest stays unsealed: takes the next
         again = [("m0", "host", -1.5, TS + 1000), ("m1", "host", -2.5, TS + 61_000)]
         storage.append(again)
-        storage.checkpoint()  # into a segment after the old ones
+        storage.checkpoint()  # into the newest segment, not sealed: not merged
         head = [("m0", "host", -9, TS + 2000)]
         storage.append(head)
         writes += again + head
-        # Seal everything: the old segments merge; the later rewrite must win.
-        storage.merge(seal=True)
+        assert storage.merge() == 3  # the three older segments, numbered 5
         assert everything(storage) == model_of(writes)
     with Storage.open(tmp_path) as storage:
         assert everything(storage) == model_of(writes)
@@ -220,30 +218,29 @@ def test_retention_by_age_removes_a_merged_segment_of_old_points(
 
 # -- the property ---------------------------------------------------------------
 
+_batch = st.lists(
+    st.tuples(
+        st.sampled_from(SERIES),
+        st.integers(0, 8),
+        st.one_of(st.integers(-5, 5), st.floats(-10, 10, allow_nan=False)),
+    ),
+    min_size=1,
+    max_size=15,
+)
 _ops = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("append"),
-            st.lists(
-                st.tuples(
-                    st.sampled_from(SERIES),
-                    st.integers(0, 40),
-                    st.one_of(st.integers(-5, 5), st.floats(-10, 10, allow_nan=False)),
-                ),
-                min_size=1,
-                max_size=15,
-            ),
-        ),
+        st.tuples(st.just("append"), _batch),
+        st.tuples(st.just("append+checkpoint"), _batch),
         st.tuples(st.just("checkpoint"), st.none()),
         st.tuples(st.just("merge"), st.booleans()),
         st.tuples(st.just("reopen"), st.none()),
     ),
-    max_size=30,
+    max_size=40,
 )
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -256,13 +253,17 @@ def test_random_appends_checkpoints_and_merges_read_back_what_was_read_before(
     reads, which is always one point per timestamp, the last written."""
     directory = tmp_path_factory.mktemp("prop")
     writes: list[tuple[str, str, Any, int]] = []
-    storage = Storage.open(directory, checkpoint_points=None, merge_block_points=7)
+    storage = Storage.open(
+        directory, checkpoint_points=None, merge_block_points=7, segment_bytes=100
+    )
     try:
         for op, arg in ops:
-            if op == "append":
+            if op.startswith("append"):
                 batch = [(m, e, v, TS + t * 1000) for (m, e), t, v in arg]
                 storage.append(batch)
                 writes += batch
+                if op.endswith("checkpoint"):
+                    storage.checkpoint()
             elif op == "checkpoint":
                 storage.checkpoint()
             elif op == "merge":
@@ -272,7 +273,10 @@ def test_random_appends_checkpoints_and_merges_read_back_what_was_read_before(
             else:
                 storage.close()
                 storage = Storage.open(
-                    directory, checkpoint_points=None, merge_block_points=7
+                    directory,
+                    checkpoint_points=None,
+                    merge_block_points=7,
+                    segment_bytes=100,
                 )
             assert everything(storage) == model_of(writes)
         storage.checkpoint()
@@ -355,6 +359,7 @@ def test_a_fault_or_a_crash_at_each_step_of_a_merge_loses_and_doubles_nothing(
                 assert block_points(reopened) == unique, (step, where)
             names = segment_files(where)
             assert not [n for n in names if "tmp" in n], (step, names)
+            assert not (where / "damaged").exists(), step
             with Storage.open(where) as again:  # what is left merges cleanly
                 again.merge(seal=True)
                 assert everything(again) == expected
@@ -456,6 +461,7 @@ def _check_reopened(directory: Path, expected: Snapshot) -> None:
         assert everything(reopened) == expected
         assert block_points(reopened) == unique  # no source left beside its merge
     assert not [n for n in segment_files(directory) if "tmp" in n]
+    assert not (directory / "damaged").exists()  # nothing taken for damage
     assert everything(Storage.open_readonly(directory)) == expected
 
 

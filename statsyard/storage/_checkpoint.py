@@ -139,6 +139,8 @@ class SegmentWriter:
             raise
         self.close()
         self._dat_fd, self._idx_fd = dat_fd, idx_fd
+        for older in catalog.segments.values():
+            older.sealed = True  # only the newest takes checkpoints
         segment = catalog.segments[seq] = SegmentInfo(seq)
         return segment
 

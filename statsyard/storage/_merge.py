@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -90,6 +91,14 @@ points on average is worth merging."""
 MAX_RUN_POINTS: Final = 16_000_000
 """A run takes no further segment past this many points (a merge holds one
 series' points in memory at a time; this bounds the worst, one series)."""
+MERGE_NICE: Final = 10
+"""How much the merge worker lowers its priority (``nice``)."""
+PACE_SHARE: Final = 2.0
+"""A merge in the writer's process sleeps this many times as long as it
+worked on a series while ingest is active (ingest keeps most of the
+interpreter lock)."""
+MAX_PACE_S: Final = 0.05
+"""Longest such sleep."""
 _WRITE_CHUNK: Final = 1 << 20
 
 
@@ -302,10 +311,13 @@ def run_merge(
     directory: Path,
     plan: MergePlan,
     *,
-    pace: Callable[[], None] = lambda: None,
+    pace: Callable[[float], None] = lambda _worked: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> MergeOutput:
     """Write a plan's merged blocks and index into the temporary files, fsynced.
+
+    ``pace`` is called after each series with the seconds it took (a merge
+    in the writer's process steps aside for ingest for a while).
 
     Raises:
         CorruptRecordError: a source block is damaged: the merge is called
@@ -328,6 +340,7 @@ def run_merge(
         for series in plan.series:
             if cancelled():
                 raise MergeCancelledError
+            began = time.monotonic()
             key = series.key
             pieces = [_read_block(fds, directory, key, ref) for ref in series.sources]
             timestamps, values = merge(pieces)
@@ -359,7 +372,7 @@ def run_merge(
             if pending_bytes >= _WRITE_CHUNK:
                 _write_all(out, b"".join(pending))
                 pending, pending_bytes = [], 0
-            pace()
+            pace(time.monotonic() - began)
         _write_all(out, b"".join(pending))
         os.fsync(out)
     finally:
@@ -385,8 +398,22 @@ def run_merge(
     return MergeOutput(entries, size, len(index), dropped)
 
 
+_niced = False
+
+
 def handle(payload: bytes) -> bytes:
-    """The worker's handler: a directory and a plan in, the output out."""
+    """The worker's handler: a directory and a plan in, the output out.
+
+    The worker lowers its own priority first (merging is background work:
+    on a machine of few cores, the writer and the compaction worker go first).
+    """
+    global _niced  # once per worker process
+    if not _niced:
+        _niced = True
+        try:
+            os.nice(MERGE_NICE)
+        except OSError as exc:
+            logger.debug("Could not lower the merge worker's priority: %s", exc)
     length = int.from_bytes(payload[:4], "little")
     directory = Path(payload[4 : 4 + length].decode("utf-8", "surrogateescape"))
     plan = MergePlan.from_bytes(payload[4 + length :])
@@ -413,7 +440,7 @@ class MergeJob:
         plan: what to merge.
         worker: a worker process to do it in (started by the writer's
             thread); None: in this thread, calling ``pace`` between series.
-        pace: steps aside for ingest (in-process only).
+        pace: called with the seconds a series took (in-process only).
         notify: called (from the job's thread) when the job is done.
     """
 
@@ -423,7 +450,7 @@ class MergeJob:
         plan: MergePlan,
         *,
         worker: WorkerProcess | None,
-        pace: Callable[[], None],
+        pace: Callable[[float], None],
         notify: Callable[[], None] | None,
     ) -> None:
         self.plan = plan

@@ -8,6 +8,7 @@ read, under the catalog's lock where they iterate.
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import compress
@@ -35,6 +36,8 @@ from statsyard.storage._log import LogWriter
 from statsyard.storage._log_watch import LogEnd, LogRetention
 from statsyard.storage._merge import (
     DEFAULT_BLOCK_POINTS,
+    MAX_PACE_S,
+    PACE_SHARE,
     MergeCancelledError,
     MergeJob,
     MergePlan,
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from statsyard._child_process import WorkerProcess
     from statsyard.datapoint import DataPoint, Row
     from statsyard.storage._head import Head
+    from statsyard.storage._pacing import Pacer
 
 logger = logging.getLogger("statsyard.storage")
 
@@ -105,7 +109,8 @@ class Writer:
             this many ms, and merge sealed segments of small blocks (None:
             only on :meth:`merge`).
         merge_block_points: most points a merged block holds.
-        pace: steps aside for ingest (a merge in a thread calls it).
+        pace: tells whether ingest is active (a merge in a thread then
+            steps aside).
     """
 
     def __init__(
@@ -123,7 +128,7 @@ class Writer:
         compaction_ready: Callable[[], None] | None = None,
         merge_after_ms: int | None = None,
         merge_block_points: int = DEFAULT_BLOCK_POINTS,
-        pace: Callable[[], None] = lambda: None,
+        pace: Pacer | None = None,
     ) -> None:
         self._dir = directory
         self._catalog = catalog
@@ -146,7 +151,7 @@ class Writer:
         self._merge_worker: WorkerProcess | None = None
         self._merge_job: MergeJob | None = None
         self._merge_excluded: set[int] = set()
-        self._pace = pace
+        self._pacer = pace
         self.merge_failures = 0
         """Merges the worker failed (then run in a thread)."""
         self.merges_done = 0
@@ -474,6 +479,13 @@ class Writer:
         if self._merge_after_ms is not None and self._merge_job is None:
             self._guard_merge(self._start_merge)
 
+    def _step_aside(self, worked: float) -> None:
+        """A merge thread, after a series: sleep a while if ingest is active,
+        so that the writer keeps most of the interpreter lock."""
+        pacer = self._pacer
+        if pacer is not None and pacer.ingest_active:
+            time.sleep(min(worked * PACE_SHARE, MAX_PACE_S))
+
     def _guard_merge(self, action: Callable[[], object]) -> None:
         """Run a merge step; a failure is logged and the merge tried later."""
         try:
@@ -536,7 +548,7 @@ class Writer:
             self._dir,
             plan,
             worker=self._merge_process(),
-            pace=self._pace,
+            pace=self._step_aside,
             notify=self._notify,
         )
         self._merge_job = job
@@ -613,7 +625,7 @@ class Writer:
                 self._dir,
                 plan,
                 worker=self._merge_process(),
-                pace=lambda: None,
+                pace=lambda _worked: None,
                 notify=None,
             )
             self._merge_job = job

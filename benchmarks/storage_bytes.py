@@ -17,7 +17,10 @@ format 2 and 3 interleaved in one process (each block with the same names).
 data directory for 1,000 series x 300 s and x 3,600 s of slow gauges, after
 a clean stop of a running :class:`StatsYard` (which checkpoints on stop), and
 while running with the head compacted once its data is a minute old (the
-``checkpoint_after = 60`` timer, modelled by a checkpoint every 60 s of data).
+``checkpoint_after = 60`` timer, modelled by a checkpoint every 60 s of data),
+and in real time: a checkpoint every 60 s of data with the merges the
+service runs (``[storage] merge_after``; each given the time the next
+minute of real time leaves it, i.e. waited for), then a clean stop.
 """
 
 from __future__ import annotations
@@ -190,6 +193,24 @@ def at_rest(series: int, seconds: int, workload: str) -> None:
         storage.sync()
         running = directory_bytes(directory, "*")
         storage.close()
+        # Real time: the same checkpoints, and the merges the service runs
+        # (each has the rest of a real minute to finish), then a clean stop.
+        settings = Config().storage
+        directory = Path(tmp) / "real-time"
+        storage = Storage.open(directory, **settings.open_options())
+        for second, batch in enumerate(batches, 1):
+            storage.append(batch)
+            if second % 60 == 0:
+                storage.checkpoint()
+                storage.merge()  # waits for the merge the checkpoint started
+        storage.close(compact=True)
+        real_time = directory_bytes(directory, "*")
+        reader = Storage.open_readonly(directory)
+        stored = sum(
+            len(rows) for m in reader.metrics() for rows in reader.query(m).values()
+        )
+        reader.close()
+        assert stored == total, f"read back {stored} of {total}"
         peer = prometheus_bytes(batches, Path(tmp))
     print(f"{series:,} series x {seconds:,} s = {total:,} points, workload {workload}")
     print(f"  Storage, count checkpoints only {log_only / total:6.2f} bytes/point")
@@ -198,13 +219,17 @@ def at_rest(series: int, seconds: int, workload: str) -> None:
         f"(index {stopped_index / total:.2f}; {left_in_log} points left in the log)"
     )
     print(f"  running, compacted each minute  {running / total:6.2f} bytes/point")
+    print(
+        f"  real time, merged, clean stop   {real_time / total:6.2f} bytes/point "
+        "(a checkpoint every 60 s of data, merges as the service runs them)"
+    )
     if peer is None:
         print("  Prometheus: promtool not found")
         return
     print(
         f"  Prometheus block (promtool)     {peer / total:6.2f} bytes/point; "
         f"StatsYard / Prometheus: stopped {stopped / peer:.2f}, "
-        f"running {running / peer:.2f}"
+        f"running {running / peer:.2f}, real time {real_time / peer:.2f}"
     )
 
 

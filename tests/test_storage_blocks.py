@@ -332,7 +332,7 @@ def test_a_format_2_directory_is_read_then_upgraded_by_a_writer(
 
 def test_a_marker_of_another_format_is_refused(tmp_path: Path) -> None:
     """A directory marked with a format this version does not know is refused."""
-    (tmp_path / MARKER_NAME).write_bytes(b"StatsYard data directory\nformat 5\n")
+    (tmp_path / MARKER_NAME).write_bytes(b"StatsYard data directory\nformat 6\n")
     with pytest.raises(Exception, match="this version can read"):
         Storage.open_readonly(tmp_path)
 

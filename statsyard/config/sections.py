@@ -107,6 +107,25 @@ class StorageConfig:
             "while ingest goes on; false encodes them in the writer's thread.",
         ),
     )
+    merge_after: float | None = _setting(
+        300.0,
+        Setting(
+            "float",
+            above=0,
+            off_when_zero=True,
+            help="Seal the segment being written once its points span this many "
+            "seconds, and merge sealed segments of small blocks into large "
+            "blocks in the background; 0 never merges.",
+        ),
+    )
+    merge_block_points: int = _setting(
+        4096,
+        Setting(
+            "int",
+            above=0,
+            help="Most points a block written by a merge holds.",
+        ),
+    )
     max_series: int | None = _setting(
         None,
         Setting(
@@ -135,6 +154,10 @@ class StorageConfig:
             "retention_max_bytes": self.retention_max_bytes,
             "checkpoint_points": self.checkpoint_points,
             "compaction_worker": self.compaction_worker,
+            "merge_after_ms": (
+                None if self.merge_after is None else round(self.merge_after * 1000)
+            ),
+            "merge_block_points": self.merge_block_points,
             "max_series": self.max_series,
             "max_new_series_per_minute": self.max_new_series_per_minute,
         }

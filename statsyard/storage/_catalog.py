@@ -41,6 +41,19 @@ class SegmentInfo:
     idx_size: int = FILE_HEADER_SIZE
     min_ts: int | None = None
     max_ts: int | None = None
+    covered: int = 0
+    """The highest *covered* of its checkpoint records."""
+    blocks: int = 0
+    """Blocks its records list (the writer's count, for the merge policy)."""
+    points: int = 0
+    """Points in those blocks."""
+    sealed: bool = False
+    """No checkpoint goes into it any more (a merge may take it)."""
+
+    def count(self, blocks: int, points: int) -> None:
+        """Count blocks listed in the segment."""
+        self.blocks += blocks
+        self.points += points
 
     def cover(self, low: int, high: int) -> None:
         """Widen the segment's time span to include ``[low, high]``."""
@@ -239,8 +252,47 @@ class Catalog:
                 else:
                     refs.extend(ref)
                 segment.cover(low, high)
+                segment.count(1, count)
                 offset += length
             self.head = self.head.unfrozen()
+
+    def replace_segments(
+        self,
+        sources: set[int],
+        keys: list[SeriesKey],
+        segment: SegmentInfo,
+        entries: list[BlockEntry],
+        offset: int,
+    ) -> None:
+        """Show a merged segment's blocks instead of its sources', at once.
+
+        Args:
+            sources: the segments replaced (dropped from the catalog).
+            keys: every series with blocks in ``sources``.
+            segment: the merged segment (added to the catalog).
+            entries: its blocks, in data file order from ``offset``.
+            offset: data file offset of the first block.
+        """
+        new: dict[SeriesKey, list[int]] = {}
+        for metric, entity, length, count, low, high in entries:
+            new.setdefault((metric, entity), []).extend(
+                (segment.seq, offset, length, count, low, high)
+            )
+            offset += length
+        with self.lock:
+            for key in dict.fromkeys([*keys, *new]):
+                kept = [
+                    field
+                    for ref in self.refs(key)
+                    if ref.segment not in sources
+                    for field in ref
+                ]
+                # The merged segment is the newest: its blocks come last,
+                # as a load (by segment number) would order them.
+                self.index[key] = array("q", [*kept, *new.get(key, ())])
+            for seq in sources:
+                self.segments.pop(seq, None)
+            self.segments[segment.seq] = segment
 
     def drop_segment(self, seq: int) -> None:
         """Forget a segment and its blocks (retention removes its files)."""

@@ -77,7 +77,11 @@ class SegmentWriter:
             WriteError: a write, fsync or new segment failed; nothing changed.
         """
         segment = catalog.segments.get(max(catalog.segments, default=0))
-        if segment is None or segment.dat_size >= self._segment_bytes:
+        if (
+            segment is None
+            or segment.sealed  # a merge may take it, or made it
+            or segment.dat_size >= self._segment_bytes
+        ):
             segment = self._new_segment(catalog)
         record = pack_record(
             KIND_CHECKPOINT, encode_checkpoint(covered, segment.dat_size, entries)
@@ -135,6 +139,8 @@ class SegmentWriter:
             raise
         self.close()
         self._dat_fd, self._idx_fd = dat_fd, idx_fd
+        for older in catalog.segments.values():
+            older.sealed = True  # only the newest takes checkpoints
         segment = catalog.segments[seq] = SegmentInfo(seq)
         return segment
 

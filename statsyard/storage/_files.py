@@ -16,18 +16,28 @@ from statsyard.storage._framing import next_data
 logger = logging.getLogger("statsyard.storage")
 
 MARKER_NAME: Final = "STATSYARD"
-MARKER_TEXT: Final = b"StatsYard data directory\nformat 4\n"
+MARKER_TEXT: Final = b"StatsYard data directory\nformat 5\n"
+MARKER_TEXT_4: Final = b"StatsYard data directory\nformat 4\n"
+"""A format-4 directory's marker: read as it is, rewritten to format 5 by the
+first writer that opens it (a merge writes an index record kind that a
+format-4 StatsYard would take for damage, loading a merged segment's sources
+beside it, so it must refuse)."""
 MARKER_TEXT_3: Final = b"StatsYard data directory\nformat 3\n"
-"""A format-3 directory's marker: read as it is, rewritten to format 4 by the
+"""A format-3 directory's marker: read as it is, rewritten to format 5 by the
 first writer that opens it (its files stay as they are; new log records are
 zstd-compressed batches, which a format-3 StatsYard would take for damage,
 so it must refuse)."""
 MARKER_TEXT_2: Final = b"StatsYard data directory\nformat 2\n"
-"""A format-2 directory's marker: read as it is, rewritten to format 4 by the
+"""A format-2 directory's marker: read as it is, rewritten to format 5 by the
 first writer that opens it (new blocks are version 3 too, which a format-2
 StatsYard cannot read)."""
-OLDER_MARKERS: Final = (MARKER_TEXT_3, MARKER_TEXT_2)
+OLDER_MARKERS: Final = (MARKER_TEXT_4, MARKER_TEXT_3, MARKER_TEXT_2)
 """Markers of the older formats this version reads and upgrades."""
+
+MERGE_DAT_TMP: Final = "merge.dat.tmp"
+"""Where a merge writes its data file before the commit renames it."""
+MERGE_IDX_TMP: Final = "merge.idx.tmp"
+"""Where a merge writes its index file before the commit renames it."""
 
 WAL_PATTERN: Final = re.compile(r"^wal-(\d{16})\.log$")
 SEGMENT_PATTERN: Final = re.compile(r"^seg-(\d{16})\.dat$")
@@ -255,8 +265,8 @@ def check_data_directory(directory: Path, *, create: bool) -> None:
 
 
 def upgrade_marker(directory: Path) -> None:
-    """Rewrite a format-2 or -3 marker as format 4 (the writer, once it holds
-    the lock): in place, one byte, fsynced; not by a rename, since the
+    """Rewrite a format-2, -3 or -4 marker as format 5 (the writer, once it
+    holds the lock): in place, one byte, fsynced; not by a rename, since the
     writer's lock is taken on this inode."""
     with open(directory / MARKER_NAME, "r+b") as f:
         content = f.read(len(MARKER_TEXT) + 1)
@@ -267,7 +277,7 @@ def upgrade_marker(directory: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     logger.info(
-        "Upgraded data directory %s from format %s to format 4",
+        "Upgraded data directory %s from format %s to format 5",
         directory,
         content[-2:-1].decode("ascii"),
     )

@@ -161,7 +161,7 @@ class Cursor:
         return chunk
 
 
-def _record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
+def record_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
     """The ``(kind, payload)`` of a good record starting at ``pos``, else None."""
     end = len(data)
     if end - pos < RECORD_HEADER_SIZE:
@@ -304,7 +304,7 @@ def scan_records(data: bytes, start: int) -> ScanResult:
     end = len(data)
     find = data.find
     while pos < end:
-        found = _record_at(data, pos)
+        found = record_at(data, pos)
         if found is not None:
             kind, payload = found
             result.records.append((pos, kind, payload))
@@ -312,7 +312,7 @@ def scan_records(data: bytes, start: int) -> ScanResult:
             result.valid_end = pos
             continue
         nxt = find(RECORD_MARKER, pos + 1)
-        while nxt != -1 and _record_at(data, nxt) is None:
+        while nxt != -1 and record_at(data, nxt) is None:
             nxt = find(RECORD_MARKER, nxt + 1)
         if nxt == -1:
             result.torn_bytes = end - pos

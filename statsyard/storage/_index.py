@@ -160,3 +160,34 @@ def _decode_checkpoint(segment: int, payload: bytes, dat_size: int) -> Checkpoin
         )
     ]
     return Checkpoint(covered, dat_end, blocks)
+
+
+KIND_MERGE: Final = 4
+"""Record kind, in a segment index file, naming the segments a merge replaced
+(format 5; kind 3 is the log's compressed batch)."""
+
+_MERGE_HEADER: Final = struct.Struct("<I")
+MAX_MERGE_SOURCES: Final = 1 << 20
+"""More sources than this in a merge record is damage."""
+
+
+def encode_merge(sources: list[int]) -> bytes:
+    """Pack a merge record's payload: the numbers of the segments replaced."""
+    return _MERGE_HEADER.pack(len(sources)) + le_bytes(array("q", sources))
+
+
+def decode_merge(payload: bytes) -> list[int]:
+    """Unpack a merge record's payload (see :func:`encode_merge`).
+
+    Raises:
+        CorruptRecordError: the payload is malformed.
+    """
+    if len(payload) < _MERGE_HEADER.size:
+        raise CorruptRecordError("merge record is too short")
+    (count,) = _MERGE_HEADER.unpack_from(payload)
+    if count > MAX_MERGE_SOURCES or len(payload) != _MERGE_HEADER.size + 8 * count:
+        raise CorruptRecordError(f"merge record of {len(payload)} bytes names {count}")
+    sources = list(ints_from_le("q", payload[_MERGE_HEADER.size :]))
+    if any(seq < 1 for seq in sources):
+        raise CorruptRecordError("merge record names an impossible segment")
+    return sources

@@ -35,6 +35,11 @@ class Pacer:
         """The writer's thread: an append is running now."""
         self._last_ingest = time.monotonic()
 
+    @property
+    def ingest_active(self) -> bool:
+        """Whether an append ran in the last ``INGEST_ACTIVE_S``."""
+        return time.monotonic() - self._last_ingest < INGEST_ACTIVE_S
+
     def __call__(self) -> None:
         """Step aside if this query worked a slice while ingest is active."""
         now = time.monotonic()

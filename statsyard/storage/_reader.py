@@ -32,6 +32,13 @@ QueryResult = dict[str, list[tuple[int, Value]]]
 """Entity -> ``(timestamp ms, value)`` points, by time."""
 
 MAX_COLUMN_STEP: Final = 2**62
+
+
+class SegmentVanishedError(Exception):
+    """A segment file a query's snapshot named is gone (a merge or retention
+    removed it after the snapshot): the query starts over (internal signal)."""
+
+
 """Steps up to this many ms aggregate over numpy columns (int64 arithmetic)."""
 
 
@@ -72,8 +79,15 @@ class Reader:
         end: int | None,
         step: int | None,
         agg: str,
+        *,
+        strict: bool = False,
     ) -> QueryResult:
-        """See :meth:`Storage.query`."""
+        """See :meth:`Storage.query`.
+
+        Raises:
+            SegmentVanishedError: (``strict``) a segment file named by the
+                snapshot is gone; else its blocks are skipped.
+        """
         aggregate = check_agg(agg)
         if step is not None and (type(step) is not int or step <= 0):
             raise ValueError(f"step must be a positive int of ms, got {step!r}")
@@ -88,7 +102,7 @@ class Reader:
             if number is not None:
                 recent = head.piece(number, pace)
                 pace()
-            blocks = self._read_blocks(catalog, (metric, name), refs)
+            blocks = self._read_blocks(catalog, (metric, name), refs, strict)
             # Large blocks are numpy columns already: aggregate them as columns
             # (small blocks and the head stay on the list path, as fast there,
             # and a small read does not import numpy).
@@ -129,8 +143,10 @@ class Reader:
         entity: str,
         start: int | None,
         end: int | None,
+        *,
+        strict: bool = False,
     ) -> FloatColumns:
-        """See :meth:`Storage.query_columns`."""
+        """See :meth:`Storage.query_columns` (and :meth:`query` for ``strict``)."""
         from statsyard.storage._columns import (  # numpy: lazily
             float_columns,
             merge_columns,
@@ -145,7 +161,8 @@ class Reader:
             if number is not None:
                 recent = head.piece(number, pace)
                 pace()
-            pieces = [*self._read_blocks(catalog, (metric, entity), refs), recent]
+            blocks = self._read_blocks(catalog, (metric, entity), refs, strict)
+            pieces = [*blocks, recent]
         columns = merge_columns(float_columns(pieces))
         pace()
         return select_columns(columns, start, end)
@@ -177,7 +194,11 @@ class Reader:
             return catalog.head, snapshot
 
     def _read_blocks(
-        self, catalog: Catalog, key: tuple[str, str], refs: list[BlockRef]
+        self,
+        catalog: Catalog,
+        key: tuple[str, str],
+        refs: list[BlockRef],
+        strict: bool = False,
     ) -> list[tuple[Any, Any]]:
         """Read and decode blocks into columns (lists for small blocks; numpy
         arrays, or a list for generic values, for large ones); a damaged one
@@ -194,6 +215,8 @@ class Reader:
                     try:
                         fd, _size = open_regular(path)
                     except FileNotFoundError:
+                        if strict:  # merged or removed since the snapshot
+                            raise SegmentVanishedError(path.name) from None
                         fd = -1  # removed by retention since the snapshot
                     except DamagedFileError as exc:
                         fd = -1

@@ -23,6 +23,8 @@ from statsyard.storage._catalog import Catalog
 from statsyard.storage._files import (
     INDEX_PATTERN,
     MAX_FILE_BYTES,
+    MERGE_DAT_TMP,
+    MERGE_IDX_TMP,
     SEGMENT_PATTERN,
     WAL_PATTERN,
     numbered,
@@ -82,6 +84,7 @@ class Loader(SegmentRecovery):
         self._log_retention = log_retention
         self.kept_logs: list[int] = []
         """Covered logs left on disk for log readers."""
+        self.superseded = {}
 
     # -- the whole directory ------------------------------------------------------
 
@@ -93,11 +96,19 @@ class Loader(SegmentRecovery):
             CorruptRecordError: a file of a newer format version.
         """
         catalog = self._catalog
+        if self._repair:
+            self._remove_merge_leftovers()
         indexes = numbered(self._dir, INDEX_PATTERN)
         data_files = {seq for seq, _ in numbered(self._dir, SEGMENT_PATTERN)}
         newest = max([0, *data_files, *(seq for seq, _ in indexes)])
+        skip = self.find_merges(indexes)
+        for seq in self.superseded:
+            skip.add(seq)
+            if self._repair:
+                self.remove_superseded(seq)
+        data_files -= skip
         for seq, path in indexes:
-            if self._load_segment(seq, path):
+            if seq not in skip and self._load_segment(seq, path):
                 data_files.discard(seq)
         for seq in sorted(data_files):
             self._load_orphan(seq, newest=seq == newest)
@@ -121,6 +132,17 @@ class Loader(SegmentRecovery):
         catalog.wal_seq = max([catalog.covered, *(s for s, _ in wals)])
         if self._repair:
             self._remove_covered([(s, p) for s, p in wals if s <= catalog.covered])
+
+    def _remove_merge_leftovers(self) -> None:
+        """Writer: remove the files of a merge cut short before its commit."""
+        for name in (MERGE_DAT_TMP, MERGE_IDX_TMP):
+            path = self._dir / name
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            logger.warning("Removed %s: a merge that never committed", path)
+            self.directory_changed = True
 
     # -- logs ---------------------------------------------------------------------
 

@@ -22,16 +22,22 @@ def segments_to_remove(
 ) -> list[tuple[SegmentInfo, str]]:
     """The oldest segments that are too old or over the size limit, with why.
 
-    Never the newest segment (the one being written); stops at the first
-    segment that may stay.
+    Never the newest segment (the one being written). Oldest means by the
+    newest point held (then by number): a merged segment, numbered above
+    the segments written while it was merged, holds older points. Stops at
+    the first segment that may stay.
     """
     if max_age_ms is None and max_bytes is None:
         return []
     oldest_allowed = now_ms - max_age_ms if max_age_ms is not None else None
     total = sum(s.size for s in segments.values())
     doomed: list[tuple[SegmentInfo, str]] = []
-    for seq in sorted(segments)[:-1]:
-        segment = segments[seq]
+    newest = max(segments, default=0)
+    by_age = sorted(
+        (s for s in segments.values() if s.seq != newest),
+        key=lambda s: (s.max_ts is None, s.max_ts or 0, s.seq),
+    )
+    for segment in by_age:
         too_old = (
             oldest_allowed is not None
             and segment.max_ts is not None

@@ -16,18 +16,29 @@ from statsyard.exceptions import CorruptRecordError
 from statsyard.storage._catalog import SegmentInfo
 from statsyard.storage._files import (
     MAX_FILE_BYTES,
+    DamagedFileError,
     index_name,
+    open_regular,
     save_bytes,
     segment_name,
 )
 from statsyard.storage._framing import (
     FILE_HEADER_SIZE,
     INDEX_MAGIC,
+    MAX_RECORD_PAYLOAD,
+    RECORD_HEADER_SIZE,
+    RECORD_MARKER,
     SEGMENT_MAGIC,
     ScanResult,
+    record_at,
     scan_file,
 )
-from statsyard.storage._index import KIND_CHECKPOINT, decode_checkpoint
+from statsyard.storage._index import (
+    KIND_CHECKPOINT,
+    KIND_MERGE,
+    decode_checkpoint,
+    decode_merge,
+)
 from statsyard.storage._inspect import (
     DAMAGED,
     FOREIGN,
@@ -47,6 +58,9 @@ class SegmentRecovery(FileInspector):
 
     only: SeriesSelection | None = None
     """(reader) Index only these series' blocks; every record is still read."""
+    superseded: dict[int, int]
+    """Segment -> the merged segment that replaced it (its merge record
+    says so): loaded, then dropped (the writer removes its files)."""
 
     def _listing(self, seq: int, payload: bytes, dat_size: int) -> Listing:
         """A checkpoint record's blocks (those of :attr:`only`, if set).
@@ -112,6 +126,9 @@ class SegmentRecovery(FileInspector):
             fd, FILE_HEADER_SIZE, max(size, FILE_HEADER_SIZE), scan
         ):
             try:
+                if kind == KIND_MERGE:
+                    decode_merge(payload)  # read by find_merges()
+                    continue
                 if kind != KIND_CHECKPOINT:
                     raise CorruptRecordError(f"unknown record kind {kind}")
                 listing = self._listing(seq, payload, dat_size)
@@ -120,6 +137,9 @@ class SegmentRecovery(FileInspector):
                 damaged = True
                 continue
             covered = max(covered, listing.covered)
+            segment.count(
+                len(listing.blocks), sum(ref.points for _m, _e, ref in listing.blocks)
+            )
             if listing.extent is not None:
                 listed.append(listing.extent)
             if listing.span is not None:
@@ -133,6 +153,7 @@ class SegmentRecovery(FileInspector):
             return False
         self._count_skips(scan.skipped_records, scan.skipped_bytes, path)
         catalog.covered = max(catalog.covered, covered)
+        segment.covered = covered
         if scan.torn_bytes and self._repair:
             saved = save_bytes(self._dir, path, fd, scan.valid_end, size)
             logger.warning(
@@ -212,6 +233,7 @@ class SegmentRecovery(FileInspector):
             if only is None or only.wants(metric, entity):
                 self._catalog.add_loaded_block(metric, entity, ref)
             segment.cover(ref.min_ts, ref.max_ts)
+            segment.count(1, ref.points)
         logger.warning(
             "Found %d blocks (%d points) in %s that its index did not list%s",
             len(found),
@@ -223,6 +245,83 @@ class SegmentRecovery(FileInspector):
             idx_path = self._dir / index_name(seq)
             segment.idx_size = write_rescue_records(idx_path, covered, found)
         return True
+
+    def _merge_sources(self, path: Path) -> list[int] | None:
+        """The sources named by the merge record that begins index ``path``.
+
+        Returns:
+            None when the index does not begin with a sound merge record.
+        """
+        try:
+            fd, size = open_regular(path, max_bytes=MAX_FILE_BYTES)
+        except (OSError, DamagedFileError):
+            return None  # judged again (and counted) when the index is loaded
+        try:
+            head = os.pread(fd, RECORD_HEADER_SIZE, FILE_HEADER_SIZE)
+            if len(head) < RECORD_HEADER_SIZE or head[:4] != RECORD_MARKER:
+                return None
+            length = int.from_bytes(head[8:12], "little")
+            if length > min(size, MAX_RECORD_PAYLOAD):
+                return None
+            data = head + os.pread(fd, length, FILE_HEADER_SIZE + RECORD_HEADER_SIZE)
+        finally:
+            os.close(fd)
+        found = record_at(data, 0)
+        if found is None or found[0] != KIND_MERGE:
+            return None
+        try:
+            return decode_merge(found[1])
+        except CorruptRecordError:
+            return None
+
+    def find_merges(self, indexes: list[tuple[int, Path]]) -> set[int]:
+        """Read the merge records of merged segments, before anything is loaded.
+
+        A committed merge (its data file in place) supersedes its sources:
+        they are not loaded, and the writer removes their files. An index
+        beginning with a merge record whose data file is missing is a merge
+        cut short before its commit (the rename of its data file): its
+        sources hold every point, so it is not loaded, and the writer
+        removes it.
+
+        Returns:
+            The unfinished merges' segment numbers (not to load).
+        """
+        unfinished: set[int] = set()
+        for seq, path in indexes:
+            sources = self._merge_sources(path)
+            if sources is None:
+                continue
+            if not (self._dir / segment_name(seq)).exists():
+                unfinished.add(seq)
+                if self._repair:
+                    logger.warning("Removed %s: a merge that never committed", path)
+                    path.unlink()
+                    self.directory_changed = True
+                continue
+            for source in sources:
+                if source < seq:  # a merge replaces older segments only
+                    self.superseded.setdefault(source, seq)
+        return unfinished
+
+    def remove_superseded(self, seq: int) -> None:
+        """Writer: delete the files of a segment a committed merge replaced.
+
+        The data file goes first: an index left alone by a crash is still
+        named by the merge record and removed at the next open.
+        """
+        for name in (segment_name(seq), index_name(seq)):
+            try:
+                (self._dir / name).unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.error("Could not remove %s (merged): %s", name, exc)
+                continue
+            self.directory_changed = True
+            logger.info(
+                "Removed %s: merged into segment %d", name, self.superseded[seq]
+            )
 
     def _load_orphan(self, seq: int, *, newest: bool) -> None:
         """A data file without a usable index: rescue its blocks under a new index."""

@@ -23,8 +23,9 @@ from statsyard.storage._files import check_data_directory, listing, upgrade_mark
 from statsyard.storage._lock import lock_directory
 from statsyard.storage._log_watch import LogEnd, LogRetention
 from statsyard.storage._lookup import SeriesSelection
+from statsyard.storage._merge import DEFAULT_BLOCK_POINTS as DEFAULT_MERGE_BLOCK_POINTS
 from statsyard.storage._pacing import Pacer
-from statsyard.storage._reader import QueryResult, Reader
+from statsyard.storage._reader import QueryResult, Reader, SegmentVanishedError
 from statsyard.storage._recovery import Loader, Reload
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ MAX_SEGMENT_BYTES: Final = 512 * 2**20
 """Largest ``segment_bytes``: a log is then at most this plus one record,
 below the size beyond which a reader takes a file for damage."""
 _LOAD_ATTEMPTS: Final = 20
+_QUERY_ATTEMPTS: Final = 5
+"""A query whose snapshot names a segment file that is gone by the time it
+reads it (a merge replaced it, or retention removed it) starts over, with a
+fresh snapshot (a read-only storage refreshes first); the last attempt
+skips what is gone."""
 
 
 class Storage:
@@ -76,6 +82,8 @@ class Storage:
         max_new_series_per_minute: int | None = None,
         compaction_worker: bool = False,
         compaction_ready: Callable[[], None] | None = None,
+        merge_after_ms: int | None = None,
+        merge_block_points: int = DEFAULT_MERGE_BLOCK_POINTS,
     ) -> None:
         """Store the settings; use :meth:`open` or :meth:`open_readonly` instead."""
         if type(segment_bytes) is int and segment_bytes > MAX_SEGMENT_BYTES:
@@ -88,6 +96,8 @@ class Storage:
             ("retention_max_age_ms", retention_max_age_ms),
             ("retention_max_bytes", retention_max_bytes),
             ("checkpoint_points", checkpoint_points),
+            ("merge_after_ms", merge_after_ms),
+            ("merge_block_points", merge_block_points),
         ):
             if setting is not None and (type(setting) is not int or setting <= 0):
                 raise ValueError(f"{name} must be a positive int, got {setting!r}")
@@ -115,6 +125,9 @@ class Storage:
                 ),
                 compaction_worker=compaction_worker,
                 compaction_ready=compaction_ready,
+                merge_after_ms=merge_after_ms,
+                merge_block_points=merge_block_points,
+                pace=self._pacer,
             )
         )
         self._only: SeriesSelection | None = None
@@ -139,6 +152,8 @@ class Storage:
         max_new_series_per_minute: int | None = None,
         compaction_worker: bool = False,
         compaction_ready: Callable[[], None] | None = None,
+        merge_after_ms: int | None = None,
+        merge_block_points: int = DEFAULT_MERGE_BLOCK_POINTS,
     ) -> Storage:
         """Open (creating if needed) a data directory for writing, recovering it.
 
@@ -170,8 +185,17 @@ class Storage:
                 checkpoint, from the thread that appends (it dies with that
                 thread), and stopped by :meth:`close`.
             compaction_ready: called from another thread when the worker's
-                blocks are in; the owner then calls :meth:`finish_checkpoint`
-                from the appending thread (else the next append commits them).
+                blocks (or a merge) are in; the owner then calls
+                :meth:`finish_checkpoint` from the appending thread (else the
+                next append commits them).
+            merge_after_ms: merge compaction: seal the segment being written
+                once its points span this many ms (the next checkpoint starts
+                a new one), and merge runs of sealed segments of small blocks
+                into one segment of blocks of up to ``merge_block_points``, in
+                the background (in a worker process with
+                ``compaction_worker``, else in a paced thread); None merges
+                only on :meth:`merge`. See ``docs/storage.md``.
+            merge_block_points: most points a merged block holds.
 
         Raises:
             NotADataDirectoryError: ``data_dir`` is not a StatsYard data directory.
@@ -192,6 +216,8 @@ class Storage:
             max_new_series_per_minute=max_new_series_per_minute,
             compaction_worker=compaction_worker,
             compaction_ready=compaction_ready,
+            merge_after_ms=merge_after_ms,
+            merge_block_points=merge_block_points,
         )
         check_data_directory(directory, create=True)
         storage._lock_fd = lock_directory(directory)
@@ -377,6 +403,54 @@ class Storage:
         """
         return self._writing().finish_checkpoint()
 
+    def merge(self, *, seal: bool = False) -> int:
+        """Merge runs of sealed segments of small blocks now, and wait.
+
+        Commits a merge under way first. Each merge rewrites consecutive
+        sealed segments whose blocks average fewer than half of
+        ``merge_block_points`` points into one segment of blocks of up to
+        that many points; queries see every point once throughout.
+
+        Args:
+            seal: seal the segment being written first (the next checkpoint
+                starts a new one), so that everything compacted may merge.
+
+        Returns:
+            Segments merged away.
+
+        Raises:
+            WriteError: a merge failed; nothing is lost (its sources stay).
+        """
+        writer = self._writing()
+        merged = 0
+
+        def run() -> None:
+            nonlocal merged
+            merged = writer.merge(seal=seal)
+
+        writer.guard(run)
+        return merged
+
+    @property
+    def merges_done(self) -> int:
+        """Merges committed through this object since it was opened."""
+        return 0 if self._writer is None else self._writer.merges_done
+
+    @property
+    def merging(self) -> bool:
+        """Whether a merge runs in the background."""
+        return self._writer is not None and self._writer.merging
+
+    @property
+    def merge_failures(self) -> int:
+        """Merges the merge worker failed (after 3, merges run in a thread)."""
+        return 0 if self._writer is None else self._writer.merge_failures
+
+    @property
+    def merge_worker_pid(self) -> int | None:
+        """The merge worker's process id, while one runs."""
+        return None if self._writer is None else self._writer.merge_worker_pid
+
     @property
     def compacting(self) -> bool:
         """Whether a checkpoint's head is frozen, its blocks not yet committed."""
@@ -431,7 +505,22 @@ class Storage:
         Raises:
             ValueError: ``agg`` or ``step`` is invalid.
         """
-        return self._reader.query(self._catalog, metric, entity, start, end, step, agg)
+        last = _QUERY_ATTEMPTS - 1
+        for attempt in range(_QUERY_ATTEMPTS):
+            try:
+                return self._reader.query(
+                    self._catalog,
+                    metric,
+                    entity,
+                    start,
+                    end,
+                    step,
+                    agg,
+                    strict=attempt < last,
+                )
+            except SegmentVanishedError:
+                self._catch_up()
+        raise AssertionError("unreachable: the last attempt is not strict")
 
     def query_columns(
         self,
@@ -449,7 +538,21 @@ class Storage:
         object per point. Imports numpy. An unknown series gives two empty
         arrays.
         """
-        return self._reader.columns(self._catalog, metric, entity, start, end)
+        last = _QUERY_ATTEMPTS - 1
+        for attempt in range(_QUERY_ATTEMPTS):
+            try:
+                return self._reader.columns(
+                    self._catalog, metric, entity, start, end, strict=attempt < last
+                )
+            except SegmentVanishedError:
+                self._catch_up()
+        raise AssertionError("unreachable: the last attempt is not strict")
+
+    def _catch_up(self) -> None:
+        """After a segment vanished under a query: a read-only storage loads
+        the directory again (a live one's catalog is current already)."""
+        if self._writer is None:
+            self.refresh()
 
     def pace(self) -> None:
         """Step aside for ingest if it is active (for readers' own long work).
@@ -493,6 +596,8 @@ class Storage:
         if self._closed:
             return
         try:
+            if self._writer is not None:
+                self._writer.closing = True  # a merge started now is called off
             if compact and self._writer is not None and self.head_points:
                 try:
                     self._writer.checkpoint()

@@ -8,6 +8,7 @@ read, under the catalog's lock where they iterate.
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import compress
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from statsyard.datapoint import now_ms
-from statsyard.exceptions import WriteError
+from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._admission import REASONS, SeriesLimits
 from statsyard.storage._batch import (
     KIND_BATCH,
@@ -33,6 +34,21 @@ from statsyard.storage._files import segment_name
 from statsyard.storage._framing import MAX_RECORD_PAYLOAD, pack_record
 from statsyard.storage._log import LogWriter
 from statsyard.storage._log_watch import LogEnd, LogRetention
+from statsyard.storage._merge import (
+    DEFAULT_BLOCK_POINTS,
+    MAX_PACE_S,
+    PACE_SHARE,
+    MergeCancelledError,
+    MergeJob,
+    MergePlan,
+    commit_merge,
+    plan_merge,
+    remove_sources,
+    remove_temporary,
+)
+from statsyard.storage._merge import (
+    HANDLER as MERGE_HANDLER,
+)
 from statsyard.storage._recovery import Loader
 from statsyard.storage._retention import (
     remove_covered_logs,
@@ -41,13 +57,18 @@ from statsyard.storage._retention import (
 )
 
 if TYPE_CHECKING:
+    from statsyard._child_process import WorkerProcess
     from statsyard.datapoint import DataPoint, Row
     from statsyard.storage._head import Head
+    from statsyard.storage._pacing import Pacer
 
 logger = logging.getLogger("statsyard.storage")
 
 _ROW_COLUMNS = tuple(map(itemgetter, range(4)))
 _POINT_COLUMNS = tuple(map(attrgetter, ("metric", "entity", "value", "timestamp")))
+
+MAX_MERGE_FAILURES: Final = 3
+"""After this many failures of the merge worker, merges run in a thread."""
 
 MAX_LAG: Final = 1.0
 """While the worker compacts, the new head may reach this many times
@@ -82,8 +103,14 @@ class Writer:
             (and of :meth:`start_checkpoint`) in a worker process while
             appends go on; False: in the writer's thread.
         compaction_ready: called from another thread when the worker's
-            blocks are in, to have :meth:`finish_checkpoint` called soon;
-            without it they are committed at the next append.
+            blocks (or a merge) are in, to have :meth:`finish_checkpoint`
+            called soon; without it they are committed at the next append.
+        merge_after_ms: seal the segment being written once its points span
+            this many ms, and merge sealed segments of small blocks (None:
+            only on :meth:`merge`).
+        merge_block_points: most points a merged block holds.
+        pace: tells whether ingest is active (a merge in a thread then
+            steps aside).
     """
 
     def __init__(
@@ -99,6 +126,9 @@ class Writer:
         limits: SeriesLimits | None,
         compaction_worker: bool = False,
         compaction_ready: Callable[[], None] | None = None,
+        merge_after_ms: int | None = None,
+        merge_block_points: int = DEFAULT_BLOCK_POINTS,
+        pace: Pacer | None = None,
     ) -> None:
         self._dir = directory
         self._catalog = catalog
@@ -114,6 +144,20 @@ class Writer:
         self._kept_logs: list[int] = []
         self._compactor = Compactor(compaction_ready) if compaction_worker else None
         self._frozen: _Frozen | None = None
+        self._notify = compaction_ready
+        self._merge_after_ms = merge_after_ms
+        self._merge_block_points = merge_block_points
+        self._merge_in_worker = compaction_worker
+        self._merge_worker: WorkerProcess | None = None
+        self._merge_job: MergeJob | None = None
+        self._merge_excluded: set[int] = set()
+        self._pacer = pace
+        self.merge_failures = 0
+        """Merges the worker failed (then run in a thread)."""
+        self.merges_done = 0
+        """Merges committed since open."""
+        self.closing = False
+        """Set by a closing storage: start no merge (it would be called off)."""
         self.checkpoints_done = 0
         """Checkpoints committed since open."""
         self.opened_log_end = self._log.end
@@ -138,6 +182,9 @@ class Writer:
             self._log.note_directory_changed()
         self._log.start()
         self._segments.start(catalog)
+        # Only the newest segment takes checkpoints: the others are sealed.
+        for seq in sorted(catalog.segments)[:-1]:
+            catalog.segments[seq].sealed = True
         self.opened_log_end = self._log.end
         self.apply_retention()
         return loader.bytes_read
@@ -225,6 +272,7 @@ class Writer:
         """
         due = self._next_checkpoint
         head = self._catalog.head  # its points go on counting after a commit
+        self._poll_merge()
         try:
             frozen = self._frozen
             # The worker's blocks, as soon as they are in; blocks that failed
@@ -276,6 +324,7 @@ class Writer:
         before = self.checkpoints_done
         if self._frozen is not None:
             self._guard(lambda: self._finish(wait=False))
+        self._poll_merge()
         return self.checkpoints_done - before
 
     @property
@@ -287,6 +336,10 @@ class Writer:
     def compactor(self) -> Compactor | None:
         """The worker's keeper, with a worker."""
         return self._compactor
+
+    def guard(self, action: Callable[[], object]) -> None:
+        """Run ``action``, reporting an OS error as :class:`WriteError`."""
+        self._guard(action)
 
     def _guard(self, action: Callable[[], object]) -> None:
         try:
@@ -378,6 +431,7 @@ class Writer:
         segment = written.segment
         segment.dat_size += written.data_size
         segment.idx_size += written.record_size
+        segment.covered = max(segment.covered, covered)
         catalog.covered = covered
         done = [s for s in catalog.wal_seqs if s <= covered]
         catalog.wal_seqs[:] = [s for s in catalog.wal_seqs if s > covered]
@@ -396,6 +450,199 @@ class Writer:
         )
         self.apply_retention()
         self.sync()
+        if self._merge_after_ms is not None and not self.closing:
+            self._seal_if_due()
+            if self._merge_job is None:
+                self._guard_merge(self._start_merge)
+
+    # -- merges -------------------------------------------------------------------
+
+    def _seal_if_due(self, *, now: bool = False) -> None:
+        """Seal the segment being written once its points span ``merge_after``."""
+        segments = self._catalog.segments
+        if not segments:
+            return
+        newest = segments[max(segments)]
+        if newest.sealed or newest.min_ts is None or newest.max_ts is None:
+            return
+        after = self._merge_after_ms
+        if now or (after is not None and newest.max_ts - newest.min_ts >= after):
+            newest.sealed = True
+            logger.debug("Sealed segment %d for merging", newest.seq)
+
+    def _poll_merge(self) -> None:
+        """Commit a background merge that is done, and start the next one due."""
+        job = self._merge_job
+        if job is None or not job.done.is_set():
+            return
+        self._guard_merge(lambda: self._finish_merge(wait=True))
+        if self._merge_after_ms is not None and self._merge_job is None:
+            self._guard_merge(self._start_merge)
+
+    def _step_aside(self, worked: float) -> None:
+        """A merge thread, after a series: sleep a while if ingest is active,
+        so that the writer keeps most of the interpreter lock."""
+        pacer = self._pacer
+        if pacer is not None and pacer.ingest_active:
+            time.sleep(min(worked * PACE_SHARE, MAX_PACE_S))
+
+    def _guard_merge(self, action: Callable[[], object]) -> None:
+        """Run a merge step; a failure is logged and the merge tried later."""
+        try:
+            action()
+        except Exception as exc:  # deliberate: merges are optional work
+            logger.error(
+                "Merge in %s failed, will retry: %s",
+                self._dir,
+                exc,
+                exc_info=not isinstance(exc, OSError),
+            )
+
+    def _plan(self) -> MergePlan | None:
+        return plan_merge(
+            self._catalog,
+            block_points=self._merge_block_points,
+            max_bytes=self._segment_bytes,
+            excluded=self._merge_excluded,
+        )
+
+    def _merge_process(self) -> WorkerProcess | None:
+        """The merge worker (started from this, the writer's, thread), if used."""
+        if not self._merge_in_worker or self.merge_failures >= MAX_MERGE_FAILURES:
+            return None
+        if self._merge_worker is None:
+            from statsyard._child_process import WorkerProcess
+
+            try:
+                self._merge_worker = WorkerProcess(MERGE_HANDLER, name="merge")
+            except OSError as exc:
+                self._merge_failed(exc)
+                return None
+        return self._merge_worker
+
+    def _merge_failed(self, error: BaseException) -> None:
+        self.merge_failures += 1
+        worker, self._merge_worker = self._merge_worker, None
+        if worker is not None:
+            worker.kill()
+        logger.warning(
+            "Merge worker failed (%d of %d; then merges run in a thread): %s",
+            self.merge_failures,
+            MAX_MERGE_FAILURES,
+            error,
+        )
+
+    def _start_merge(self) -> bool:
+        """Start the next merge the policy calls for, in the background.
+
+        Returns:
+            Whether one started.
+        """
+        if self._merge_job is not None:
+            return False
+        plan = self._plan()
+        if plan is None:
+            return False
+        remove_temporary(self._dir)
+        job = MergeJob(
+            self._dir,
+            plan,
+            worker=self._merge_process(),
+            pace=self._step_aside,
+            notify=self._notify,
+        )
+        self._merge_job = job
+        job.start()
+        return True
+
+    def _finish_merge(self, *, wait: bool) -> bool:
+        """Commit the merge under way once it is done.
+
+        Returns:
+            Whether a merge was committed.
+        """
+        job = self._merge_job
+        if job is None or (not wait and not job.done.is_set()):
+            return False
+        job.wait()
+        self._merge_job = None
+        plan = job.plan
+        if job.error is not None or job.output is None:
+            remove_temporary(self._dir)
+            error = job.error or ValueError("no output")
+            if isinstance(error, CorruptRecordError) or "CorruptRecordError" in str(
+                error
+            ):
+                # A damaged block: never drop bytes a merge cannot read.
+                self._merge_excluded.update(plan.sources)
+                logger.warning("Not merging segments %s: %s", plan.sources, error)
+                return False
+            if isinstance(error, MergeCancelledError) or any(
+                seq not in self._catalog.segments for seq in plan.sources
+            ):
+                return False  # called off, or retention took a source meanwhile
+            if job.in_worker:
+                # Whatever went wrong (a timeout too), the worker may still
+                # be busy with the request: replace it.
+                self._merge_failed(error)
+                return False
+            raise error
+        done = commit_merge(self._dir, self._catalog, plan, job.output)
+        if done is None:
+            return False
+        segment, durable = done
+        for info in self._catalog.segments.values():
+            info.sealed = True  # the next checkpoint starts a new segment
+        self._log.note_directory_changed()
+        self.merges_done += 1
+        logger.info(
+            "Merged segments %s into %s: %d blocks of %d points (%d bytes)",
+            plan.sources,
+            segment_name(segment.seq),
+            segment.blocks,
+            segment.points,
+            segment.dat_size,
+        )
+        if durable:
+            remove_sources(self._dir, plan.sources, segment.seq)
+        return True
+
+    def merge(self, *, seal: bool) -> int:
+        """See :meth:`Storage.merge`."""
+        if seal:
+            self._seal_if_due(now=True)
+        merged = 0
+        if self._merge_job is not None:
+            merged += len(self._merge_job.plan.sources)
+            if not self._finish_merge(wait=True):
+                merged = 0
+        while True:
+            plan = self._plan()
+            if plan is None:
+                return merged
+            remove_temporary(self._dir)
+            job = MergeJob(
+                self._dir,
+                plan,
+                worker=self._merge_process(),
+                pace=lambda _worked: None,
+                notify=None,
+            )
+            self._merge_job = job
+            job.run()
+            if not self._finish_merge(wait=True):
+                return merged
+            merged += len(plan.sources)
+
+    @property
+    def merging(self) -> bool:
+        """Whether a merge is under way."""
+        return self._merge_job is not None
+
+    @property
+    def merge_worker_pid(self) -> int | None:
+        """The merge worker's process id, while there is one."""
+        return None if self._merge_worker is None else self._merge_worker.pid
 
     def apply_retention(self) -> None:
         """Remove the oldest whole segments that are too old or over the size limit."""
@@ -416,5 +663,12 @@ class Writer:
         """
         if self._compactor is not None:
             self._compactor.close()
+        job, self._merge_job = self._merge_job, None
+        if job is not None:
+            job.cancel()
+            remove_temporary(self._dir)
+        worker, self._merge_worker = self._merge_worker, None
+        if worker is not None:
+            worker.close()
         self._log.close()
         self._segments.close()

@@ -32,14 +32,12 @@ QueryResult = dict[str, list[tuple[int, Value]]]
 """Entity -> ``(timestamp ms, value)`` points, by time."""
 
 MAX_COLUMN_STEP: Final = 2**62
+"""Steps up to this many ms aggregate over numpy columns (int64 arithmetic)."""
 
 
 class SegmentVanishedError(Exception):
     """A segment file a query's snapshot named is gone (a merge or retention
     removed it after the snapshot): the query starts over (internal signal)."""
-
-
-"""Steps up to this many ms aggregate over numpy columns (int64 arithmetic)."""
 
 
 def _as_lists(columns: tuple[Any, Any]) -> Piece:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from statsyard.exceptions import CorruptRecordError, WriteError
 from statsyard.storage._admission import REASONS, SeriesLimits
@@ -46,6 +46,7 @@ MAX_SEGMENT_BYTES: Final = 512 * 2**20
 """Largest ``segment_bytes``: a log is then at most this plus one record,
 below the size beyond which a reader takes a file for damage."""
 _LOAD_ATTEMPTS: Final = 20
+_Answer = TypeVar("_Answer")
 _QUERY_ATTEMPTS: Final = 5
 """A query whose snapshot names a segment file that is gone by the time it
 reads it (a merge replaced it, or retention removed it) starts over, with a
@@ -505,22 +506,11 @@ class Storage:
         Raises:
             ValueError: ``agg`` or ``step`` is invalid.
         """
-        last = _QUERY_ATTEMPTS - 1
-        for attempt in range(_QUERY_ATTEMPTS):
-            try:
-                return self._reader.query(
-                    self._catalog,
-                    metric,
-                    entity,
-                    start,
-                    end,
-                    step,
-                    agg,
-                    strict=attempt < last,
-                )
-            except SegmentVanishedError:
-                self._catch_up()
-        raise AssertionError("unreachable: the last attempt is not strict")
+        return self._retrying(
+            lambda strict: self._reader.query(
+                self._catalog, metric, entity, start, end, step, agg, strict=strict
+            )
+        )
 
     def query_columns(
         self,
@@ -538,21 +528,23 @@ class Storage:
         object per point. Imports numpy. An unknown series gives two empty
         arrays.
         """
-        last = _QUERY_ATTEMPTS - 1
-        for attempt in range(_QUERY_ATTEMPTS):
-            try:
-                return self._reader.columns(
-                    self._catalog, metric, entity, start, end, strict=attempt < last
-                )
-            except SegmentVanishedError:
-                self._catch_up()
-        raise AssertionError("unreachable: the last attempt is not strict")
+        return self._retrying(
+            lambda strict: self._reader.columns(
+                self._catalog, metric, entity, start, end, strict=strict
+            )
+        )
 
-    def _catch_up(self) -> None:
-        """After a segment vanished under a query: a read-only storage loads
-        the directory again (a live one's catalog is current already)."""
-        if self._writer is None:
-            self.refresh()
+    def _retrying(self, read: Callable[[bool], _Answer]) -> _Answer:
+        """``read(strict)`` again from a fresh snapshot while a segment file
+        vanishes under it (see :data:`_QUERY_ATTEMPTS`); a read-only storage
+        loads the directory again first (a live one's catalog is current)."""
+        for _ in range(_QUERY_ATTEMPTS - 1):
+            try:
+                return read(True)
+            except SegmentVanishedError:
+                if self._writer is None:
+                    self.refresh()
+        return read(False)
 
     def pace(self) -> None:
         """Step aside for ingest if it is active (for readers' own long work).

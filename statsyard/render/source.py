@@ -60,7 +60,6 @@ class SeriesSource(Protocol):
         ``pattern`` is a Graphite glob (``*``, ``?``, ``[...]``, ``{a,b}``) or
         ``*`` for everything; returning more is fine (the engine filters).
         """
-        ...
 
     def fetch(
         self, metric: str, entity: str, start_ms: int, end_ms: int

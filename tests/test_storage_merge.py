@@ -713,3 +713,22 @@ def test_a_reader_in_another_process_refreshes_when_a_merge_removed_its_files(
     assert not (tmp_path / "seg-0000000000000001.dat").exists()
     assert everything(reader) == model_of(writes)
     assert reader.skipped_records == 0
+
+
+def test_a_committed_merge_whose_data_file_was_lost_is_damage_not_a_merge_cut_short(
+    tmp_path: Path,
+) -> None:
+    """Its index names sources that are gone: the writer moves the index to
+    ``damaged/`` and counts it, rather than removing it as a merge that
+    never committed (which only a merge whose sources are all there is)."""
+    fill(tmp_path, 4)
+    with Storage.open(tmp_path, checkpoint_points=None) as storage:
+        assert storage.merge(seal=True) == 1
+    merged = segment_files(tmp_path)
+    assert merged == ["seg-0000000000000002.dat", "seg-0000000000000002.idx"]
+    (tmp_path / merged[0]).unlink()
+    with Storage.open(tmp_path) as storage:
+        assert storage.skipped_records == 1
+        assert everything(storage) == {}
+    assert segment_files(tmp_path) == []
+    assert [p.name for p in (tmp_path / "damaged").iterdir()] == [merged[1]]

@@ -28,8 +28,9 @@ renames the data file as ``seg-N.dat`` and fsyncs the directory again:
 from the catalog (under its lock, with the merged blocks shown in the same
 step) and their files removed, data file first. At open: temporary files
 are removed; an index beginning with a merge record whose data file is
-missing is a merge cut short before its commit (removed; its sources hold
-every point); a committed merge's sources are not loaded and their files
+missing is a merge cut short before its commit if its sources are all
+there (removed; they hold every point), else damage (quarantined); a
+committed merge's sources are not loaded and their files
 are removed. A merged segment and its sources both on disk never show a
 point twice or change which write wins (the order rule above), so no step
 can make a query wrong; the merge record only says which files are waste.

@@ -294,10 +294,17 @@ class SegmentRecovery(FileInspector):
                 continue
             if not (self._dir / segment_name(seq)).exists():
                 unfinished.add(seq)
-                if self._repair:
-                    logger.warning("Removed %s: a merge that never committed", path)
-                    path.unlink()
-                    self.directory_changed = True
+                if all((self._dir / segment_name(s)).exists() for s in sources):
+                    if self._repair:  # cut short: its sources hold every point
+                        logger.warning("Removed %s: a merge that never committed", path)
+                        path.unlink()
+                        self.directory_changed = True
+                else:  # committed, then its data file was lost: damage
+                    self._damage(
+                        path,
+                        f"the data file {segment_name(seq)} of a committed merge "
+                        f"is missing, and so are some of its sources {sources}",
+                    )
                 continue
             for source in sources:
                 if source < seq:  # a merge replaces older segments only

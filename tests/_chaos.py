@@ -113,6 +113,9 @@ class ChaosPlan:
     """Seconds between fsyncs under ``interval`` (short: the writer is often busy)."""
     checkpoint_points: int = 5000
     """The storage compacts its head this often (a slow write now and then)."""
+    merge_after: float | None = None
+    """``[storage] merge_after`` in seconds of data (None: the default, which
+    a run's few minutes of data never reach; small: merges all the time)."""
     invalid_per_chunk: float = 0.05
     """Probability that a host chunk carries one invalid point."""
     duration: float = 4.0
@@ -691,7 +694,13 @@ def run_chaos(plan: ChaosPlan, data_dir: Path) -> ChaosReport:
         config = attrs.evolve(
             config,
             storage=attrs.evolve(
-                config.storage, checkpoint_points=plan.checkpoint_points
+                config.storage,
+                checkpoint_points=plan.checkpoint_points,
+                merge_after=(
+                    config.storage.merge_after
+                    if plan.merge_after is None
+                    else plan.merge_after
+                ),
             ),
         )
         yard = StatsYard(config, data_dir=data_dir)

@@ -97,6 +97,32 @@ def test_an_embedded_statsyard_loses_nothing_and_writes_nothing_twice_under_chao
     check(report, plan)
 
 
+def test_merges_under_chaos_lose_nothing_and_write_nothing_twice(
+    tmp_path: Path, seed: int
+) -> None:
+    """The embedded tree merging all the time (a segment sealed every 2 s of
+    data, a checkpoint every 2,000 points) while 500 kills land: a writer
+    killed mid-merge, its worker and temporary files left behind, and every
+    point still read back exactly once."""
+    plan = ChaosPlan(
+        seed=seed,
+        graphite=False,
+        host_points=200_000,
+        tcp_points=0,
+        kills=500,
+        checkpoint_points=2000,
+        merge_after=2.0,
+    )
+    report = run_chaos(plan, tmp_path / "data")
+    check(report, plan)
+    merged = [
+        path
+        for path in (tmp_path / "data").glob("seg-*.idx")
+        if b"SYRC\x01\x04" in path.read_bytes()[16:22]
+    ]
+    assert merged, "no merged segment: the run did not exercise merges"
+
+
 def test_flush_follows_a_writer_restart_instead_of_failing(tmp_path: Path) -> None:
     """Found by the chaos test: flush() asked a writer that a crash was about
     to restart to fsync, and raised NotRunningError although the tree ran on.

@@ -732,3 +732,85 @@ def test_a_committed_merge_whose_data_file_was_lost_is_damage_not_a_merge_cut_sh
         assert everything(storage) == {}
     assert segment_files(tmp_path) == []
     assert [p.name for p in (tmp_path / "damaged").iterdir()] == [merged[1]]
+
+
+def _minutes(storage: Storage, minutes: int) -> list[tuple[str, str, Any, int]]:
+    """A checkpoint a minute of 4 series, as a running service makes them."""
+    writes: list[tuple[str, str, Any, int]] = []
+    for minute in range(minutes):
+        batch = [
+            (
+                f"m{k}",
+                "host",
+                minute * 60 + second + k * 0.5,
+                TS + (minute * 60 + second) * 1000,
+            )
+            for second in range(60)
+            for k in range(4)
+        ]
+        storage.append(batch)
+        writes += batch
+        storage.checkpoint()
+    return writes
+
+
+def _largest_block(directory: Path) -> int:
+    reader = Storage.open_readonly(directory)
+    with reader._catalog.lock:
+        refs = [
+            r for key in list(reader._catalog.index) for r in reader._catalog.refs(key)
+        ]
+    reader.close()
+    return max(ref.points for ref in refs)
+
+
+def test_a_clean_stop_merges_the_newest_minutes(tmp_path: Path) -> None:
+    """Segments not yet sealed by ``merge_after`` are sealed and merged by
+    ``close(compact=True)``: the directory is left in large blocks, every
+    point once; a plain close leaves them as they are."""
+    plain = tmp_path / "plain"
+    storage = Storage.open(plain, checkpoint_points=None, merge_after_ms=3_600_000)
+    writes = _minutes(storage, 5)
+    storage.close()
+    assert _largest_block(plain) == 60
+    stopped = tmp_path / "stopped"
+    storage = Storage.open(stopped, checkpoint_points=None, merge_after_ms=3_600_000)
+    writes = _minutes(storage, 5)
+    storage.append([("m0", "host", -1.0, TS + 300_000)])  # left in the head
+    writes.append(("m0", "host", -1.0, TS + 300_000))
+    storage.close(compact=True)
+    assert _largest_block(stopped) == 301
+    with Storage.open(stopped) as reopened:
+        assert everything(reopened) == model_of(writes)
+        assert block_points(reopened) == len(writes)
+
+
+def test_a_clean_stop_leaves_a_merge_past_its_budget_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge that would take longer than a stop's budget calls itself off:
+    the small blocks stay, every point once, no temporary file."""
+    import types
+
+    from statsyard.storage import _merge, _writer
+
+    # The stop starts its merges in time; each finds itself past the budget
+    # at its first series.
+    monkeypatch.setattr(_writer, "time", types.SimpleNamespace(monotonic=lambda: 0.0))
+    monkeypatch.setattr(_merge, "time", types.SimpleNamespace(monotonic=lambda: 9e9))
+    started: list[int] = []
+    real = _merge.run_merge
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_merge, "run_merge", counted)
+    storage = Storage.open(tmp_path, checkpoint_points=None, merge_after_ms=3_600_000)
+    writes = _minutes(storage, 3)
+    storage.close(compact=True)
+    assert started, "the stop did not start a merge"
+    assert _largest_block(tmp_path) == 60
+    assert not [name for name in segment_files(tmp_path) if "merge" in name]
+    with Storage.open_readonly(tmp_path) as reader:
+        assert everything(reader) == model_of(writes)

@@ -479,7 +479,7 @@ class MergeJob:
                 self.output = MergeOutput.from_bytes(reply)
             else:
                 self.output = run_merge(
-                    self._dir, self.plan, pace=self._pace, cancelled=self._cancel.is_set
+                    self._dir, self.plan, pace=self._pace, cancelled=self._called_off
                 )
         except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
             self.error = exc
@@ -490,6 +490,16 @@ class MergeJob:
                     self._notify()
                 except Exception:  # deliberate: a listener must not lose the result
                     logger.exception("Merge listener failed")
+
+    give_up_at: float | None = None
+    """(in this process) ``time.monotonic()`` past which the merge calls
+    itself off between series: a clean stop's merge stays within a budget."""
+
+    def _called_off(self) -> bool:
+        give_up_at = self.give_up_at
+        return self._cancel.is_set() or (
+            give_up_at is not None and time.monotonic() > give_up_at
+        )
 
     @property
     def in_worker(self) -> bool:

@@ -734,15 +734,18 @@ def test_a_committed_merge_whose_data_file_was_lost_is_damage_not_a_merge_cut_sh
     assert [p.name for p in (tmp_path / "damaged").iterdir()] == [merged[1]]
 
 
-def _minutes(storage: Storage, minutes: int) -> list[tuple[str, str, Any, int]]:
-    """A checkpoint a minute of 4 series, as a running service makes them."""
+def _minutes(
+    storage: Storage, minutes: int, offset: float = 0.0
+) -> list[tuple[str, str, Any, int]]:
+    """A checkpoint a minute of 4 series, as a running service makes them
+    (values ``offset`` up from the first run's)."""
     writes: list[tuple[str, str, Any, int]] = []
     for minute in range(minutes):
         batch = [
             (
                 f"m{k}",
                 "host",
-                minute * 60 + second + k * 0.5,
+                offset + minute * 60 + second + k * 0.5,
                 TS + (minute * 60 + second) * 1000,
             )
             for second in range(60)
@@ -814,3 +817,23 @@ def test_a_clean_stop_leaves_a_merge_past_its_budget_for_later(
     assert not [name for name in segment_files(tmp_path) if "merge" in name]
     with Storage.open_readonly(tmp_path) as reader:
         assert everything(reader) == model_of(writes)
+
+
+def test_checkpoints_after_a_stop_that_merged_read_back_with_it(tmp_path: Path) -> None:
+    """The stop's merged segment is the newest at the next open: what the
+    next writer checkpoints and merges (three times over) reads back once,
+    rewrites of old timestamps winning, and ``statsyard check`` agrees."""
+    from statsyard.cli.check import check_directory
+
+    writes: list[tuple[str, str, Any, int]] = []
+    for run in range(3):
+        storage = Storage.open(tmp_path, checkpoint_points=None, merge_after_ms=120_000)
+        writes += _minutes(storage, 3, offset=run * 1000)
+        storage.append(writes[-8:])  # rewrite the newest points, then stop
+        storage.close(compact=True)
+        # The next run writes the same minutes again: its values must win.
+        with Storage.open_readonly(tmp_path) as reader:
+            assert everything(reader) == model_of(writes)
+    report = check_directory(tmp_path)
+    assert report.ok
+    assert report.points == sum(map(len, model_of(writes).values()))

@@ -788,6 +788,22 @@ def test_a_clean_stop_merges_the_newest_minutes(tmp_path: Path) -> None:
         assert block_points(reopened) == len(writes)
 
 
+def test_a_clean_stop_leaves_a_merge_of_too_many_points_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge of more points than a stop's budget is not started at all (a
+    long series merges in one piece, past the time budget's checks)."""
+    from statsyard.storage import _writer
+
+    monkeypatch.setattr(_writer, "CLOSE_MERGE_POINTS", 100)
+    storage = Storage.open(tmp_path, checkpoint_points=None, merge_after_ms=3_600_000)
+    writes = _minutes(storage, 3)
+    storage.close(compact=True)
+    assert _largest_block(tmp_path) == 60
+    with Storage.open_readonly(tmp_path) as reader:
+        assert everything(reader) == model_of(writes)
+
+
 def test_a_clean_stop_leaves_a_merge_past_its_budget_for_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -129,6 +129,11 @@ class MergePlan:
     """Data file size of each later segment when planned: blocks past it
     are checked at the commit."""
 
+    @property
+    def points(self) -> int:
+        """Points in the sources' blocks."""
+        return sum(ref.points for series in self.series for ref in series.sources)
+
     def to_bytes(self) -> bytes:
         """The plan as a worker request."""
         return json.dumps(
@@ -474,7 +479,7 @@ class MergeJob:
                 request = (
                     len(where).to_bytes(4, "little") + where + self.plan.to_bytes()
                 )
-                points = sum(r.points for s in self.plan.series for r in s.sources)
+                points = self.plan.points
                 reply = self._worker.request(request, timeout=60.0 + points * 50e-6)
                 self.output = MergeOutput.from_bytes(reply)
             else:

@@ -71,7 +71,10 @@ MAX_MERGE_FAILURES: Final = 3
 """After this many failures of the merge worker, merges run in a thread."""
 CLOSE_MERGE_SECONDS: Final = 1.0
 """A clean stop merges what is left of small blocks for at most this long
-(in its own thread, between series), so that a stop stays quick."""
+(checked between series), so that a stop stays quick."""
+CLOSE_MERGE_POINTS: Final = 500_000
+"""...and only merges of at most this many points (a long series merges
+in one piece, past the time budget's checks)."""
 
 MAX_LAG: Final = 1.0
 """While the worker compacts, the new head may reach this many times
@@ -679,7 +682,11 @@ class Writer:
                 job.cancel()
                 remove_temporary(self._dir)
             self._seal_if_due(now=True)
-            while time.monotonic() < give_up_at and (plan := self._plan()) is not None:
+            while (
+                time.monotonic() < give_up_at
+                and (plan := self._plan()) is not None
+                and plan.points <= CLOSE_MERGE_POINTS
+            ):
                 remove_temporary(self._dir)
                 job = MergeJob(
                     self._dir, plan, worker=None, pace=lambda _worked: None, notify=None
